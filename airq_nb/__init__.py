@@ -1,0 +1,62 @@
+"""airq_nb: London's particulate air pollution, collected hourly from inside a Jupyter kernel.
+
+A KV store and durable queue in one SQLite file (Deno KV's semantics plus the management
+Deno lacks), an asyncio scheduler with durable recurring jobs, and an air-quality collector.
+Charts (``airq_nb.charts``) and widgets (``airq_nb.widgets``) are imported on demand.
+"""
+
+from __future__ import annotations
+
+from ._clock import Clock, FakeClock, SystemClock
+from ._errors import (
+    AirqError,
+    ConfigurationError,
+    InvalidApiKeyError,
+    InvalidDelayError,
+    InvalidKeyError,
+    InvalidScheduleError,
+    InvalidValueError,
+    MalformedReplyError,
+    MessageNotFoundError,
+    PayloadTooLargeError,
+    RateLimitedError,
+    ScheduleNotFoundError,
+    SourceError,
+    SourceUnavailableError,
+    StoreError,
+)
+from ._queue import DEFAULT_BACKOFF_SCHEDULE, Delivery, Message, QueueCounts
+from ._store import DEFAULT_DB_PATH, AtomicOperation, CommitResult, Entry, Store, open_store
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_BACKOFF_SCHEDULE",
+    "DEFAULT_DB_PATH",
+    "AirqError",
+    "AtomicOperation",
+    "Clock",
+    "CommitResult",
+    "ConfigurationError",
+    "Delivery",
+    "Entry",
+    "FakeClock",
+    "InvalidApiKeyError",
+    "InvalidDelayError",
+    "InvalidKeyError",
+    "InvalidScheduleError",
+    "InvalidValueError",
+    "MalformedReplyError",
+    "Message",
+    "MessageNotFoundError",
+    "PayloadTooLargeError",
+    "QueueCounts",
+    "RateLimitedError",
+    "ScheduleNotFoundError",
+    "SourceError",
+    "SourceUnavailableError",
+    "Store",
+    "StoreError",
+    "SystemClock",
+    "open_store",
+]

@@ -1,0 +1,92 @@
+"""The package's exception types: every error says what went wrong and what to do next."""
+
+from __future__ import annotations
+
+__all__ = [
+    "AirqError",
+    "ConfigurationError",
+    "InvalidApiKeyError",
+    "InvalidDelayError",
+    "InvalidKeyError",
+    "InvalidScheduleError",
+    "InvalidValueError",
+    "MalformedReplyError",
+    "MessageNotFoundError",
+    "PayloadTooLargeError",
+    "RateLimitedError",
+    "ScheduleNotFoundError",
+    "SourceError",
+    "SourceUnavailableError",
+    "StoreError",
+]
+
+
+class AirqError(Exception):
+    """Base class of every error airq_nb raises on purpose."""
+
+
+class StoreError(AirqError):
+    """The SQLite file cannot be used as an airq_nb store (corrupt, newer schema, unreadable)."""
+
+
+class ConfigurationError(AirqError, ValueError):
+    """A setting (argument or environment variable) has a value airq_nb cannot use."""
+
+
+class InvalidKeyError(AirqError, TypeError):
+    """A KV key is not a non-empty tuple of str, int, float, bool or bytes parts."""
+
+
+class InvalidValueError(AirqError, ValueError):
+    """A KV value or queue payload cannot be stored as JSON."""
+
+
+class PayloadTooLargeError(InvalidValueError):
+    """A KV value or queue payload is larger than the store accepts."""
+
+
+class InvalidDelayError(AirqError, ValueError):
+    """A delay, expiry or back-off is negative, not finite or too long."""
+
+
+class MessageNotFoundError(AirqError, LookupError):
+    """No queue message has the given id (it was delivered, deleted or never existed)."""
+
+
+class InvalidScheduleError(AirqError, ValueError):
+    """A recurring schedule's definition (interval, cron, time zone, misfire policy) is invalid."""
+
+
+class ScheduleNotFoundError(AirqError, LookupError):
+    """No schedule has the given name."""
+
+
+class SourceError(AirqError):
+    """An air-quality source failed; ``retryable`` says whether trying again can help."""
+
+    retryable: bool = True
+    retry_after: float | None = None
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class InvalidApiKeyError(SourceError):
+    """The source rejected the API key (HTTP 401/403); retrying cannot help."""
+
+    retryable = False
+
+
+class RateLimitedError(SourceError):
+    """The source answered HTTP 429; ``retry_after`` holds the wait it asked for, if any."""
+
+
+class SourceUnavailableError(SourceError):
+    """The source is down or unreachable (5xx, connection error, time-out)."""
+
+
+class MalformedReplyError(SourceError):
+    """The source answered, but the reply is not what its API documents; nothing was written."""
+
+    retryable = True

@@ -1,0 +1,751 @@
+"""The store: one SQLite file holding the KV, the durable queue and the other parts' tables.
+
+WAL mode, a busy timeout instead of "database is locked", and every write in a
+``BEGIN IMMEDIATE`` transaction so several processes (kernels, papermill, the CLI) can
+share one file. Tables are created with sqlite-utils.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+import threading
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlite_utils
+
+from . import _queue
+from ._clock import Clock, SystemClock
+from ._errors import InvalidKeyError, InvalidValueError, MessageNotFoundError, StoreError
+from ._json import dump_value, load_value
+from ._keys import Key, decode_key, encode_key, prefix_range
+from ._queue import Delivery, FailOutcome, Message, PreparedMessage, QueueCounts
+
+__all__ = [
+    "DEFAULT_DB_PATH",
+    "AtomicOperation",
+    "CommitResult",
+    "Entry",
+    "Store",
+    "open_store",
+]
+
+#: Where the store lives when neither ``path`` nor ``AIRQ_NB_DB`` says otherwise.
+DEFAULT_DB_PATH = Path("~/.local/share/airq_nb/airq.db")
+#: How long a writer waits for another process's transaction before giving up.
+DEFAULT_BUSY_TIMEOUT = 60.0
+SCHEMA_VERSION = 1
+_EXPIRY_SWEEP_SECONDS = 60.0
+
+Durability = Literal["normal", "full"]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A KV entry; ``value`` and ``versionstamp`` are ``None`` when the key is absent."""
+
+    key: Key
+    value: Any
+    versionstamp: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    """What an atomic commit did: ``ok`` is False when a check failed and nothing was written."""
+
+    ok: bool
+    versionstamp: str | None = None
+    message_ids: tuple[int, ...] = ()
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def resolve_path(path: str | os.PathLike[str] | None) -> Path:
+    """The store's file: the argument, else ``AIRQ_NB_DB``, else :data:`DEFAULT_DB_PATH`."""
+    chosen = path if path is not None else os.environ.get("AIRQ_NB_DB") or DEFAULT_DB_PATH
+    return Path(chosen).expanduser()
+
+
+def open_store(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    clock: Clock | None = None,
+    durability: Durability = "normal",
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+) -> Store:
+    """Open (creating if needed) the store at ``path``, ``$AIRQ_NB_DB`` or the default path.
+
+    ``durability="normal"`` (WAL with ``synchronous=NORMAL``) never corrupts the file and
+    loses nothing when a process dies; a power cut may lose the last commits.
+    ``"full"`` syncs every commit to disk as well.
+    """
+    return Store(resolve_path(path), clock=clock, durability=durability, busy_timeout=busy_timeout)
+
+
+class Store:
+    """KV + durable queue in one SQLite file. Safe to share between threads and processes."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Clock | None = None,
+        durability: Durability = "normal",
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    ) -> None:
+        if durability not in ("normal", "full"):
+            raise StoreError(f"durability must be 'normal' or 'full', got {durability!r}")
+        self.path = path
+        self.clock: Clock = clock or SystemClock()
+        self.durability = durability
+        self._lock = threading.RLock()
+        self._last_sweep = -math.inf
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn = sqlite3.connect(
+                str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute(f"PRAGMA synchronous = {durability.upper()}")
+            self.db = sqlite_utils.Database(self._conn)
+            self._create_schema()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"cannot open {path} as an airq_nb store: {exc}. "
+                "Point AIRQ_NB_DB (or the path argument) at a new or existing airq_nb file."
+            ) from exc
+        self.queue = QueueManager(self)
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _create_schema(self) -> None:
+        with self.transaction():
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} was written by a newer airq_nb (schema {version}, this one "
+                    f"knows {SCHEMA_VERSION}); upgrade airq_nb to use it"
+                )
+            if version == SCHEMA_VERSION:
+                return
+            self.db["kv"].create(
+                {"key": bytes, "value": str, "versionstamp": str, "expires_at": float},
+                pk="key",
+                not_null={"value", "versionstamp"},
+                if_not_exists=True,
+            )
+            self.db["meta"].create({"name": str, "value": int}, pk="name", if_not_exists=True)
+            self.db["meta"].insert({"name": "versionstamp", "value": 0}, ignore=True)
+            self.db["paused_topics"].create(
+                {"topic": str, "paused_at": float}, pk="topic", if_not_exists=True
+            )
+            # AUTOINCREMENT (which sqlite-utils cannot declare) so a message id is never
+            # reused: a stale ack or a log row can never point at a newer message.
+            self._conn.execute(
+                """CREATE TABLE IF NOT EXISTS queue (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    topic TEXT NOT NULL,
+                    value TEXT NOT NULL,
+                    state TEXT NOT NULL,
+                    deliver_at REAL NOT NULL,
+                    due_at REAL,
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    backoff_schedule TEXT,
+                    keys_if_undelivered TEXT,
+                    last_error TEXT,
+                    enqueued_at REAL NOT NULL,
+                    lease_token TEXT,
+                    lease_expires_at REAL,
+                    dedup_key TEXT,
+                    schedule TEXT,
+                    dead_at REAL
+                )"""
+            )
+            self._conn.execute(
+                "CREATE INDEX IF NOT EXISTS queue_due ON queue (due_at) "
+                "WHERE state IN ('queued', 'leased')"
+            )
+            self._conn.execute(
+                "CREATE UNIQUE INDEX IF NOT EXISTS queue_dedup ON queue (dedup_key) "
+                "WHERE dedup_key IS NOT NULL"
+            )
+            self.db["kv"].create_index(["expires_at"], if_not_exists=True)
+            self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``): all or nothing, waits out other writers.
+
+        Nested use joins the outer transaction. Other parts of airq_nb (schedules, the
+        delivery log, readings) use this to write their tables atomically with the queue.
+        """
+        with self._lock:
+            if self._conn.in_transaction:
+                yield self._conn
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one read statement (parameterised) and return all its rows."""
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def data_version(self) -> int:
+        """A number that changes whenever another connection commits to the file.
+
+        Cheap enough to poll: the scheduler uses it to notice work from other processes.
+        """
+        with self._lock:
+            return self._conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Store {str(self.path)!r}>"
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    def _next_versionstamp(self, conn: sqlite3.Connection) -> str:
+        (counter,) = conn.execute(
+            "UPDATE meta SET value = value + 1 WHERE name = 'versionstamp' RETURNING value"
+        ).fetchone()
+        return f"{counter:020x}"
+
+    def _sweep_expired(self, conn: sqlite3.Connection, now: float) -> None:
+        # Expired entries are invisible at once; the rows go in a sweep at most once a minute.
+        if now - self._last_sweep >= _EXPIRY_SWEEP_SECONDS:
+            conn.execute("DELETE FROM kv WHERE expires_at <= ?", (now,))
+            self._last_sweep = now
+
+    # -- KV -----------------------------------------------------------------------------
+
+    def get(self, key: Key) -> Entry:
+        """The entry at ``key``; its value and versionstamp are ``None`` if there is none."""
+        raw = encode_key(key)
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT value, versionstamp FROM kv WHERE key = ? "
+                "AND (expires_at IS NULL OR expires_at > ?)",
+                (raw, self.now()),
+            ).fetchone()
+        if row is None:
+            return Entry(key, None, None)
+        return Entry(key, load_value(row[0]), row[1])
+
+    def get_many(self, keys: Sequence[Key]) -> list[Entry]:
+        """Entries for several keys, read in one consistent snapshot."""
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                return [self.get(key) for key in keys]
+            finally:
+                self._conn.execute("COMMIT")
+
+    def set(self, key: Key, value: Any, *, expire_in: float | None = None) -> CommitResult:
+        """Store ``value`` (JSON) at ``key``; with ``expire_in`` seconds it disappears after that."""
+        return self.atomic().set(key, value, expire_in=expire_in).commit()
+
+    def delete(self, key: Key) -> None:
+        """Remove ``key``; deleting a missing key is not an error."""
+        self.atomic().delete(key).commit()
+
+    def list(
+        self,
+        *,
+        prefix: Key | None = None,
+        start: Key | None = None,
+        end: Key | None = None,
+        limit: int | None = None,
+        reverse: bool = False,
+    ) -> list[Entry]:
+        """Entries in key order (Deno's): under ``prefix``, from ``start`` (inclusive) to ``end``.
+
+        ``prefix`` selects the keys that extend it, not the prefix key itself, as in Deno.
+        """
+        if prefix is None and start is None and end is None:
+            raise InvalidKeyError("list() needs a prefix, a start or an end; use prefix=() for all")
+        low, high = b"", b"\xff"
+        if prefix is not None:
+            low, high = prefix_range(encode_key(prefix, allow_empty=True))
+        if start is not None:
+            low = max(low, encode_key(start))
+        if end is not None:
+            high = min(high, encode_key(end))
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise InvalidValueError(f"limit must be a non-negative integer, got {limit!r}")
+        order = "DESC" if reverse else "ASC"
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT key, value, versionstamp FROM kv WHERE key >= ? AND key < ? "
+                f"AND (expires_at IS NULL OR expires_at > ?) ORDER BY key {order} LIMIT ?",
+                (low, high, self.now(), -1 if limit is None else limit),
+            ).fetchall()
+        return [Entry(decode_key(raw), load_value(value), stamp) for raw, value, stamp in rows]
+
+    def atomic(self) -> AtomicOperation:
+        """Start an atomic operation: checks, sets, deletes, sums and enqueues, all or nothing."""
+        return AtomicOperation(self)
+
+    # -- queue: producing ---------------------------------------------------------------
+
+    def enqueue(
+        self,
+        value: Any,
+        *,
+        delay: float = 0,
+        topic: str = "default",
+        keys_if_undelivered: Sequence[Key] = (),
+        backoff_schedule: Sequence[float] | None = None,
+        dedup_key: str | None = None,
+        schedule: str | None = None,
+    ) -> int:
+        """Queue ``value`` (JSON, at most 64 KiB) for delivery after ``delay`` seconds; returns its id.
+
+        ``backoff_schedule`` lists the seconds to wait before each retry (default
+        ``[0.1, 1, 5, 30, 60]``). When every attempt fails, ``value`` is written under each
+        of ``keys_if_undelivered``. A ``dedup_key`` shared with a message still queued
+        returns that message's id instead of adding another.
+        """
+        prepared = self._prepare(
+            value, delay, topic, keys_if_undelivered, backoff_schedule, dedup_key, schedule
+        )
+        with self.transaction() as conn:
+            return _queue.insert_messages(conn, [prepared], self.now())[0]
+
+    def _prepare(
+        self,
+        value: Any,
+        delay: float,
+        topic: str,
+        keys_if_undelivered: Sequence[Key],
+        backoff_schedule: Sequence[float] | None,
+        dedup_key: str | None,
+        schedule: str | None,
+    ) -> PreparedMessage:
+        if isinstance(keys_if_undelivered, tuple) and keys_if_undelivered and not isinstance(
+            keys_if_undelivered[0], tuple
+        ):
+            raise InvalidKeyError(
+                "keys_if_undelivered is a list of keys, e.g. [('failed', 1)], not one key"
+            )
+        return _queue.prepare_message(
+            value,
+            delay=delay,
+            topic=topic,
+            keys_if_undelivered=[encode_key(key) for key in keys_if_undelivered],
+            backoff_schedule=backoff_schedule,
+            dedup_key=dedup_key,
+            schedule=schedule,
+        )
+
+    # -- queue: consuming ---------------------------------------------------------------
+
+    def claim(
+        self,
+        *,
+        topics: Collection[str] | None = None,
+        lease_seconds: float = 30.0,
+        now: float | None = None,
+    ) -> Delivery | None:
+        """Lease the next due message (earliest first) to this consumer, or return ``None``.
+
+        Until the lease expires no other consumer, in any process, gets the message; a
+        consumer that dies loses it, and the message is delivered again. Corrupt rows met
+        on the way are dead-lettered, never raised.
+        """
+        lease_seconds = _queue.check_delay(lease_seconds, what="lease_seconds")
+        now = self.now() if now is None else now
+        with self.transaction() as conn:
+            delivery, _dead = _queue.claim_next(
+                conn,
+                now=now,
+                lease_seconds=lease_seconds,
+                topics=topics,
+                write_undelivered=lambda keys, value_json: self._write_raw(conn, keys, value_json),
+            )
+        return delivery
+
+    def ack(self, delivery: Delivery) -> bool:
+        """Mark a delivery done (the message is removed). False if the lease was lost meanwhile."""
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "DELETE FROM queue WHERE id = ? AND lease_token = ?",
+                (delivery.id, delivery.lease_token),
+            )
+        return cursor.rowcount == 1
+
+    def fail(
+        self,
+        delivery: Delivery,
+        error: str,
+        *,
+        retry: bool = True,
+        retry_in: float | None = None,
+        now: float | None = None,
+    ) -> FailOutcome:
+        """Record a failed attempt: ``"retry"`` (next attempt planned by back-off, or
+        ``retry_in`` seconds), ``"dead"`` (attempts exhausted or ``retry=False``: now a dead
+        letter, its value written under ``keys_if_undelivered``), or ``"lost"`` (the lease
+        had expired and another consumer owns the message).
+        """
+        if retry_in is not None:
+            retry_in = _queue.check_delay(retry_in, what="retry_in")
+        now = self.now() if now is None else now
+        with self.transaction() as conn:
+            return _queue.fail_delivery(
+                conn,
+                delivery,
+                str(error),
+                now=now,
+                retry=retry,
+                retry_in=retry_in,
+                write_undelivered=lambda keys, value_json: self._write_raw(conn, keys, value_json),
+            )
+
+    def extend_lease(
+        self, delivery: Delivery, lease_seconds: float, *, now: float | None = None
+    ) -> bool:
+        """Keep holding a message for ``lease_seconds`` more; False if the lease was lost."""
+        now = self.now() if now is None else now
+        expires = now + _queue.check_delay(lease_seconds, what="lease_seconds")
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE queue SET lease_expires_at = ?, due_at = ? WHERE id = ? AND lease_token = ?",
+                (expires, expires, delivery.id, delivery.lease_token),
+            )
+        return cursor.rowcount == 1
+
+    def release(self, delivery: Delivery) -> bool:
+        """Give a message back unhandled (e.g. on shutdown): due again now, attempt not counted."""
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE queue SET state = 'queued', attempts = MAX(attempts - 1, 0), "
+                "lease_token = NULL, lease_expires_at = NULL, due_at = deliver_at "
+                "WHERE id = ? AND lease_token = ?",
+                (delivery.id, delivery.lease_token),
+            )
+        return cursor.rowcount == 1
+
+    def next_due(self, *, topics: Collection[str] | None = None) -> float | None:
+        """When the next message becomes claimable (due, or its lease runs out); None if never."""
+        sql = (
+            "SELECT MIN(due_at) FROM queue WHERE state IN ('queued', 'leased') "
+            "AND topic NOT IN (SELECT topic FROM paused_topics) "
+            "AND NOT EXISTS (SELECT 1 FROM paused_topics WHERE topic = '*')"
+        )
+        params: list[Any] = []
+        if topics is not None:
+            topics = list(topics)
+            sql += f" AND topic IN ({','.join('?' * len(topics))})"
+            params.extend(topics)
+        with self._lock:
+            (due,) = self._conn.execute(sql, params).fetchone()
+        return None if due is None else float(due)
+
+    def _write_raw(self, conn: sqlite3.Connection, keys: Sequence[bytes], value_json: str) -> None:
+        stamp = self._next_versionstamp(conn)
+        conn.executemany(
+            "INSERT OR REPLACE INTO kv (key, value, versionstamp, expires_at) VALUES (?, ?, ?, NULL)",
+            [(key, value_json, stamp) for key in keys],
+        )
+
+
+class AtomicOperation:
+    """Checks and mutations applied in one transaction: all of them, or none.
+
+    ``store.atomic().check(key, stamp).set(key, value).enqueue(msg).commit()``. A failed
+    check makes ``commit()`` return ``CommitResult(ok=False)`` and write nothing.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._checks: list[tuple[bytes, str | None]] = []
+        self._mutations: list[tuple[str, bytes, Any, float | None]] = []
+        self._messages: list[PreparedMessage] = []
+
+    def check(self, key: Key, versionstamp: str | None) -> AtomicOperation:
+        """Require ``key`` to still have ``versionstamp`` (``None``: to still be absent)."""
+        self._checks.append((encode_key(key), versionstamp))
+        return self
+
+    def set(self, key: Key, value: Any, *, expire_in: float | None = None) -> AtomicOperation:
+        if expire_in is not None:
+            expire_in = _queue.check_delay(expire_in, what="expire_in", limit=math.inf)
+        self._mutations.append(("set", encode_key(key), dump_value(value), expire_in))
+        return self
+
+    def delete(self, key: Key) -> AtomicOperation:
+        self._mutations.append(("delete", encode_key(key), None, None))
+        return self
+
+    def sum(self, key: Key, n: int | float) -> AtomicOperation:
+        """Add ``n`` to the number at ``key`` (absent counts as the first value)."""
+        return self._numeric("sum", key, n)
+
+    def min(self, key: Key, n: int | float) -> AtomicOperation:
+        """Keep the smaller of ``n`` and the number at ``key``."""
+        return self._numeric("min", key, n)
+
+    def max(self, key: Key, n: int | float) -> AtomicOperation:
+        """Keep the larger of ``n`` and the number at ``key``."""
+        return self._numeric("max", key, n)
+
+    def _numeric(self, op: str, key: Key, n: int | float) -> AtomicOperation:
+        if isinstance(n, bool) or not isinstance(n, int | float) or not math.isfinite(n):
+            raise InvalidValueError(f"{op}() takes a finite int or float, got {n!r}")
+        self._mutations.append((op, encode_key(key), n, None))
+        return self
+
+    def enqueue(
+        self,
+        value: Any,
+        *,
+        delay: float = 0,
+        topic: str = "default",
+        keys_if_undelivered: Sequence[Key] = (),
+        backoff_schedule: Sequence[float] | None = None,
+        dedup_key: str | None = None,
+        schedule: str | None = None,
+    ) -> AtomicOperation:
+        """Queue a message as part of this operation (see :meth:`Store.enqueue`)."""
+        self._messages.append(
+            self._store._prepare(
+                value, delay, topic, keys_if_undelivered, backoff_schedule, dedup_key, schedule
+            )
+        )
+        return self
+
+    def commit(self) -> CommitResult:
+        """Apply everything if every check holds; ``ok=False`` (and no write) otherwise."""
+        store = self._store
+        with store.transaction() as conn:
+            now = store.now()
+            for raw, expected in self._checks:
+                row = conn.execute(
+                    "SELECT versionstamp FROM kv WHERE key = ? "
+                    "AND (expires_at IS NULL OR expires_at > ?)",
+                    (raw, now),
+                ).fetchone()
+                if (row[0] if row else None) != expected:
+                    return CommitResult(ok=False)
+            stamp = store._next_versionstamp(conn)
+            for op, raw, payload, expire_in in self._mutations:
+                self._apply(conn, op, raw, payload, expire_in, stamp, now)
+            if not self._messages:
+                ids: list[int] = []
+            elif any(m.dedup_key is not None for m in self._messages):
+                ids = _queue.insert_messages(conn, self._messages, now)
+            else:
+                ids = _queue.insert_many_plain(conn, self._messages, now)
+            if self._mutations:
+                store._sweep_expired(conn, now)
+        return CommitResult(ok=True, versionstamp=stamp, message_ids=tuple(ids))
+
+    @staticmethod
+    def _apply(
+        conn: sqlite3.Connection,
+        op: str,
+        raw: bytes,
+        payload: Any,
+        expire_in: float | None,
+        stamp: str,
+        now: float,
+    ) -> None:
+        if op == "delete":
+            conn.execute("DELETE FROM kv WHERE key = ?", (raw,))
+            return
+        if op == "set":
+            value_json = payload
+        else:
+            row = conn.execute(
+                "SELECT value FROM kv WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)",
+                (raw, now),
+            ).fetchone()
+            current = None if row is None else load_value(row[0])
+            if current is None:
+                result = payload
+            elif isinstance(current, bool) or not isinstance(current, int | float):
+                raise InvalidValueError(
+                    f"{op}() needs a number at {decode_key(raw)!r}, found {type(current).__name__}"
+                    "; nothing was written"
+                )
+            elif op == "sum":
+                result = current + payload
+            else:
+                result = min(current, payload) if op == "min" else max(current, payload)
+            value_json = dump_value(result)
+        expires_at = None if expire_in is None else now + expire_in
+        conn.execute(
+            "INSERT OR REPLACE INTO kv (key, value, versionstamp, expires_at) VALUES (?, ?, ?, ?)",
+            (raw, value_json, stamp, expires_at),
+        )
+
+
+class QueueManager:
+    """See and manage the queue: list, get, delete, purge, pause, resume, dead letters, redrive."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def _paused(self) -> set[str]:
+        return {row[0] for row in self._store.execute("SELECT topic FROM paused_topics")}
+
+    def list(
+        self,
+        *,
+        state: str | None = None,
+        topic: str | None = None,
+        due_before: float | None = None,
+        limit: int | None = None,
+    ) -> list[Message]:
+        """Messages in delivery order, optionally filtered; corrupt rows are shown, not raised."""
+        _check_state(state)
+        where, params = _filters(state=state, topic=topic)
+        if due_before is not None:
+            where.append("deliver_at < ?")
+            params.append(due_before)
+        sql = f"SELECT {_queue.MESSAGE_COLUMNS} FROM queue"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY state = 'dead', deliver_at, id LIMIT ?"
+        params.append(-1 if limit is None else limit)
+        paused = self._paused()
+        return [_queue.row_to_message(row, paused) for row in self._store.execute(sql, params)]
+
+    def get(self, message_id: int) -> Message:
+        """One message by id; raises :class:`MessageNotFoundError` if it is gone."""
+        rows = self._store.execute(
+            f"SELECT {_queue.MESSAGE_COLUMNS} FROM queue WHERE id = ?", (message_id,)
+        )
+        if not rows:
+            raise _not_found(message_id)
+        return _queue.row_to_message(rows[0], self._paused())
+
+    def delete(self, message_id: int) -> None:
+        """Remove one message whatever its state; raises if there is no such message."""
+        with self._store.transaction() as conn:
+            cursor = conn.execute("DELETE FROM queue WHERE id = ?", (message_id,))
+        if cursor.rowcount == 0:
+            raise _not_found(message_id)
+
+    def purge(self, *, state: str | None = None, topic: str | None = None) -> int:
+        """Delete every message (or those in ``state`` and/or ``topic``); returns how many."""
+        _check_state(state)
+        where, params = _filters(state=state, topic=topic)
+        sql = "DELETE FROM queue" + (" WHERE " + " AND ".join(where) if where else "")
+        with self._store.transaction() as conn:
+            return conn.execute(sql, params).rowcount
+
+    def pause(self, topic: str | None = None) -> None:
+        """Stop delivering ``topic`` (all topics if None); its messages stay queued."""
+        with self._store.transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO paused_topics (topic, paused_at) VALUES (?, ?)",
+                ("*" if topic is None else _queue.check_topic(topic), self._store.now()),
+            )
+
+    def resume(self, topic: str | None = None) -> None:
+        """Deliver ``topic`` again; with None, lift every pause."""
+        with self._store.transaction() as conn:
+            if topic is None:
+                conn.execute("DELETE FROM paused_topics")
+            else:
+                conn.execute("DELETE FROM paused_topics WHERE topic = ?", (topic,))
+
+    def paused_topics(self) -> tuple[str, ...]:
+        """Paused topics; ``"*"`` means everything is paused."""
+        return tuple(sorted(self._paused()))
+
+    def dead_letters(self, *, topic: str | None = None, limit: int | None = None) -> list[Message]:
+        """Messages whose attempts ran out, with their last error."""
+        return self.list(state="dead", topic=topic, limit=limit)
+
+    def redrive(self, message_id: int, *, delay: float = 0) -> None:
+        """Send a dead letter back to the queue with its attempts reset."""
+        delay = _queue.check_delay(delay)
+        at = self._store.now() + delay
+        with self._store.transaction() as conn:
+            row = conn.execute("SELECT state FROM queue WHERE id = ?", (message_id,)).fetchone()
+            if row is None:
+                raise _not_found(message_id)
+            if row[0] != "dead":
+                raise InvalidValueError(
+                    f"message {message_id} is {row[0]}, not dead; only dead letters are re-driven"
+                )
+            conn.execute(
+                "UPDATE queue SET state = 'queued', attempts = 0, deliver_at = ?, due_at = ?, "
+                "dead_at = NULL WHERE id = ?",
+                (at, at, message_id),
+            )
+
+    def redrive_all(self, *, topic: str | None = None) -> int:
+        """Re-drive every dead letter (of ``topic``); returns how many."""
+        now = self._store.now()
+        where, params = _filters(state="dead", topic=topic)
+        with self._store.transaction() as conn:
+            return conn.execute(
+                "UPDATE queue SET state = 'queued', attempts = 0, deliver_at = ?, due_at = ?, "
+                f"dead_at = NULL WHERE {' AND '.join(where)}",
+                [now, now, *params],
+            ).rowcount
+
+    def counts(self) -> QueueCounts:
+        """Messages per state, overall and per topic, and the paused topics."""
+        by_state: dict[str, int] = {}
+        by_topic: dict[str, dict[str, int]] = {}
+        for topic, state, count in self._store.execute(
+            "SELECT topic, state, COUNT(*) FROM queue GROUP BY topic, state"
+        ):
+            by_state[state] = by_state.get(state, 0) + count
+            by_topic.setdefault(topic, {})[state] = count
+        return QueueCounts(by_state, by_topic, tuple(sorted(self._paused())))
+
+
+_STATES = ("queued", "leased", "dead")
+
+
+def _check_state(state: str | None) -> None:
+    if state is not None and state not in _STATES:
+        raise InvalidValueError(f"state must be one of {', '.join(_STATES)}; got {state!r}")
+
+
+def _filters(*, state: str | None, topic: str | None) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    if state is not None:
+        where.append("state = ?")
+        params.append(state)
+    if topic is not None:
+        where.append("topic = ?")
+        params.append(topic)
+    return where, params
+
+
+def _not_found(message_id: int) -> MessageNotFoundError:
+    return MessageNotFoundError(
+        f"no queue message {message_id}: it was delivered, deleted or never existed; "
+        "store.queue.list() shows what is queued"
+    )
