@@ -5,8 +5,6 @@ Deno lacks), an asyncio scheduler with durable recurring jobs, and an air-qualit
 Charts (``airq_nb.charts``) and widgets (``airq_nb.widgets``) are imported on demand.
 """
 
-from __future__ import annotations
-
 from ._clock import Clock, FakeClock, SystemClock
 from ._errors import (
     AirqError,
