@@ -1,0 +1,638 @@
+"""Bokeh charts of the readings and of delivery accuracy, loaded inline and updated in place.
+
+Imported on demand (``from airq_nb import charts``), never by ``import airq_nb``, so the core
+package stays free of Bokeh. Every chart takes a DataFrame (as ``read_readings`` or
+``read_delivery_log`` return it) or a store to read one from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from bokeh.layouts import column
+from bokeh.models import (
+    ColumnDataSource,
+    Div,
+    HoverTool,
+    Label,
+    LayoutDOM,
+    Range1d,
+    Span,
+)
+from bokeh.plotting import figure
+from bokeh.resources import INLINE
+
+if TYPE_CHECKING:
+    from bokeh.plotting import figure as Figure
+
+    from ._store import Store
+
+__all__ = [
+    "OUTCOME_COLORS",
+    "WHO_PM2_5_24H",
+    "WHO_PM10_24H",
+    "LiveChart",
+    "dashboard",
+    "delivery_chart",
+    "readings_chart",
+    "setup_notebook",
+    "stats_panel",
+]
+
+#: WHO 2021 air-quality guideline, 24-hour mean PM2.5 (µg/m³).
+WHO_PM2_5_24H = 15.0
+#: WHO 2021 air-quality guideline, 24-hour mean PM10 (µg/m³).
+WHO_PM10_24H = 45.0
+
+#: Marker colour of each delivery outcome in the accuracy chart.
+OUTCOME_COLORS: dict[str, str] = {
+    "ok": "#2ca02c",
+    "retry": "#ff7f0e",
+    "dead": "#d62728",
+    "lost": "#9467bd",
+    "released": "#7f7f7f",
+}
+
+_POLLUTANTS = (
+    # column, legend name, colour, guideline
+    ("pm2_5", "PM2.5", "#1f77b4", WHO_PM2_5_24H),
+    ("pm10", "PM10", "#e6550d", WHO_PM10_24H),
+)
+_DASHES = ("solid", "dashed", "dotdash", "dotted")
+_NO_DATA = "no data yet"
+_TOOLS = "pan,xwheel_zoom,box_zoom,reset,save"
+_HOUR = pd.Timedelta(hours=1)
+
+
+def setup_notebook() -> None:
+    """Load BokehJS into the notebook from the installed package (no CDN, works offline)."""
+    from bokeh.io import output_notebook
+
+    output_notebook(resources=INLINE, hide_banner=True)
+
+
+# -- time helpers ---------------------------------------------------------------------------
+
+
+def _now(now: datetime | float | None, store: Store | None) -> pd.Timestamp:
+    if now is None:
+        now = store.clock.now() if store is not None else datetime.now(UTC)
+    if isinstance(now, int | float):
+        return pd.Timestamp(now, unit="s", tz="UTC")
+    stamp = pd.Timestamp(now)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _naive_utc(values: Any) -> pd.DatetimeIndex:
+    """Bokeh draws datetimes without a zone; give it UTC wall time."""
+    index = pd.DatetimeIndex(pd.to_datetime(values, utc=True))
+    return index.tz_convert("UTC").tz_localize(None)
+
+
+def _describe(moment: pd.Timestamp | None, now: pd.Timestamp) -> str:
+    if moment is None or pd.isna(moment):
+        return "never"
+    seconds = (moment - now).total_seconds()
+    span = abs(seconds)
+    if span < 60:
+        amount = f"{span:.0f} s"
+    elif span < 3600:
+        amount = f"{span / 60:.0f} min"
+    elif span < 48 * 3600:
+        amount = f"{span / 3600:.1f} h"
+    else:
+        amount = f"{span / 86400:.1f} days"
+    when = moment.strftime("%Y-%m-%d %H:%M UTC")
+    return f"{when} (in {amount})" if seconds > 0 else f"{when} ({amount} ago)"
+
+
+# -- readings --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Window:
+    start: pd.Timestamp
+    end: pd.Timestamp
+
+
+def _window(now: pd.Timestamp, days: float) -> _Window:
+    end = now.floor("h")
+    return _Window(start=end - pd.Timedelta(days=days), end=end)
+
+
+def _read_readings(store: Store, window: _Window, location: str | None) -> pd.DataFrame:
+    from airq_nb import read_readings
+
+    return read_readings(store, since=window.start.to_pydatetime(), location=location)
+
+
+def _hourly_series(
+    readings: pd.DataFrame, window: _Window, *, location: str | None, source: str | None
+) -> dict[str, dict[str, Any]]:
+    """One hourly column set per (location, source), reindexed so a missing hour is NaN.
+
+    NaN breaks a Bokeh line, so an hour the collector missed shows as a gap, not a join.
+    """
+    hours = pd.date_range(window.start, window.end, freq="h")
+    frame = readings
+    if len(frame):
+        frame = frame.copy()
+        frame.index = pd.DatetimeIndex(pd.to_datetime(frame.index, utc=True)).floor("h")
+        frame = frame[(frame.index >= window.start) & (frame.index <= window.end)]
+        for column_name, wanted in (("location", location), ("source", source)):
+            if wanted is not None and column_name in frame:
+                frame = frame[frame[column_name] == wanted]
+    groups: dict[str, dict[str, Any]] = {}
+    if len(frame):
+        keys = [c for c in ("location", "source") if c in frame]
+        grouped = frame.groupby(keys, sort=True, dropna=False) if keys else [((), frame)]
+        for key, part in grouped:
+            key = key if isinstance(key, tuple) else (key,)
+            label = " · ".join(str(k) for k in key if k is not None and not pd.isna(k))
+            groups[label] = _columns(part, hours)
+            groups[label]["series"] = [label] * len(hours)
+    return groups
+
+
+def _columns(part: pd.DataFrame, hours: pd.DatetimeIndex) -> dict[str, Any]:
+    values = {}
+    for name, *_ in _POLLUTANTS:
+        raw = part[name] if name in part else pd.Series(np.nan, index=part.index)
+        numbers = pd.to_numeric(raw, errors="coerce").astype("float64")
+        # Two readings of the same hour (a re-fetch) are one value.
+        values[name] = numbers.groupby(level=0).mean().reindex(hours).to_numpy()
+    pm2_5, pm10 = values["pm2_5"], values["pm10"]
+    with np.errstate(invalid="ignore"):
+        both_missing = np.isnan(pm2_5) & np.isnan(pm10)
+        top = np.where(both_missing, np.nan, np.fmax(pm2_5, pm10))
+    return {
+        "time": _naive_utc(hours),
+        "pm2_5": pm2_5,
+        "pm10": pm10,
+        # An invisible marker at the higher value carries one tooltip per hour.
+        "hover_y": top,
+    }
+
+
+def _y_end(groups: Mapping[str, Mapping[str, Any]]) -> float:
+    top = max(WHO_PM10_24H, WHO_PM2_5_24H)
+    for data in groups.values():
+        finite = data["hover_y"][np.isfinite(data["hover_y"])]
+        if finite.size:
+            top = max(top, float(finite.max()))
+    return math.ceil(top * 1.1)
+
+
+def _readings_title(groups: Mapping[str, Any], days: float, location: str | None) -> str:
+    where = f" in {location}" if location else ""
+    text = f"PM2.5 and PM10{where}, last {days:g} days (µg/m³, hourly)"
+    has_data = any(
+        np.isfinite(data["hover_y"]).any() for data in groups.values() if len(data["hover_y"])
+    )
+    return text if has_data else f"{text}: {_NO_DATA}"
+
+
+def readings_chart(
+    data: pd.DataFrame | Store,
+    *,
+    days: float = 7,
+    now: datetime | float | None = None,
+    location: str | None = None,
+    source: str | None = None,
+    height: int = 360,
+) -> Figure:
+    """PM2.5 and PM10 over the last ``days`` with hover, pan/zoom and the WHO 24-h guidelines.
+
+    ``data`` is a DataFrame as :func:`airq_nb.read_readings` returns it, or a store to read
+    one from. Missing hours are gaps; with no readings the chart says "no data yet".
+    """
+    store = None if isinstance(data, pd.DataFrame) else data
+    window = _window(_now(now, store), days)
+    readings = data if store is None else _read_readings(store, window, location)
+    groups = _hourly_series(readings, window, location=location, source=source)
+    fig = figure(
+        title=_readings_title(groups, days, location),
+        x_axis_type="datetime",
+        x_range=Range1d(_naive_utc([window.start])[0], _naive_utc([window.end + _HOUR])[0]),
+        y_range=Range1d(0, _y_end(groups)),
+        height=height,
+        sizing_mode="stretch_width",
+        tools=_TOOLS,
+        active_scroll="xwheel_zoom",
+        name="readings_chart",
+    )
+    fig.xaxis.axis_label = "time (UTC)"
+    fig.yaxis.axis_label = "µg/m³"
+    first_of: dict[str, Any] = {}
+    hover_renderers = []
+    for number, (label, columns) in enumerate(groups.items()):
+        cds = ColumnDataSource(columns, name=f"readings:{label}")
+        dash = _DASHES[number % len(_DASHES)]
+        for name, legend, color, _ in _POLLUTANTS:
+            legend_label = legend if len(groups) == 1 else f"{legend} ({label})"
+            line = fig.line(
+                "time",
+                name,
+                source=cds,
+                color=color,
+                line_width=2,
+                line_dash=dash,
+                legend_label=legend_label,
+                name=f"{name}:{label}",
+            )
+            # Markers make a single reading, or one isolated by gaps, visible at all.
+            fig.scatter(
+                "time",
+                name,
+                source=cds,
+                color=color,
+                size=4,
+                legend_label=legend_label,
+                name=f"{name}:{label}:markers",
+            )
+            first_of.setdefault(name, line)
+        hover_renderers.append(
+            fig.scatter("time", "hover_y", source=cds, alpha=0, size=8, name=f"hover:{label}")
+        )
+    fig.add_tools(
+        HoverTool(
+            renderers=hover_renderers,
+            mode="vline",
+            tooltips=[
+                ("time", "@time{%Y-%m-%d %H:%M} UTC"),
+                ("PM2.5", "@pm2_5{0.0} µg/m³"),
+                ("PM10", "@pm10{0.0} µg/m³"),
+                *([("series", "@series")] if len(groups) > 1 else []),
+            ],
+            formatters={"@time": "datetime"},
+        )
+    )
+    for name, legend, color, guideline in _POLLUTANTS:
+        span = Span(
+            location=guideline,
+            dimension="width",
+            line_color=color,
+            line_dash="dashed",
+            line_width=1.5,
+            line_alpha=0.8,
+            name=f"who:{name}",
+        )
+        label = Label(
+            x=6,
+            x_units="screen",
+            y=guideline,
+            y_offset=3,
+            text=f"WHO 24-h guideline {legend}: {guideline:g} µg/m³",
+            text_color=color,
+            text_font_size="9pt",
+            name=f"who_label:{name}",
+        )
+        fig.add_layout(span)
+        fig.add_layout(label)
+        if name in first_of:
+            # Hiding a series from the legend hides its guideline too.
+            first_of[name].js_link("visible", span, "visible")
+            first_of[name].js_link("visible", label, "visible")
+    fig.add_layout(_no_data_label(fig, window, text=f"{_NO_DATA}: start the collector"))
+    _show_no_data(fig, any(np.isfinite(d["hover_y"]).any() for d in groups.values()))
+    if groups:
+        fig.legend.click_policy = "hide"
+        fig.legend.location = "top_left"
+        fig.legend.background_fill_alpha = 0.7
+    return fig
+
+
+def _no_data_label(fig: Figure, window: _Window, *, text: str) -> Label:
+    middle = window.start + (window.end - window.start) / 2
+    return Label(
+        x=_naive_utc([middle])[0],
+        y=fig.y_range.end / 2 if isinstance(fig.y_range, Range1d) else 0,
+        text=text,
+        text_align="center",
+        text_font_size="16pt",
+        text_color="#666666",
+        name="no_data",
+    )
+
+
+def _show_no_data(fig: Figure, has_data: bool) -> None:
+    for label in fig.select(name="no_data"):
+        label.visible = not has_data
+
+
+# -- delivery accuracy -----------------------------------------------------------------------
+
+
+def _read_delivery_log(store: Store, since: pd.Timestamp) -> pd.DataFrame:
+    from airq_nb import read_delivery_log
+
+    return read_delivery_log(store, since=since.to_pydatetime())
+
+
+def _delivery_columns(log: pd.DataFrame, window: _Window) -> dict[str, dict[str, Any]]:
+    """Columns per outcome: each outcome is its own legend entry that a click can hide."""
+    frame = log
+    if len(frame):
+        frame = frame.copy()
+        frame["scheduled_at"] = pd.to_datetime(frame["scheduled_at"], utc=True)
+        frame = frame[frame["scheduled_at"] >= window.start]
+    out = {}
+    for outcome in OUTCOME_COLORS:
+        part = frame[frame["outcome"] == outcome] if len(frame) else frame
+        lateness = (
+            pd.to_numeric(part["lateness_ms"], errors="coerce").astype("float64").to_numpy()
+            if len(part)
+            else np.array([], dtype="float64")
+        )
+
+        def text(name: str, part: pd.DataFrame = part) -> list[str]:
+            if not len(part) or name not in part:
+                return [""] * len(part)
+            return [
+                "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+                for v in part[name]
+            ]
+
+        out[outcome] = {
+            "time": _naive_utc(part["scheduled_at"]) if len(part) else _naive_utc([]),
+            "lateness_ms": lateness,
+            "zero": np.zeros(len(part)),
+            "topic": text("topic"),
+            "schedule": text("schedule"),
+            "attempt": text("attempt"),
+            "message_id": text("message_id"),
+            "error": text("error"),
+        }
+    return out
+
+
+def _delivery_title(columns: Mapping[str, Mapping[str, Any]], days: float) -> str:
+    count = sum(len(c["lateness_ms"]) for c in columns.values())
+    text = f"Delivery accuracy: lateness of each delivery, last {days:g} days (ms)"
+    return text if count else f"{text}: no deliveries yet"
+
+
+def delivery_chart(
+    data: pd.DataFrame | Store,
+    *,
+    days: float = 7,
+    now: datetime | float | None = None,
+    height: int = 260,
+) -> Figure:
+    """Lateness (start − scheduled, ms) of each delivery, coloured by outcome.
+
+    ``data`` is a DataFrame as :func:`airq_nb.read_delivery_log` returns it, or a store.
+    """
+    store = None if isinstance(data, pd.DataFrame) else data
+    window = _window(_now(now, store), days)
+    log = data if store is None else _read_delivery_log(store, window.start)
+    columns = _delivery_columns(log, window)
+    fig = figure(
+        title=_delivery_title(columns, days),
+        x_axis_type="datetime",
+        height=height,
+        sizing_mode="stretch_width",
+        tools=_TOOLS,
+        active_scroll="xwheel_zoom",
+        name="delivery_chart",
+    )
+    fig.xaxis.axis_label = "scheduled time (UTC)"
+    fig.yaxis.axis_label = "lateness (ms)"
+    markers = []
+    for outcome, color in OUTCOME_COLORS.items():
+        cds = ColumnDataSource(columns[outcome], name=f"deliveries:{outcome}")
+        fig.segment(
+            "time",
+            "zero",
+            "time",
+            "lateness_ms",
+            source=cds,
+            color=color,
+            line_width=1,
+            legend_label=outcome,
+            name=f"stem:{outcome}",
+        )
+        markers.append(
+            fig.scatter(
+                "time",
+                "lateness_ms",
+                source=cds,
+                color=color,
+                size=7,
+                legend_label=outcome,
+                name=f"delivery:{outcome}",
+            )
+        )
+    fig.add_tools(
+        HoverTool(
+            renderers=markers,
+            tooltips=[
+                ("scheduled", "@time{%Y-%m-%d %H:%M:%S} UTC"),
+                ("lateness", "@lateness_ms{0,0.0} ms"),
+                ("outcome", "$name"),
+                ("topic", "@topic"),
+                ("schedule", "@schedule"),
+                ("attempt", "@attempt"),
+                ("message", "@message_id"),
+                ("error", "@error"),
+            ],
+            formatters={"@time": "datetime"},
+        )
+    )
+    fig.legend.click_policy = "hide"
+    fig.legend.location = "top_left"
+    fig.legend.orientation = "horizontal"
+    fig.legend.background_fill_alpha = 0.7
+    fig.add_layout(
+        Label(
+            x=6,
+            y=6,
+            x_units="screen",
+            y_units="screen",
+            text="no deliveries yet",
+            text_font_size="14pt",
+            text_color="#666666",
+            name="no_data",
+            visible=not any(len(c["lateness_ms"]) for c in columns.values()),
+        )
+    )
+    return fig
+
+
+# -- stats -----------------------------------------------------------------------------------
+
+
+def _stats_html(store: Store, now: pd.Timestamp, *, location: str | None) -> str:
+    from airq_nb import store_status
+
+    readings = _read_readings(store, _window(now, 7), location)
+    status = store_status(store)
+    last_fetched = None
+    if len(readings) and "fetched_at" in readings:
+        fetched = pd.to_datetime(readings["fetched_at"], utc=True, errors="coerce")
+        if fetched.notna().any():
+            last_fetched = fetched.max()
+    newest = (
+        pd.DatetimeIndex(pd.to_datetime(readings.index, utc=True)).max() if len(readings) else None
+    )
+    if status.last_outcome is None:
+        delivery = "none yet"
+    else:
+        delivery = html.escape(str(status.last_outcome))
+        if status.last_delivery_accuracy_ms is not None:
+            delivery += f", {status.last_delivery_accuracy_ms:,.0f} ms after it was due"
+        if status.last_error:
+            delivery += f" — {html.escape(str(status.last_error))}"
+    next_due = pd.Timestamp(status.next_due) if status.next_due is not None else None
+    rows = [
+        ("Data last fetched", _describe(last_fetched, now)),
+        ("Newest reading", _describe(newest, now) if newest is not None else _NO_DATA),
+        ("Readings (7 days)", f"{len(readings):,}"),
+        ("Last delivery", delivery),
+        ("Next delivery due", _describe(next_due, now) if next_due is not None else "nothing due"),
+        ("Backlog / dead letters", f"{status.backlog} / {status.dead_letters}"),
+    ]
+    cells = "".join(
+        f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
+        f"<td>{v if k == 'Last delivery' else html.escape(v)}</td></tr>"
+        for k, v in rows
+    )
+    return f"<table class='airq-stats'>{cells}</table>"
+
+
+def stats_panel(
+    store: Store, *, now: datetime | float | None = None, location: str | None = None
+) -> Div:
+    """A small table: data last fetched, last delivery result, next delivery due."""
+    return Div(text=_stats_html(store, _now(now, store), location=location), name="stats_panel")
+
+
+def dashboard(
+    store: Store,
+    *,
+    days: float = 7,
+    now: datetime | float | None = None,
+    location: str | None = None,
+) -> LayoutDOM:
+    """The readings chart, the delivery-accuracy chart and the stats panel, one above another."""
+    return column(
+        readings_chart(store, days=days, now=now, location=location),
+        delivery_chart(store, days=days, now=now),
+        stats_panel(store, now=now, location=location),
+        sizing_mode="stretch_width",
+        name="dashboard",
+    )
+
+
+# -- live updates ----------------------------------------------------------------------------
+
+
+class LiveChart:
+    """The dashboard as a widget that :meth:`refresh` updates in place, without re-running a cell.
+
+    Display it in a notebook (it renders through jupyter_bokeh's ``BokehModel``), then call
+    :meth:`start` to refresh every ``interval`` seconds from a task on the kernel's event loop.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        days: float = 7,
+        location: str | None = None,
+        interval: float = 60.0,
+    ) -> None:
+        self.store = store
+        self.days = days
+        self.location = location
+        self.interval = interval
+        self.layout = dashboard(store, days=days, location=location)
+        self._task: asyncio.Task[None] | None = None
+        self._model: Any = None
+        self.refreshes = 0
+
+    @property
+    def model(self) -> Any:
+        """The ``jupyter_bokeh.BokehModel`` widget (created on first use)."""
+        if self._model is None:
+            from jupyter_bokeh import BokehModel
+
+            self._model = BokehModel(self.layout, combine_events=True)
+        return self._model
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.model._repr_mimebundle_(**kwargs)
+
+    def refresh(self, *, now: datetime | float | None = None) -> None:
+        """Read the store again and update the charts' data, titles and ranges in place."""
+        readings, delivery, stats = self.layout.children
+        fresh = readings_chart(self.store, days=self.days, now=now, location=self.location)
+        self._update_readings(readings, fresh)
+        fresh_delivery = delivery_chart(self.store, days=self.days, now=now)
+        for name in OUTCOME_COLORS:
+            target = delivery.select_one({"name": f"deliveries:{name}"})
+            target.data = dict(fresh_delivery.select_one({"name": f"deliveries:{name}"}).data)
+        delivery.title.text = fresh_delivery.title.text
+        delivery.select_one({"name": "no_data"}).visible = fresh_delivery.select_one(
+            {"name": "no_data"}
+        ).visible
+        stats.text = _stats_html(self.store, _now(now, self.store), location=self.location)
+        self.refreshes += 1
+
+    def _update_readings(self, current: Figure, fresh: Figure) -> None:
+        def sources(fig: Figure) -> dict[str, ColumnDataSource]:
+            return {
+                cds.name: cds
+                for cds in fig.select({"type": ColumnDataSource})
+                if cds.name and cds.name.startswith("readings:")
+            }
+
+        old, new = sources(current), sources(fresh)
+        if old.keys() != new.keys():
+            # A new location or source appeared: the series change, so swap the whole chart.
+            self.layout.children[0] = fresh
+            return
+        for name, cds in new.items():
+            old[name].data = dict(cds.data)
+        current.title.text = fresh.title.text
+        for attr in ("start", "end", "reset_start", "reset_end"):
+            for axis in ("x_range", "y_range"):
+                value = getattr(getattr(fresh, axis), "start" if "start" in attr else "end")
+                if getattr(getattr(current, axis), attr) != value:
+                    setattr(getattr(current, axis), attr, value)
+        new_label, old_label = (
+            fresh.select_one({"name": "no_data"}),
+            current.select_one({"name": "no_data"}),
+        )
+        old_label.update(x=new_label.x, y=new_label.y, visible=new_label.visible)
+
+    def start(self, *, interval: float | None = None) -> asyncio.Task[None]:
+        """Refresh every ``interval`` seconds from the running event loop; idempotent."""
+        if interval is not None:
+            self.interval = interval
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="airq-live-chart")
+        return self._task
+
+    def stop(self) -> None:
+        """Stop refreshing."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                self.refresh()
+            except Exception as exc:  # the loop must outlive a locked or missing file
+                stats = self.layout.children[2]
+                stats.text = f"<p>refresh failed: {html.escape(repr(exc))}; retrying</p>"
