@@ -6,6 +6,7 @@ Charts (``airq_nb.charts``) and widgets (``airq_nb.widgets``) are imported on de
 """
 
 from ._clock import Clock, FakeClock, SystemClock
+from ._collector import CollectResult, collect_now, collect_once, start_collector
 from ._errors import (
     AirqError,
     ConfigurationError,
@@ -18,12 +19,23 @@ from ._errors import (
     MessageNotFoundError,
     PayloadTooLargeError,
     RateLimitedError,
+    RequestRejectedError,
     ScheduleNotFoundError,
     SourceError,
     SourceUnavailableError,
     StoreError,
 )
 from ._queue import DEFAULT_BACKOFF_SCHEDULE, Delivery, Message, QueueCounts
+from ._readings import read_readings
+from ._sources import (
+    LONDON,
+    Location,
+    OpenMeteoSource,
+    OpenWeatherMapSource,
+    Reading,
+    Source,
+    source_from_env,
+)
 from ._store import DEFAULT_DB_PATH, AtomicOperation, CommitResult, Entry, Store, open_store
 
 __version__ = "0.1.0"
@@ -31,9 +43,11 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_BACKOFF_SCHEDULE",
     "DEFAULT_DB_PATH",
+    "LONDON",
     "AirqError",
     "AtomicOperation",
     "Clock",
+    "CollectResult",
     "CommitResult",
     "ConfigurationError",
     "Delivery",
@@ -44,17 +58,28 @@ __all__ = [
     "InvalidKeyError",
     "InvalidScheduleError",
     "InvalidValueError",
+    "Location",
     "MalformedReplyError",
     "Message",
     "MessageNotFoundError",
+    "OpenMeteoSource",
+    "OpenWeatherMapSource",
     "PayloadTooLargeError",
     "QueueCounts",
     "RateLimitedError",
+    "Reading",
+    "RequestRejectedError",
     "ScheduleNotFoundError",
+    "Source",
     "SourceError",
     "SourceUnavailableError",
     "Store",
     "StoreError",
     "SystemClock",
+    "collect_now",
+    "collect_once",
     "open_store",
+    "read_readings",
+    "source_from_env",
+    "start_collector",
 ]

@@ -14,6 +14,7 @@ __all__ = [
     "MessageNotFoundError",
     "PayloadTooLargeError",
     "RateLimitedError",
+    "RequestRejectedError",
     "ScheduleNotFoundError",
     "SourceError",
     "SourceUnavailableError",
@@ -80,6 +81,12 @@ class InvalidApiKeyError(SourceError):
 
 class RateLimitedError(SourceError):
     """The source answered HTTP 429; ``retry_after`` holds the wait it asked for, if any."""
+
+
+class RequestRejectedError(SourceError):
+    """The source refused the request itself (HTTP 400/404, Open-Meteo ``"error": true``)."""
+
+    retryable = False
 
 
 class SourceUnavailableError(SourceError):

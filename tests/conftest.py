@@ -9,6 +9,9 @@ import pytest
 
 import airq_nb
 
+# Fake OpenWeatherMap / Open-Meteo servers (fixtures openweathermap_server, openmeteo_server).
+pytest_plugins = ["fake_sources"]
+
 
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:

@@ -1,0 +1,299 @@
+"""The collection job: fetch the hours a location is missing, store them, forget old ones.
+
+Each run asks its source for the window from just after the newest stored reading (at most
+the retention back) to now, so a first run backfills 7 days and a run after downtime fills
+the whole gap in one request. The upsert and the retention delete share one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import math
+import weakref
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from ._errors import ConfigurationError, RateLimitedError, SourceError, SourceUnavailableError
+from ._readings import (
+    DEFAULT_RETENTION,
+    delete_older_than,
+    ensure_readings_table,
+    newest_reading_time,
+    upsert_readings,
+)
+from ._sources import HOUR, LONDON, Location, Source, mask_secrets, source_from_env
+
+if TYPE_CHECKING:
+    from ._store import Store
+
+__all__ = [
+    "COLLECT_TOPIC",
+    "CollectResult",
+    "collect_now",
+    "collect_once",
+    "install_collector",
+    "last_collection",
+    "schedule_name",
+    "start_collector",
+]
+
+logger = logging.getLogger("airq_nb.collector")
+
+#: Queue topic the collector's schedules enqueue on and its handler listens to.
+COLLECT_TOPIC = "collect"
+#: Tries per run for transient failures (5xx, time-outs, 429) before the error is raised
+#: and the scheduler's own retries take over; bounded so a scheduled run never hangs.
+DEFAULT_TRIES = 3
+#: Waits between those tries, in seconds (a 429's Retry-After replaces them).
+DEFAULT_BACKOFF = (1.0, 4.0)
+#: A Retry-After longer than this is not waited out inside a run; the scheduler retries later.
+MAX_WAIT_IN_RUN = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class CollectResult:
+    """What one collection run did: the window asked for, hours received, stored, deleted."""
+
+    source: str
+    location: str
+    start: datetime | None
+    end: datetime | None
+    received: int
+    stored: int
+    deleted: int
+    attempts: int
+    newest: datetime | None
+
+    @property
+    def up_to_date(self) -> bool:
+        """True when nothing was missing, so no request was made."""
+        return self.start is None
+
+
+def schedule_name(location: Location) -> str:
+    """The name of a location's hourly collection schedule: ``collect:<name>``."""
+    return f"collect:{location.name}"
+
+
+def _utc(when: float | None) -> datetime | None:
+    return None if when is None else datetime.fromtimestamp(when, UTC)
+
+
+def _collector_key(source: str, location: str) -> tuple[str, ...]:
+    return ("airq_nb", "collector", location, source)
+
+
+async def collect_once(
+    store: Store,
+    *,
+    source: Source | None = None,
+    location: Location = LONDON,
+    retention: timedelta = DEFAULT_RETENTION,
+    tries: int = DEFAULT_TRIES,
+    backoff: Sequence[float] = DEFAULT_BACKOFF,
+) -> CollectResult:
+    """Fetch the hours ``location`` is missing from ``source`` and store them; one request.
+
+    Transient failures are tried again up to ``tries`` times in all, then raised as the
+    :class:`~airq_nb.SourceError` subclass that says what happened. A malformed reply writes
+    nothing. Readings older than ``retention`` are deleted in the same transaction.
+    """
+    if source is None:
+        source = source_from_env()
+    if tries < 1:
+        raise ConfigurationError(f"tries must be at least 1, got {tries!r}")
+    keep = retention.total_seconds()
+    if not math.isfinite(keep) or keep < HOUR:
+        raise ConfigurationError(f"retention must be at least an hour, got {retention!r}")
+    ensure_readings_table(store)
+    now = store.clock.now()
+    cutoff = now - keep
+    first = math.ceil(cutoff / HOUR) * HOUR
+    last = math.floor(now / HOUR) * HOUR
+    newest = newest_reading_time(store, source=source.name, location=location.name)
+    start = first if newest is None else max(first, newest + HOUR)
+    if start > last:
+        with store.transaction():
+            deleted = delete_older_than(store, cutoff)
+            _remember(store, source.name, location.name, now, "ok", None)
+        logger.info("%s for %s is up to date", source.name, location.name)
+        return CollectResult(source.name, location.name, None, None, 0, 0, deleted, 0, _utc(newest))
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            readings = await source.fetch(location, start=start, end=last)
+            break
+        except (SourceUnavailableError, RateLimitedError) as exc:
+            wait = exc.retry_after if exc.retry_after is not None else _backoff(backoff, attempt)
+            if attempt >= tries or wait > MAX_WAIT_IN_RUN:
+                _record_failure(store, source.name, location.name, exc)
+                raise
+            logger.warning(
+                "%s for %s failed (try %d of %d), trying again in %.3g s: %s",
+                source.name, location.name, attempt, tries, wait, exc,
+            )  # fmt: skip
+            await store.clock.sleep(wait)
+        except SourceError as exc:
+            _record_failure(store, source.name, location.name, exc)
+            raise
+    fetched_at = store.clock.now()
+    with store.transaction():
+        stored = upsert_readings(
+            store, readings, source=source.name, location=location, fetched_at=fetched_at
+        )
+        deleted = delete_older_than(store, cutoff)
+        _remember(store, source.name, location.name, fetched_at, "ok", None)
+    newest_now = newest_reading_time(store, source=source.name, location=location.name)
+    logger.info(
+        "%s for %s: %d hours from %s to %s stored, %d old ones deleted",
+        source.name, location.name, stored, _utc(start), _utc(last), deleted,
+    )  # fmt: skip
+    return CollectResult(
+        source.name,
+        location.name,
+        _utc(start),
+        _utc(last),
+        len(readings),
+        stored,
+        deleted,
+        attempt,
+        _utc(newest_now),
+    )
+
+
+def _backoff(backoff: Sequence[float], attempt: int) -> float:
+    if not backoff:
+        return 0.0
+    return float(backoff[min(attempt - 1, len(backoff) - 1)])
+
+
+def _remember(
+    store: Store, source: str, location: str, at: float, outcome: str, error: str | None
+) -> None:
+    # The last run's outcome per (location, source), for `airq-nb status` without a log.
+    store.atomic().set(
+        _collector_key(source, location),
+        {"at": at, "outcome": outcome, "error": error, "source": source, "location": location},
+    ).commit()
+
+
+def _record_failure(store: Store, source: str, location: str, exc: SourceError) -> None:
+    _remember(store, source, location, store.clock.now(), "error", mask_secrets(str(exc)))
+
+
+def last_collection(store: Store) -> list[dict[str, Any]]:
+    """The outcome of the last run per (location, source): at (UTC), outcome, error."""
+    return [
+        {**entry.value, "at": _utc(entry.value.get("at"))}
+        for entry in store.list(prefix=("airq_nb", "collector"))
+    ]
+
+
+def collect_now(
+    store: Store | None = None,
+    *,
+    source: Source | None = None,
+    location: Location = LONDON,
+    retention: timedelta = DEFAULT_RETENTION,
+) -> CollectResult:
+    """Run :func:`collect_once` to completion from synchronous code (a script, a cell).
+
+    Inside a running event loop (a notebook cell) it runs on a helper thread instead.
+    """
+    from ._store import open_store
+
+    if store is None:
+        with open_store() as opened:
+            return collect_now(opened, source=source, location=location, retention=retention)
+    return _run_sync(collect_once(store, source=source, location=location, retention=retention))
+
+
+def _run_sync(coroutine: Coroutine[Any, Any, CollectResult]) -> CollectResult:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+# -- the hourly schedule ----------------------------------------------------------------------
+
+# Per scheduler: the sources start_collector was given, by name, so the handler uses the
+# very object (base URL, time-out) rather than rebuilding one from the environment.
+_INSTALLED: weakref.WeakKeyDictionary[Any, dict[str, Source]] = weakref.WeakKeyDictionary()
+
+
+def install_collector(
+    scheduler: Any,
+    store: Store,
+    *,
+    source: Source | None = None,
+    location: Location = LONDON,
+    every: timedelta = timedelta(hours=1),
+) -> Any:
+    """Register the ``collect`` handler (once per scheduler) and the schedule for ``location``.
+
+    Returns the schedule's ``ScheduleInfo``. Does not start the scheduler.
+    """
+    if source is None:
+        source = source_from_env()
+    sources = _INSTALLED.get(scheduler)
+    if sources is None:
+        sources = _INSTALLED[scheduler] = {}
+        scheduler.listen_queue(_handler(store, sources), topic=COLLECT_TOPIC)
+    sources[source.name] = source
+    return scheduler.schedule(
+        schedule_name(location),
+        every=every,
+        message={"location": location.as_dict(), "source": source.name},
+        topic=COLLECT_TOPIC,
+        misfire="coalesce",
+    )
+
+
+def _handler(store: Store, sources: dict[str, Source]) -> Any:
+    async def collect(message: dict[str, Any]) -> None:
+        if not isinstance(message, dict) or "location" not in message:
+            raise ConfigurationError(
+                f"a collect message needs a location, got {message!r}; "
+                "register collection with airq_nb.start_collector()"
+            )
+        location = Location.from_dict(message["location"])
+        name = message.get("source")
+        # The API key is never in the message: a source not given to start_collector is
+        # rebuilt from the environment (OPENWEATHER_API_KEY) at each run.
+        source = sources.get(name) if name else None
+        await collect_once(store, source=source or source_from_env(name), location=location)
+
+    return collect
+
+
+def start_collector(
+    store: Store | None = None,
+    *,
+    source: Source | None = None,
+    location: Location = LONDON,
+    every: timedelta = timedelta(hours=1),
+) -> Any:
+    """Collect ``location`` every hour from inside this kernel, starting now; idempotent.
+
+    Registers the schedule ``collect:<location>`` (misfire ``coalesce``) and its handler on
+    this process's scheduler for the store, and starts it on the running event loop.
+    Calling it again (a re-run cell) updates the schedule; it never starts a second one.
+    """
+    import airq_nb
+
+    from ._store import open_store
+
+    if store is None:
+        store = open_store()
+    scheduler = airq_nb.scheduler_for(store)
+    install_collector(scheduler, store, source=source, location=location, every=every)
+    scheduler.start()
+    return scheduler
