@@ -112,8 +112,10 @@ def check_backoff(schedule: Iterable[float] | None) -> tuple[float, ...]:
     """Validate a back-off schedule (seconds before each retry); ``None`` means the default."""
     if schedule is None:
         return DEFAULT_BACKOFF_SCHEDULE
-    if isinstance(schedule, str | bytes):
-        raise InvalidDelayError("backoff_schedule must be a list of seconds, e.g. [1, 5, 30]")
+    if isinstance(schedule, str | bytes | dict) or not isinstance(schedule, Iterable):
+        raise InvalidDelayError(
+            f"backoff_schedule must be a list of seconds, e.g. [1, 5, 30]; got {schedule!r}"
+        )
     steps = tuple(
         check_delay(step, what="backoff_schedule entry", limit=MAX_BACKOFF_SECONDS)
         for step in schedule
@@ -126,9 +128,21 @@ def check_backoff(schedule: Iterable[float] | None) -> tuple[float, ...]:
 
 
 def check_topic(topic: object) -> str:
+    """Return ``topic`` if it can name a topic ("*" is reserved for "every topic")."""
     if not isinstance(topic, str) or not topic or topic == "*":
         raise InvalidValueError(f"topic must be a non-empty string other than '*', got {topic!r}")
     return topic
+
+
+def check_topics(topics: Collection[str] | None) -> list[str] | None:
+    """A consumer's topic filter as a list (``None``: every topic); one bare string is refused."""
+    if topics is None:
+        return None
+    if isinstance(topics, str | bytes) or not isinstance(topics, Iterable):
+        raise InvalidValueError(
+            f"topics is a list of topic names, e.g. ['collect']; got {topics!r}"
+        )
+    return [check_topic(topic) for topic in topics]
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,9 +173,13 @@ def prepare_message(
     backoff_json = None
     if backoff_schedule is not None:
         backoff_json = json.dumps(list(check_backoff(backoff_schedule)))
-    keys_json = json.dumps([key.hex() for key in keys_if_undelivered]) if keys_if_undelivered else None
+    keys_json = (
+        json.dumps([key.hex() for key in keys_if_undelivered]) if keys_if_undelivered else None
+    )
     if dedup_key is not None and not isinstance(dedup_key, str):
         raise InvalidValueError(f"dedup_key must be a string, got {type(dedup_key).__name__}")
+    if schedule is not None and not isinstance(schedule, str):
+        raise InvalidValueError(f"schedule must be a schedule name, got {type(schedule).__name__}")
     return PreparedMessage(
         topic=check_topic(topic),
         value_json=dump_value(value, what="queue payload"),
@@ -173,11 +191,27 @@ def prepare_message(
     )
 
 
-_INSERT = (
+INSERT = (
     "INSERT INTO queue (topic, value, state, deliver_at, due_at, attempts, backoff_schedule, "
     "keys_if_undelivered, enqueued_at, dedup_key, schedule) "
     "VALUES (?, ?, 'queued', ?, ?, 0, ?, ?, ?, ?, ?)"
 )
+
+
+def insert_params(message: PreparedMessage, now: float) -> tuple[Any, ...]:
+    """The parameters of :data:`INSERT` for one message enqueued at ``now``."""
+    at = now + message.delay
+    return (
+        message.topic,
+        message.value_json,
+        at,
+        at,
+        message.backoff_json,
+        message.keys_json,
+        now,
+        message.dedup_key,
+        message.schedule,
+    )
 
 
 def insert_messages(conn: Any, messages: Sequence[PreparedMessage], now: float) -> list[int]:
@@ -196,37 +230,16 @@ def insert_messages(conn: Any, messages: Sequence[PreparedMessage], now: float) 
                 "UPDATE queue SET dedup_key = NULL WHERE dedup_key = ? AND state = 'dead'",
                 (message.dedup_key,),
             )
-        at = now + message.delay
-        cursor = conn.execute(
-            _INSERT,
-            (
-                message.topic,
-                message.value_json,
-                at,
-                at,
-                message.backoff_json,
-                message.keys_json,
-                now,
-                message.dedup_key,
-                message.schedule,
-            ),
-        )
-        ids.append(cursor.lastrowid)
+        ids.append(conn.execute(INSERT, insert_params(message, now)).lastrowid)
     return ids
 
 
 def insert_many_plain(conn: Any, messages: Sequence[PreparedMessage], now: float) -> list[int]:
     """Fast path for messages without dedup keys: one ``executemany``, ids from the sequence."""
+    # AUTOINCREMENT hands out seq + 1, seq + 2, ... and we hold the write lock.
     before = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'queue'").fetchone()
     first = (before[0] if before else 0) + 1
-    conn.executemany(
-        _INSERT,
-        [
-            (m.topic, m.value_json, now + m.delay, now + m.delay, m.backoff_json, m.keys_json,
-             now, None, m.schedule)
-            for m in messages
-        ],
-    )
+    conn.executemany(INSERT, [insert_params(m, now) for m in messages])
     return list(range(first, first + len(messages)))
 
 
@@ -246,88 +259,115 @@ def new_lease_token() -> str:
     return os.urandom(8).hex()
 
 
-_CLAIM_SELECT = (
-    "SELECT id, topic, value, state, deliver_at, attempts, backoff_schedule, "
-    "keys_if_undelivered, enqueued_at, schedule FROM queue "
-    "WHERE state IN ('queued', 'leased') AND due_at <= ? "
+# One statement leases the next due message: SQLite runs a writing statement under the
+# write lock from its first step, so two consumers can never lease the same row, and the
+# statement is its own commit (no BEGIN/COMMIT round trips on the hot path).
+_CLAIM = (
+    "UPDATE queue SET state = 'leased', attempts = attempts + 1, lease_token = ?, "
+    "lease_expires_at = ?, due_at = ? WHERE id = ("
+    "SELECT id FROM queue WHERE state IN ('queued', 'leased') AND due_at <= ? "
     "AND topic NOT IN (SELECT topic FROM paused_topics) "
-    "AND NOT EXISTS (SELECT 1 FROM paused_topics WHERE topic = '*') "
+    "AND NOT EXISTS (SELECT 1 FROM paused_topics WHERE topic = '*') {topics}"
+    "ORDER BY due_at, id LIMIT 1) "
+    "RETURNING id, topic, value, deliver_at, attempts, backoff_schedule, keys_if_undelivered, "
+    "enqueued_at, schedule"
 )
+_CLAIM_ANY_TOPIC = _CLAIM.format(topics="")
 
 
-def claim_next(
-    conn: Any,
-    *,
-    now: float,
-    lease_seconds: float,
-    topics: Collection[str] | None,
-    write_undelivered: Any,
-) -> tuple[Delivery | None, list[tuple[int, str]]]:
-    """Lease the next due message in the open write transaction.
+def claim_statement(topics: Sequence[str] | None) -> str:
+    """The statement that leases the next due message (of ``topics``, if given)."""
+    if topics is None:
+        return _CLAIM_ANY_TOPIC
+    return _CLAIM.format(topics=f"AND topic IN ({','.join('?' * len(topics))}) ")
 
-    Returns the delivery (or ``None``) and the ``(id, error)`` of rows dead-lettered on the
-    way: corrupt rows, and messages whose lease expired once too often (a consumer that
-    keeps dying on them). ``write_undelivered(keys, value_json)`` writes the
-    ``keys_if_undelivered`` of those.
+
+class UndeliverableRow(Exception):
+    """A leased row that must become a dead letter instead of a delivery."""
+
+    def __init__(self, msg_id: int, error: str, *, write_undelivered: bool) -> None:
+        super().__init__(error)
+        self.msg_id = msg_id
+        self.error = error
+        self.write_undelivered = write_undelivered
+
+
+def delivery_from_claimed(row: Sequence[Any], lease_token: str, expires: float) -> Delivery:
+    """Turn the row the claim statement returned into a :class:`Delivery`.
+
+    Raises :class:`UndeliverableRow` for a corrupt row, or for one whose lease expired on
+    its last attempt (a consumer that keeps dying on it): those are dead-lettered.
     """
-    sql = _CLAIM_SELECT
-    params: list[Any] = [now]
-    if topics is not None:
-        topics = list(topics)
-        sql += f"AND topic IN ({','.join('?' * len(topics))}) "
-        params.extend(topics)
-    sql += "ORDER BY due_at, id LIMIT 1"
-    dead: list[tuple[int, str]] = []
-    while True:
-        row = conn.execute(sql, params).fetchone()
-        if row is None:
-            return None, dead
-        (msg_id, topic, value_json, state, deliver_at, attempts, backoff_raw, keys_raw,
-         enqueued_at, schedule) = row
-        try:
-            value = load_value(value_json)
-            backoff = _backoff_of(backoff_raw)
-            attempts = int(attempts)
-            deliver_at = float(deliver_at)
-            enqueued_at = float(enqueued_at)
-            if not isinstance(topic, str):
-                raise ValueError(f"topic is {topic!r}")
-        except (TypeError, ValueError) as exc:
-            error = f"corrupt queue row, not delivered: {exc}"
-            _dead_letter(conn, msg_id, error, now)
-            dead.append((msg_id, error))
-            continue
-        max_attempts = len(backoff) + 1
-        if state == "leased" and attempts >= max_attempts:
-            error = (
-                f"lease expired on attempt {attempts} of {max_attempts}: "
-                "the consumer died or hung while handling it"
-            )
-            _dead_letter(conn, msg_id, error, now)
-            _write_undelivered_safely(write_undelivered, keys_raw, value_json)
-            dead.append((msg_id, error))
-            continue
-        token = new_lease_token()
-        expires = now + lease_seconds
+    (
+        msg_id,
+        topic,
+        value_json,
+        deliver_at,
+        attempt,
+        backoff_raw,
+        keys_raw,
+        enqueued_at,
+        schedule,
+    ) = row
+    try:
+        value = load_value(value_json)
+        backoff = _backoff_of(backoff_raw)
+        _keys_of(keys_raw)
+        attempt = int(attempt)
+        deliver_at = float(deliver_at)
+        enqueued_at = float(enqueued_at)
+        if not isinstance(topic, str):
+            raise ValueError(f"topic is {topic!r}")
+        if schedule is not None and not isinstance(schedule, str):
+            raise ValueError(f"schedule is {schedule!r}")
+    except (TypeError, ValueError) as exc:
+        raise UndeliverableRow(
+            msg_id, f"corrupt queue row, not delivered: {exc}", write_undelivered=False
+        ) from None
+    max_attempts = len(backoff) + 1
+    if attempt > max_attempts:
+        raise UndeliverableRow(
+            msg_id,
+            f"lease expired on attempt {max_attempts} of {max_attempts}: "
+            "the consumer died or hung while handling it",
+            write_undelivered=True,
+        )
+    return Delivery(
+        id=msg_id,
+        topic=topic,
+        value=value,
+        attempt=attempt,
+        max_attempts=max_attempts,
+        deliver_at=deliver_at,
+        enqueued_at=enqueued_at,
+        lease_token=lease_token,
+        lease_expires_at=expires,
+        schedule=schedule,
+        backoff_schedule=backoff,
+    )
+
+
+def dead_letter_claimed(
+    conn: Any, bad: UndeliverableRow, lease_token: str, now: float, write_undelivered: Any
+) -> None:
+    """Dead-letter a row this consumer just leased (in the open transaction)."""
+    row = conn.execute(
+        "SELECT keys_if_undelivered, value, backoff_schedule FROM queue "
+        "WHERE id = ? AND lease_token = ?",
+        (bad.msg_id, lease_token),
+    ).fetchone()
+    if row is None:
+        return  # deleted or re-leased meanwhile: nothing of ours to dead-letter
+    keys_raw, value_json, backoff_raw = row
+    error = bad.error
+    if bad.write_undelivered:
+        error += _write_undelivered_safely(write_undelivered, keys_raw, value_json)
+        # The claim counted one attempt too many; show the attempts that really ran.
         conn.execute(
-            "UPDATE queue SET state = 'leased', attempts = attempts + 1, lease_token = ?, "
-            "lease_expires_at = ?, due_at = ? WHERE id = ?",
-            (token, expires, expires, msg_id),
+            "UPDATE queue SET attempts = ? WHERE id = ?",
+            (len(_backoff_of(backoff_raw)) + 1, bad.msg_id),
         )
-        delivery = Delivery(
-            id=msg_id,
-            topic=topic,
-            value=value,
-            attempt=attempts + 1,
-            max_attempts=max_attempts,
-            deliver_at=deliver_at,
-            enqueued_at=enqueued_at,
-            lease_token=token,
-            lease_expires_at=expires,
-            schedule=schedule,
-            backoff_schedule=backoff,
-        )
-        return delivery, dead
+    _dead_letter(conn, bad.msg_id, error, now)
 
 
 def _dead_letter(conn: Any, msg_id: int, error: str, now: float) -> None:
@@ -338,10 +378,16 @@ def _dead_letter(conn: Any, msg_id: int, error: str, now: float) -> None:
     )
 
 
-def _write_undelivered_safely(write_undelivered: Any, keys_raw: str | None, value_json: str) -> None:
-    keys = _keys_of(keys_raw)
+def _write_undelivered_safely(write_undelivered: Any, keys_raw: str | None, value_json: str) -> str:
+    """Write a dead letter's value under its keys_if_undelivered; a note for its error if not."""
+    try:
+        keys = _keys_of(keys_raw)
+    except (TypeError, ValueError) as exc:
+        # A row damaged after it was claimed: dead-letter it anyway and say what was skipped.
+        return f" (keys_if_undelivered unreadable, not written: {exc})"
     if keys:
         write_undelivered(keys, value_json)
+    return ""
 
 
 def fail_delivery(
@@ -371,15 +417,29 @@ def fail_delivery(
             (at, at, error, delivery.id),
         )
         return "retry"
+    error += _write_undelivered_safely(write_undelivered, keys_raw, value_json)
     _dead_letter(conn, delivery.id, error, now)
-    _write_undelivered_safely(write_undelivered, keys_raw, value_json)
     return "dead"
 
 
 def row_to_message(row: Sequence[Any], paused_topics: Collection[str]) -> Message:
     """Build a :class:`Message` from a row, describing damage instead of raising on it."""
-    (msg_id, topic, value_json, state, deliver_at, attempts, backoff_raw, _keys, last_error,
-     enqueued_at, lease_expires_at, dedup_key, schedule, dead_at) = row
+    (
+        msg_id,
+        topic,
+        value_json,
+        state,
+        deliver_at,
+        attempts,
+        backoff_raw,
+        _keys,
+        last_error,
+        enqueued_at,
+        lease_expires_at,
+        dedup_key,
+        schedule,
+        dead_at,
+    ) = row
     corrupt = None
     try:
         value = load_value(value_json)

@@ -44,6 +44,39 @@ _EXPIRY_SWEEP_SECONDS = 60.0
 
 Durability = Literal["normal", "full"]
 
+# SQLite primary result codes meaning "the file or its lock", not "the SQL is wrong".
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_NOMEM, _SQLITE_READONLY = 5, 6, 7, 8
+_SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN = 10, 11, 13, 14
+_SQLITE_PROTOCOL, _SQLITE_NOTADB = 15, 26
+_ENVIRONMENTAL = frozenset(
+    {
+        _SQLITE_BUSY,
+        _SQLITE_LOCKED,
+        _SQLITE_NOMEM,
+        _SQLITE_READONLY,
+        _SQLITE_IOERR,
+        _SQLITE_CORRUPT,
+        _SQLITE_FULL,
+        _SQLITE_CANTOPEN,
+        _SQLITE_PROTOCOL,
+        _SQLITE_NOTADB,
+    }
+)
+
+
+def _is_environmental(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _ENVIRONMENTAL
+
+
+def _sql_limit(limit: int | None) -> int:
+    """``limit`` for SQL's LIMIT (-1: no limit), refusing what is not a non-negative int."""
+    if limit is None:
+        return -1
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise InvalidValueError(f"limit must be a non-negative integer or None, got {limit!r}")
+    return limit
+
 
 @dataclass(frozen=True, slots=True)
 class Entry:
@@ -106,21 +139,38 @@ class Store:
         self.durability = durability
         self._lock = threading.RLock()
         self._last_sweep = -math.inf
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._busy_timeout = busy_timeout
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the folder for the store {path}: {exc}. "
+                "Point AIRQ_NB_DB (or the path argument) at a writable location."
+            ) from exc
         try:
             self._conn = sqlite3.connect(
                 str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False
             )
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"cannot open {path} as an airq_nb store: {exc}. "
+                "Point AIRQ_NB_DB (or the path argument) at a new or existing airq_nb file."
+            ) from exc
+        try:
             self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute(f"PRAGMA synchronous = {durability.upper()}")
             self.db = sqlite_utils.Database(self._conn)
             self._create_schema()
         except sqlite3.DatabaseError as exc:
+            self._conn.close()
             raise StoreError(
                 f"cannot open {path} as an airq_nb store: {exc}. "
                 "Point AIRQ_NB_DB (or the path argument) at a new or existing airq_nb file."
             ) from exc
+        except BaseException:
+            self._conn.close()
+            raise
         self.queue = QueueManager(self)
 
     # -- plumbing -----------------------------------------------------------------------
@@ -190,27 +240,82 @@ class Store:
             if self._conn.in_transaction:
                 yield self._conn
                 return
-            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise self._translate(exc) from exc
             try:
                 yield self._conn
-            except BaseException:
+            except BaseException as exc:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error) and _is_environmental(exc):
+                    raise self._translate(exc) from exc
                 raise
-            self._conn.execute("COMMIT")
+            try:
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise self._translate(exc) from exc
+
+    def _translate(self, exc: sqlite3.Error) -> Exception:
+        """Our error for a failure of the file or of the lock; programming errors stay as they are."""
+        if not _is_environmental(exc):
+            return exc
+        code = exc.sqlite_errorcode & 0xFF
+        if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
+            return StoreError(
+                f"{self.path} stayed locked by another connection's write for more than "
+                f"{self._busy_timeout:g} s ({exc}); nothing was written. Try again; if it "
+                "persists, find the process holding a long transaction (e.g. a kernel stuck "
+                "inside store.transaction()) or open the store with a larger busy_timeout."
+            )
+        if code == _SQLITE_READONLY:
+            return StoreError(
+                f"{self.path} is read-only ({exc}); airq_nb needs to write it and its -wal "
+                "and -shm files: fix the permissions or choose another path."
+            )
+        if code == _SQLITE_FULL:
+            return StoreError(f"the disk holding {self.path} is full ({exc}); free some space.")
+        if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+            return StoreError(
+                f"{self.path} is damaged or not an airq_nb store ({exc}). Restore it from a "
+                "copy, or point AIRQ_NB_DB (or the path argument) at a new file."
+            )
+        return StoreError(
+            f"cannot read or write {self.path} ({exc}); check that the disk and folder are "
+            "reachable and writable."
+        )
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run one read statement (parameterised) and return all its rows."""
         with self._lock:
-            return self._conn.execute(sql, params).fetchall()
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise self._translate(exc) from exc
+
+    def _write(self, sql: str, params: Sequence[Any]) -> tuple[list[Any], sqlite3.Cursor]:
+        """Run one write statement: its own commit, or part of the caller's open transaction.
+
+        SQLite takes the write lock at the statement's first step (waiting out other
+        writers), so one statement is as atomic as ``BEGIN IMMEDIATE`` ... ``COMMIT``, with
+        two fewer round trips. Rows (of ``RETURNING``) are read to the end so it commits.
+        """
+        with self._lock:
+            try:
+                cursor = self._conn.execute(sql, params)
+                return cursor.fetchall(), cursor
+            except sqlite3.Error as exc:
+                raise self._translate(exc) from exc
 
     def data_version(self) -> int:
         """A number that changes whenever another connection commits to the file.
 
         Cheap enough to poll: the scheduler uses it to notice work from other processes.
         """
-        with self._lock:
-            return self._conn.execute("PRAGMA data_version").fetchone()[0]
+        return self.execute("PRAGMA data_version")[0][0]
 
     def close(self) -> None:
         with self._lock:
@@ -244,21 +349,30 @@ class Store:
 
     def get(self, key: Key) -> Entry:
         """The entry at ``key``; its value and versionstamp are ``None`` if there is none."""
-        raw = encode_key(key)
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT value, versionstamp FROM kv WHERE key = ? "
-                "AND (expires_at IS NULL OR expires_at > ?)",
-                (raw, self.now()),
-            ).fetchone()
-        if row is None:
+        rows = self.execute(
+            "SELECT value, versionstamp FROM kv WHERE key = ? "
+            "AND (expires_at IS NULL OR expires_at > ?)",
+            (encode_key(key), self.now()),
+        )
+        if not rows:
             return Entry(key, None, None)
-        return Entry(key, load_value(row[0]), row[1])
+        return Entry(key, self._load_kv(key, rows[0][0]), rows[0][1])
+
+    def _load_kv(self, key: Key, text: Any) -> Any:
+        try:
+            return load_value(text)
+        except (TypeError, ValueError) as exc:
+            raise StoreError(
+                f"the value stored at {key!r} is not JSON ({exc}); it was written behind "
+                "airq_nb's back. Delete it with store.delete(key) or set it again."
+            ) from None
 
     def get_many(self, keys: Sequence[Key]) -> list[Entry]:
         """Entries for several keys, read in one consistent snapshot."""
         with self._lock:
-            self._conn.execute("BEGIN")
+            if self._conn.in_transaction:
+                return [self.get(key) for key in keys]
+            self.execute("BEGIN")
             try:
                 return [self.get(key) for key in keys]
             finally:
@@ -294,16 +408,17 @@ class Store:
             low = max(low, encode_key(start))
         if end is not None:
             high = min(high, encode_key(end))
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-            raise InvalidValueError(f"limit must be a non-negative integer, got {limit!r}")
         order = "DESC" if reverse else "ASC"
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT key, value, versionstamp FROM kv WHERE key >= ? AND key < ? "
-                f"AND (expires_at IS NULL OR expires_at > ?) ORDER BY key {order} LIMIT ?",
-                (low, high, self.now(), -1 if limit is None else limit),
-            ).fetchall()
-        return [Entry(decode_key(raw), load_value(value), stamp) for raw, value, stamp in rows]
+        rows = self.execute(
+            "SELECT key, value, versionstamp FROM kv WHERE key >= ? AND key < ? "
+            f"AND (expires_at IS NULL OR expires_at > ?) ORDER BY key {order} LIMIT ?",
+            (low, high, self.now(), _sql_limit(limit)),
+        )
+        entries = []
+        for raw, value, stamp in rows:
+            key = decode_key(raw)
+            entries.append(Entry(key, self._load_kv(key, value), stamp))
+        return entries
 
     def atomic(self) -> AtomicOperation:
         """Start an atomic operation: checks, sets, deletes, sums and enqueues, all or nothing."""
@@ -332,8 +447,12 @@ class Store:
         prepared = self._prepare(
             value, delay, topic, keys_if_undelivered, backoff_schedule, dedup_key, schedule
         )
+        now = self.now()
+        if dedup_key is None:
+            _rows, cursor = self._write(_queue.INSERT, _queue.insert_params(prepared, now))
+            return cursor.lastrowid
         with self.transaction() as conn:
-            return _queue.insert_messages(conn, [prepared], self.now())[0]
+            return _queue.insert_messages(conn, [prepared], now)[0]
 
     def _prepare(
         self,
@@ -345,8 +464,12 @@ class Store:
         dedup_key: str | None,
         schedule: str | None,
     ) -> PreparedMessage:
-        if isinstance(keys_if_undelivered, tuple) and keys_if_undelivered and not isinstance(
-            keys_if_undelivered[0], tuple
+        if keys_if_undelivered is None:
+            keys_if_undelivered = ()
+        if isinstance(keys_if_undelivered, str | bytes) or (
+            isinstance(keys_if_undelivered, tuple)
+            and keys_if_undelivered
+            and not isinstance(keys_if_undelivered[0], tuple)
         ):
             raise InvalidKeyError(
                 "keys_if_undelivered is a list of keys, e.g. [('failed', 1)], not one key"
@@ -377,24 +500,33 @@ class Store:
         on the way are dead-lettered, never raised.
         """
         lease_seconds = _queue.check_delay(lease_seconds, what="lease_seconds")
+        topic_list = _queue.check_topics(topics)
+        sql = _queue.claim_statement(topic_list)
         now = self.now() if now is None else now
-        with self.transaction() as conn:
-            delivery, _dead = _queue.claim_next(
-                conn,
-                now=now,
-                lease_seconds=lease_seconds,
-                topics=topics,
-                write_undelivered=lambda keys, value_json: self._write_raw(conn, keys, value_json),
-            )
-        return delivery
+        expires = now + lease_seconds
+        while True:
+            token = _queue.new_lease_token()
+            rows, _cursor = self._write(sql, [token, expires, expires, now, *(topic_list or ())])
+            if not rows:
+                return None
+            try:
+                return _queue.delivery_from_claimed(rows[0], token, expires)
+            except _queue.UndeliverableRow as bad:
+                with self.transaction() as conn:
+                    _queue.dead_letter_claimed(
+                        conn,
+                        bad,
+                        token,
+                        now,
+                        lambda keys, value_json: self._write_raw(conn, keys, value_json),
+                    )
 
     def ack(self, delivery: Delivery) -> bool:
         """Mark a delivery done (the message is removed). False if the lease was lost meanwhile."""
-        with self.transaction() as conn:
-            cursor = conn.execute(
-                "DELETE FROM queue WHERE id = ? AND lease_token = ?",
-                (delivery.id, delivery.lease_token),
-            )
+        _rows, cursor = self._write(
+            "DELETE FROM queue WHERE id = ? AND lease_token = ?",
+            (delivery.id, delivery.lease_token),
+        )
         return cursor.rowcount == 1
 
     def fail(
@@ -431,22 +563,20 @@ class Store:
         """Keep holding a message for ``lease_seconds`` more; False if the lease was lost."""
         now = self.now() if now is None else now
         expires = now + _queue.check_delay(lease_seconds, what="lease_seconds")
-        with self.transaction() as conn:
-            cursor = conn.execute(
-                "UPDATE queue SET lease_expires_at = ?, due_at = ? WHERE id = ? AND lease_token = ?",
-                (expires, expires, delivery.id, delivery.lease_token),
-            )
+        _rows, cursor = self._write(
+            "UPDATE queue SET lease_expires_at = ?, due_at = ? WHERE id = ? AND lease_token = ?",
+            (expires, expires, delivery.id, delivery.lease_token),
+        )
         return cursor.rowcount == 1
 
     def release(self, delivery: Delivery) -> bool:
         """Give a message back unhandled (e.g. on shutdown): due again now, attempt not counted."""
-        with self.transaction() as conn:
-            cursor = conn.execute(
-                "UPDATE queue SET state = 'queued', attempts = MAX(attempts - 1, 0), "
-                "lease_token = NULL, lease_expires_at = NULL, due_at = deliver_at "
-                "WHERE id = ? AND lease_token = ?",
-                (delivery.id, delivery.lease_token),
-            )
+        _rows, cursor = self._write(
+            "UPDATE queue SET state = 'queued', attempts = MAX(attempts - 1, 0), "
+            "lease_token = NULL, lease_expires_at = NULL, due_at = deliver_at "
+            "WHERE id = ? AND lease_token = ?",
+            (delivery.id, delivery.lease_token),
+        )
         return cursor.rowcount == 1
 
     def next_due(self, *, topics: Collection[str] | None = None) -> float | None:
@@ -457,12 +587,11 @@ class Store:
             "AND NOT EXISTS (SELECT 1 FROM paused_topics WHERE topic = '*')"
         )
         params: list[Any] = []
-        if topics is not None:
-            topics = list(topics)
-            sql += f" AND topic IN ({','.join('?' * len(topics))})"
-            params.extend(topics)
-        with self._lock:
-            (due,) = self._conn.execute(sql, params).fetchone()
+        topic_list = _queue.check_topics(topics)
+        if topic_list is not None:
+            sql += f" AND topic IN ({','.join('?' * len(topic_list))})"
+            params.extend(topic_list)
+        ((due,),) = self.execute(sql, params)
         return None if due is None else float(due)
 
     def _write_raw(self, conn: sqlite3.Connection, keys: Sequence[bytes], value_json: str) -> None:
@@ -631,7 +760,7 @@ class QueueManager:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY state = 'dead', deliver_at, id LIMIT ?"
-        params.append(-1 if limit is None else limit)
+        params.append(_sql_limit(limit))
         paused = self._paused()
         return [_queue.row_to_message(row, paused) for row in self._store.execute(sql, params)]
 
