@@ -1,0 +1,214 @@
+"""Widgets driven headlessly: real clicks delete, purge, pause and re-drive in a real store."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import airq_nb
+from airq_nb.widgets import QueueInspector
+
+HOSTILE = "<script>alert('x')</script><img src=x onerror=alert(1)>"
+
+
+def inspector(store: airq_nb.Store, **options) -> QueueInspector:
+    return QueueInspector(store, autostart=False, **options)
+
+
+def tick(panel: QueueInspector, *ids: int) -> None:
+    """Tick the checkboxes of the rows showing ``ids``, as a user would."""
+    for row, message in zip(panel._rows, panel.messages, strict=False):
+        if message.id in ids:
+            row[0].value = True
+
+
+def make_dead(store: airq_nb.Store, value: object, *, topic: str = "collect") -> int:
+    message_id = store.enqueue(value, topic=topic, backoff_schedule=[])
+    delivery = store.claim(topics=[topic])
+    assert delivery is not None and delivery.id == message_id
+    assert store.fail(delivery, f"failed with {HOSTILE}") == "dead"
+    return message_id
+
+
+def all_html(panel: QueueInspector) -> str:
+    texts = [c.value for c in panel.table.children if isinstance(c.value, str)]
+    return "\n".join([*texts, panel.result.value, panel.summary.value])
+
+
+def test_table_shows_topic_state_due_attempts_error_and_payload(clocked_store):
+    store = clocked_store
+    soon = store.enqueue({"station": "London"}, topic="collect", delay=300)
+    dead = make_dead(store, {"n": 1}, topic="other")
+    panel = inspector(store)
+    assert {m.id for m in panel.messages} == {soon, dead}
+    cells = {
+        message.id: [c.value for c in row[1:]]
+        for message, row in zip(panel.messages, panel._rows, strict=False)
+    }
+    assert cells[soon][:5] == [str(soon), "collect", "queued", "in 5 min", "0/6"]
+    assert "London" in cells[soon][6]
+    assert cells[dead][2] == "dead" and cells[dead][4] == "1/1"
+    assert "failed with" in cells[dead][5]
+    assert "2 messages" in panel.summary.value
+    assert panel.footer.value.startswith("showing 2 of 2")
+
+
+def test_payload_and_error_text_is_escaped(store):
+    make_dead(store, {"text": HOSTILE})
+    store.enqueue(HOSTILE, topic=HOSTILE)
+    panel = inspector(store)
+    shown = all_html(panel)
+    assert "<script" not in shown and "<img" not in shown
+    assert "&lt;script&gt;" in shown and "&lt;img src=x onerror=alert(1)&gt;" in shown
+    # The topic filter's options are plain text (ipywidgets renders them as text nodes).
+    assert HOSTILE in panel.topic_filter.options
+
+
+def test_delete_selected_deletes_exactly_the_ticked_messages(store):
+    ids = [store.enqueue({"n": n}, topic="collect") for n in range(4)]
+    panel = inspector(store)
+    panel.delete_button.click()
+    assert "Nothing selected" in panel.result.value
+    tick(panel, ids[1], ids[3])
+    panel.delete_button.click()
+    assert [m.id for m in store.queue.list()] == [ids[0], ids[2]]
+    assert panel.result.value == "Deleted 2 messages."
+    assert [m.id for m in panel.messages] == [ids[0], ids[2]]
+    assert panel.selected == set()
+
+
+def test_purge_needs_a_confirmation_and_respects_the_filters(store):
+    for n in range(3):
+        store.enqueue({"n": n}, topic="collect")
+    keep = store.enqueue({"n": 9}, topic="other")
+    panel = inspector(store)
+    panel.topic_filter.value = "collect"
+    panel.purge_button.click()
+    assert panel.confirming
+    assert "Purge 3 messages in topic collect?" in panel.confirm_text.value
+    assert store.queue.counts().total == 4  # asking deletes nothing
+    panel.cancel_button.click()
+    assert not panel.confirming
+    panel.confirm_button.click()  # a stale confirm after cancel does nothing
+    assert store.queue.counts().total == 4
+    panel.purge_button.click()
+    panel.confirm_button.click()
+    assert [m.id for m in store.queue.list()] == [keep]
+    assert panel.result.value == "Purged 3 messages in topic collect."
+    assert panel.footer.value.startswith("showing 0 of 0")
+
+
+def test_pause_and_resume_a_topic(store):
+    store.enqueue({"n": 1}, topic="collect")
+    panel = inspector(store)
+    panel.topic_filter.value = "collect"
+    assert panel.pause_button.description == "Pause"
+    panel.pause_button.click()
+    assert store.queue.paused_topics() == ("collect",)
+    assert store.claim(topics=["collect"]) is None
+    assert panel.pause_button.description == "Resume"
+    assert "(paused)" in panel._rows[0][4].value
+    panel.pause_button.click()
+    assert store.queue.paused_topics() == ()
+    assert store.claim(topics=["collect"]) is not None
+
+
+def test_pause_everything_then_resume(store):
+    panel = inspector(store)
+    panel.pause_button.click()
+    assert store.queue.paused_topics() == ("*",)
+    assert "paused:</b> everything" in panel.summary.value
+    panel.pause_button.click()
+    assert store.queue.paused_topics() == ()
+
+
+def test_redrive_ticked_dead_letters_or_all_of_them(store):
+    first = make_dead(store, {"n": 1})
+    second = make_dead(store, {"n": 2})
+    third = make_dead(store, {"n": 3}, topic="other")
+    panel = inspector(store)
+    tick(panel, second)
+    panel.redrive_button.click()
+    assert store.queue.get(second).state == "queued"
+    assert store.queue.get(second).attempts == 0
+    assert {store.queue.get(i).state for i in (first, third)} == {"dead"}
+    assert panel.result.value == "Re-drove 1 dead letter."
+    panel.topic_filter.value = "collect"
+    panel.redrive_button.click()  # nothing ticked: every dead letter in the filter
+    assert store.queue.get(first).state == "queued"
+    assert store.queue.get(third).state == "dead"
+
+
+def test_state_filter_shows_only_that_state(store):
+    store.enqueue({"n": 1}, topic="later", delay=60)
+    dead = make_dead(store, {"n": 2})
+    panel = inspector(store)
+    panel.state_filter.value = "dead"
+    assert [m.id for m in panel.messages] == [dead]
+    assert panel.footer.value.startswith("showing 1 of 1")
+
+
+def test_table_is_bounded_and_says_so(store):
+    for n in range(7):
+        store.enqueue({"n": n}, topic="collect")
+    panel = inspector(store, limit=5)
+    assert len(panel.messages) == 5
+    assert panel.footer.value == "showing 5 of 7 matching messages (first 5)"
+    # Header plus five rows of eight cells.
+    assert len(panel.table.children) == 8 * 6
+
+
+def test_a_message_gone_behind_the_widgets_back_is_not_an_error(store):
+    message_id = store.enqueue({"n": 1}, topic="collect")
+    panel = inspector(store)
+    tick(panel, message_id)
+    store.queue.delete(message_id)
+    panel.delete_button.click()
+    assert panel.result.value == "Deleted 0 messages."
+    assert panel.messages == []
+
+
+def test_a_failed_action_shows_its_error_escaped(store):
+    message_id = make_dead(store, {"n": 1}, topic=HOSTILE)
+    panel = inspector(store)
+    tick(panel, message_id)
+    # Someone re-drives it meanwhile: re-driving a queued message is refused with a message.
+    store.queue.redrive(message_id)
+    panel.redrive_button.click()
+    assert "not dead" in panel.result.value
+    assert "<script" not in panel.result.value
+
+
+def test_clicks_from_another_thread_change_the_store(store):
+    ids = [store.enqueue({"n": n}, topic="collect") for n in range(3)]
+    panel = inspector(store)
+    tick(panel, ids[0])
+    worker = threading.Thread(target=panel.delete_button.click)
+    worker.start()
+    worker.join(10)
+    assert [m.id for m in store.queue.list()] == ids[1:]
+
+
+def test_refreshes_itself_on_the_running_loop_and_stops(store):
+    async def scenario() -> tuple[list[int], bool]:
+        panel = QueueInspector(store, interval=0.05)
+        assert panel.refreshing
+        message_id = store.enqueue({"n": 1}, topic="collect")
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if panel.messages:
+                break
+        seen = [m.id for m in panel.messages]
+        assert seen == [message_id]
+        panel.close()
+        await asyncio.sleep(0)
+        return seen, panel.refreshing
+
+    seen, still_refreshing = asyncio.run(scenario())
+    assert seen and not still_refreshing
+
+
+def test_outside_an_event_loop_it_does_not_start_a_task(store):
+    panel = QueueInspector(store)
+    assert not panel.refreshing
+    panel.close()
