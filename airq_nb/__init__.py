@@ -7,6 +7,7 @@ Charts (``airq_nb.charts``) and widgets (``airq_nb.widgets``) are imported on de
 
 from ._clock import Clock, FakeClock, SystemClock
 from ._collector import CollectResult, collect_now, collect_once, start_collector
+from ._delivery_log import read_delivery_log
 from ._errors import (
     AirqError,
     ConfigurationError,
@@ -21,12 +22,15 @@ from ._errors import (
     RateLimitedError,
     RequestRejectedError,
     ScheduleNotFoundError,
+    SchedulerError,
     SourceError,
     SourceUnavailableError,
     StoreError,
 )
 from ._queue import DEFAULT_BACKOFF_SCHEDULE, Delivery, Message, QueueCounts
 from ._readings import read_readings
+from ._scheduler import RunSummary, Scheduler, scheduler_for
+from ._schedules import ScheduleInfo
 from ._sources import (
     LONDON,
     Location,
@@ -36,6 +40,7 @@ from ._sources import (
     Source,
     source_from_env,
 )
+from ._status import Status, store_status
 from ._store import DEFAULT_DB_PATH, AtomicOperation, CommitResult, Entry, Store, open_store
 
 __version__ = "0.1.0"
@@ -69,17 +74,25 @@ __all__ = [
     "RateLimitedError",
     "Reading",
     "RequestRejectedError",
+    "RunSummary",
+    "ScheduleInfo",
     "ScheduleNotFoundError",
+    "Scheduler",
+    "SchedulerError",
     "Source",
     "SourceError",
     "SourceUnavailableError",
+    "Status",
     "Store",
     "StoreError",
     "SystemClock",
     "collect_now",
     "collect_once",
     "open_store",
+    "read_delivery_log",
     "read_readings",
+    "scheduler_for",
     "source_from_env",
     "start_collector",
+    "store_status",
 ]

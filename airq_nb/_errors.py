@@ -16,6 +16,7 @@ __all__ = [
     "RateLimitedError",
     "RequestRejectedError",
     "ScheduleNotFoundError",
+    "SchedulerError",
     "SourceError",
     "SourceUnavailableError",
     "StoreError",
@@ -60,6 +61,10 @@ class InvalidScheduleError(AirqError, ValueError):
 
 class ScheduleNotFoundError(AirqError, LookupError):
     """No schedule has the given name."""
+
+
+class SchedulerError(AirqError, RuntimeError):
+    """The scheduler cannot do what was asked in its current state or with these options."""
 
 
 class SourceError(AirqError):

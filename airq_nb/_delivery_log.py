@@ -1,0 +1,186 @@
+"""The delivery log: one row per delivery attempt (scheduled, started, finished, outcome, error).
+
+Written by the scheduler in the same transaction as the ack or failure it records, kept for
+a configurable period, and read back as a pandas DataFrame for status and charts.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    import pandas
+
+    from ._store import Store
+
+__all__ = [
+    "LOG_COLUMNS",
+    "LogEntry",
+    "ensure_delivery_log_table",
+    "prune_delivery_log",
+    "read_delivery_log",
+    "table_exists",
+    "utc",
+    "write_log_entry",
+]
+
+LOG_COLUMNS = (
+    "message_id",
+    "topic",
+    "schedule",
+    "attempt",
+    "scheduled_at",
+    "started_at",
+    "finished_at",
+    "outcome",
+    "error",
+    "lateness_ms",
+)
+_TIME_COLUMNS = ("scheduled_at", "started_at", "finished_at")
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One finished delivery attempt; times are Unix seconds."""
+
+    message_id: int
+    topic: str
+    schedule: str | None
+    attempt: int
+    scheduled_at: float
+    started_at: float
+    finished_at: float
+    outcome: str
+    error: str | None
+
+    @property
+    def lateness_ms(self) -> float:
+        """How long after its scheduled time the attempt started."""
+        return (self.started_at - self.scheduled_at) * 1000.0
+
+
+def table_exists(store: Store, name: str) -> bool:
+    return bool(
+        store.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+    )
+
+
+def ensure_delivery_log_table(store: Store) -> None:
+    """Create the ``delivery_log`` table and its indexes if this file does not have them."""
+    with store.transaction():
+        table = store.db["delivery_log"]
+        table.create(
+            {
+                "id": int,
+                "message_id": int,
+                "topic": str,
+                "schedule": str,
+                "attempt": int,
+                "scheduled_at": float,
+                "started_at": float,
+                "finished_at": float,
+                "outcome": str,
+                "error": str,
+                "lateness_ms": float,
+            },
+            pk="id",
+            not_null={"message_id", "topic", "attempt", "started_at", "finished_at", "outcome"},
+            if_not_exists=True,
+        )
+        table.create_index(["finished_at"], if_not_exists=True)
+        table.create_index(["schedule", "finished_at"], if_not_exists=True)
+
+
+def write_log_entry(conn: sqlite3.Connection, entry: LogEntry) -> None:
+    """Insert one row in the caller's open transaction."""
+    conn.execute(
+        "INSERT INTO delivery_log (message_id, topic, schedule, attempt, scheduled_at, "
+        "started_at, finished_at, outcome, error, lateness_ms) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            entry.message_id,
+            entry.topic,
+            entry.schedule,
+            entry.attempt,
+            entry.scheduled_at,
+            entry.started_at,
+            entry.finished_at,
+            entry.outcome,
+            entry.error,
+            entry.lateness_ms,
+        ),
+    )
+
+
+def prune_delivery_log(conn: sqlite3.Connection, *, older_than: float) -> int:
+    """Delete rows that finished before ``older_than`` (Unix seconds); returns how many."""
+    return conn.execute("DELETE FROM delivery_log WHERE finished_at < ?", (older_than,)).rowcount
+
+
+def _as_unix(since: Any, now: float) -> float:
+    if isinstance(since, timedelta):
+        return now - since.total_seconds()
+    if isinstance(since, datetime):
+        if since.tzinfo is None:
+            raise ValueError("since must be an aware datetime (e.g. with tzinfo=UTC)")
+        return since.timestamp()
+    return float(since)
+
+
+def read_delivery_log(
+    store: Store | None = None,
+    *,
+    since: datetime | timedelta | float | None = None,
+    schedule: str | None = None,
+    topic: str | None = None,
+    limit: int | None = None,
+) -> pandas.DataFrame:
+    """Delivery attempts, oldest first, as a DataFrame (times tz-aware UTC, lateness in ms).
+
+    ``since`` is an aware datetime, a timedelta (that long ago) or Unix seconds; ``limit``
+    keeps the newest rows. Without ``store`` the default store (``AIRQ_NB_DB``) is read.
+    """
+    import pandas
+
+    if store is None:
+        from ._store import open_store
+
+        with open_store(os.environ.get("AIRQ_NB_DB")) as opened:
+            return read_delivery_log(
+                opened, since=since, schedule=schedule, topic=topic, limit=limit
+            )
+    rows: list[tuple[Any, ...]] = []
+    if table_exists(store, "delivery_log"):
+        where: list[str] = []
+        params: list[Any] = []
+        if since is not None:
+            where.append("finished_at >= ?")
+            params.append(_as_unix(since, store.now()))
+        if schedule is not None:
+            where.append("schedule = ?")
+            params.append(schedule)
+        if topic is not None:
+            where.append("topic = ?")
+            params.append(topic)
+        sql = f"SELECT {', '.join(LOG_COLUMNS)} FROM delivery_log"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(-1 if limit is None else int(limit))
+        rows = store.execute(sql, params)[::-1]
+    frame = pandas.DataFrame.from_records(rows, columns=list(LOG_COLUMNS))
+    for column in _TIME_COLUMNS:
+        frame[column] = pandas.to_datetime(frame[column].astype("float64"), unit="s", utc=True)
+    frame["lateness_ms"] = frame["lateness_ms"].astype("float64")
+    frame["attempt"] = frame["attempt"].astype("int64")
+    frame["message_id"] = frame["message_id"].astype("int64")
+    return frame
+
+
+def utc(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
