@@ -1,0 +1,344 @@
+"""collect_once against fake servers: backfill, increments, gaps, idempotence, retention,
+retries, nothing written on bad replies, the key never stored, and a kill mid-write."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from fake_sources import default_pm2_5
+
+import airq_nb
+
+HOUR = 3600
+DAY = 24 * HOUR
+T0 = 1_700_000_000  # 2023-11-14T22:13:20Z, the fake clock's start
+
+
+@pytest.fixture
+def meteo(openmeteo_server):
+    return airq_nb.OpenMeteoSource(base_url=openmeteo_server.url, timeout=5)
+
+
+@pytest.fixture
+def owm(openweathermap_server):
+    return airq_nb.OpenWeatherMapSource(
+        api_key=openweathermap_server.api_key, base_url=openweathermap_server.url, timeout=5
+    )
+
+
+def hours(store, **filters) -> list[int]:
+    frame = airq_nb.read_readings(store, **filters)
+    return [int(t.timestamp()) for t in frame.index]
+
+
+def collect(store, source, **options):
+    return airq_nb.collect_now(store, source=source, **options)
+
+
+def test_first_run_backfills_seven_days_in_one_request(clocked_store, meteo, openmeteo_server):
+    result = collect(clocked_store, meteo)
+    last = T0 // HOUR * HOUR
+    assert len(openmeteo_server.requests) == 1
+    assert result.stored == result.received == 168
+    assert hours(clocked_store) == list(range(last - 167 * HOUR, last + 1, HOUR))
+    assert result.newest.timestamp() == last
+    assert result.attempts == 1
+
+
+def test_hourly_runs_fetch_only_the_new_hour(clocked_store, fake_clock, owm, openweathermap_server):
+    collect(clocked_store, owm)
+    for _ in range(3):
+        fake_clock.advance(HOUR)
+        result = collect(clocked_store, owm)
+        assert result.stored == 1
+        assert result.start == result.end
+    starts = [int(r.params["start"]) for r in openweathermap_server.requests]
+    assert starts[1:] == [T0 // HOUR * HOUR + n * HOUR for n in (1, 2, 3)]
+    assert len(hours(clocked_store)) == 168  # 3 new hours in, 3 old ones out
+
+
+def test_a_run_within_the_same_hour_makes_no_request(
+    clocked_store, fake_clock, meteo, openmeteo_server
+):
+    collect(clocked_store, meteo)
+    fake_clock.advance(10 * 60)
+    result = collect(clocked_store, meteo)
+    assert result.up_to_date and result.stored == 0
+    assert len(openmeteo_server.requests) == 1
+
+
+def test_three_day_outage_is_filled_by_one_request(
+    clocked_store, fake_clock, meteo, openmeteo_server
+):
+    collect(clocked_store, meteo)
+    fake_clock.advance(3 * DAY)
+    result = collect(clocked_store, meteo)
+    assert len(openmeteo_server.requests) == 2
+    assert result.stored == 72
+    assert result.deleted == 72
+    stored = hours(clocked_store)
+    assert len(stored) == 168 and stored == sorted(set(stored))
+    assert all(b - a == HOUR for a, b in itertools.pairwise(stored))
+
+
+def test_outage_longer_than_retention_asks_only_for_seven_days(
+    clocked_store, fake_clock, owm, openweathermap_server
+):
+    collect(clocked_store, owm)
+    fake_clock.advance(30 * DAY)
+    result = collect(clocked_store, owm)
+    request = openweathermap_server.requests[-1]
+    assert int(request.params["end"]) - int(request.params["start"]) == 167 * HOUR
+    assert result.deleted == 168 and len(hours(clocked_store)) == 168
+
+
+def test_duplicate_and_overlapping_windows_store_each_hour_once(
+    clocked_store, openweathermap_server, owm
+):
+    collect(clocked_store, owm)
+    # Another process (or a re-run) fetched overlapping hours with newer values.
+    readings = [airq_nb.Reading(t, 99.0, 100.0, 5) for t in hours(clocked_store)[-10:]]
+
+    class Overlapping:
+        name = "openweathermap"
+
+        async def fetch(self, location, *, start, end):
+            return readings
+
+    from airq_nb._readings import upsert_readings
+
+    upsert_readings(
+        clocked_store, readings, source="openweathermap", location="London", fetched_at=T0
+    )
+    collect(clocked_store, Overlapping())  # up to date: nothing more asked
+    frame = airq_nb.read_readings(clocked_store)
+    assert len(frame) == 168 and frame.index.is_unique
+    assert (frame["pm2_5"].iloc[-10:] == 99.0).all()
+    assert frame["pm2_5"].iloc[0] == default_pm2_5(int(frame.index[0].timestamp()))
+
+
+def test_retention_deletes_old_readings_in_the_same_run(clocked_store, fake_clock, meteo):
+    collect(clocked_store, meteo)
+    fake_clock.advance(2 * DAY)
+    collect(clocked_store, meteo, retention=timedelta(days=1))
+    stored = hours(clocked_store)
+    assert len(stored) == 24
+    assert min(stored) >= fake_clock.now() - DAY
+
+
+def test_several_locations_and_sources_share_one_store(clocked_store, meteo, owm):
+    paris = airq_nb.Location("Paris", 48.8566, 2.3522)
+    collect(clocked_store, meteo)
+    collect(clocked_store, meteo, location=paris)
+    collect(clocked_store, owm, location=paris)
+    assert len(hours(clocked_store, location="Paris")) == 336
+    assert len(hours(clocked_store, location=paris, source="open-meteo")) == 168
+    assert len(hours(clocked_store, location="London")) == 168
+    assert len(hours(clocked_store, since=timedelta(hours=5))) == 3 * 5
+
+
+def test_read_readings_shape_and_empty_store(store, clocked_store, meteo):
+    empty = airq_nb.read_readings(store)
+    assert list(empty.columns) == ["source", "location", "pm2_5", "pm10", "aqi", "fetched_at"]
+    assert empty.empty and str(empty.index.dtype).startswith("datetime64") and empty.index.tz
+    collect(clocked_store, meteo)
+    frame = airq_nb.read_readings(clocked_store, since="2023-11-14T00:00Z")
+    assert frame.index.name == "time" and str(frame.index.tz) == "UTC"
+    assert len(frame) == 23
+    assert frame["aqi"].isna().all()  # Open-Meteo gives no AQI here
+
+
+# -- failures -------------------------------------------------------------------------------
+
+
+def test_invalid_key_is_not_retried(clocked_store, openweathermap_server):
+    source = airq_nb.OpenWeatherMapSource(api_key="not-the-key", base_url=openweathermap_server.url)
+    with pytest.raises(airq_nb.InvalidApiKeyError, match="OPENWEATHER_API_KEY"):
+        collect(clocked_store, source)
+    assert len(openweathermap_server.requests) == 1
+    assert hours(clocked_store) == []
+
+
+def test_500_is_retried_then_succeeds(clocked_store, fake_clock, meteo, openmeteo_server):
+    openmeteo_server.fail(500, times=2)
+    before = fake_clock.now()
+    result = collect(clocked_store, meteo)
+    assert result.attempts == 3 and result.stored == 168
+    assert len(openmeteo_server.requests) == 3
+    assert fake_clock.now() - before >= 1.0 + 4.0  # the back-off was waited (on the clock)
+
+
+def test_500_every_time_raises_after_bounded_tries(clocked_store, meteo, openmeteo_server):
+    openmeteo_server.fail(503)
+    with pytest.raises(airq_nb.SourceUnavailableError, match="HTTP 503") as info:
+        collect(clocked_store, meteo)
+    assert info.value.retryable
+    assert len(openmeteo_server.requests) == 3
+
+
+def test_429_waits_the_retry_after_it_was_given(clocked_store, fake_clock, meteo, openmeteo_server):
+    openmeteo_server.fail(429, retry_after=17, times=1)
+    before = fake_clock.now()
+    result = collect(clocked_store, meteo)
+    assert result.attempts == 2
+    assert fake_clock.now() - before == pytest.approx(17.0)
+
+
+def test_429_with_a_long_retry_after_is_left_to_the_scheduler(
+    clocked_store, meteo, openmeteo_server
+):
+    openmeteo_server.fail(429, retry_after=3600)
+    with pytest.raises(airq_nb.RateLimitedError) as info:
+        collect(clocked_store, meteo)
+    assert info.value.retry_after == 3600
+    assert len(openmeteo_server.requests) == 1
+
+
+def test_429_honoured_on_the_real_clock(store, openmeteo_server):
+    openmeteo_server.fail(429, retry_after=1, times=1)
+    collect(store, airq_nb.OpenMeteoSource(base_url=openmeteo_server.url))
+    first, second = openmeteo_server.requests
+    assert second.at - first.at >= 0.95
+
+
+def test_slow_server_times_out_and_writes_nothing(clocked_store, openmeteo_server):
+    openmeteo_server.delay = 0.6
+    source = airq_nb.OpenMeteoSource(base_url=openmeteo_server.url, timeout=0.15)
+    started = time.monotonic()
+    with pytest.raises(airq_nb.SourceUnavailableError, match="did not answer"):
+        airq_nb.collect_now(clocked_store, source=source)
+    assert time.monotonic() - started < 3 * 0.6  # gave up on each try, did not wait it out
+    assert len(openmeteo_server.requests) == 3
+    assert hours(clocked_store) == []
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["truncated", "html", "wrong_types", "negative", "absurd", "outside_window", "missing_field"],
+)
+def test_malformed_reply_writes_nothing_and_keeps_old_data(
+    clocked_store, fake_clock, owm, openweathermap_server, kind
+):
+    collect(clocked_store, owm)
+    before = airq_nb.read_readings(clocked_store)
+    fake_clock.advance(5 * HOUR)
+    openweathermap_server.malform(kind)
+    with pytest.raises(airq_nb.MalformedReplyError, match="OpenWeatherMap sent"):
+        collect(clocked_store, owm)
+    assert len(openweathermap_server.requests) == 2  # malformed replies are not hammered
+    after = airq_nb.read_readings(clocked_store)
+    assert after.equals(before)
+
+
+def test_the_last_outcome_is_remembered_for_status(clocked_store, meteo, openmeteo_server):
+    from airq_nb._collector import last_collection
+
+    collect(clocked_store, meteo)
+    assert last_collection(clocked_store)[0]["outcome"] == "ok"
+    openmeteo_server.fail(400, body={"error": True, "reason": "bad"})
+    clocked_store.clock.advance(HOUR)
+    with pytest.raises(airq_nb.RequestRejectedError):
+        collect(clocked_store, meteo)
+    (last,) = last_collection(clocked_store)
+    assert last["outcome"] == "error" and "bad" in last["error"]
+
+
+def test_api_key_never_reaches_the_database_or_the_logs(
+    db_path, fake_clock, openweathermap_server, caplog
+):
+    caplog.set_level(logging.DEBUG)
+    key = openweathermap_server.api_key
+    source = airq_nb.OpenWeatherMapSource(
+        api_key=key, base_url=openweathermap_server.url, timeout=0.2
+    )
+    with airq_nb.open_store(db_path, clock=fake_clock) as store:
+        collect(store, source)
+        fake_clock.advance(2 * HOUR)
+        openweathermap_server.fail(500)
+        with pytest.raises(airq_nb.SourceUnavailableError) as info:
+            collect(store, source)
+        assert key not in str(info.value)
+        openweathermap_server.reset()
+        openweathermap_server.delay = 0.5
+        with pytest.raises(airq_nb.SourceUnavailableError):
+            collect(store, source)
+    files = [db_path, *db_path.parent.glob(db_path.name + "-*")]
+    assert not any(key.encode() in f.read_bytes() for f in files)
+    assert "appid=***" in caplog.text and key not in caplog.text
+
+
+# -- a process killed mid-write --------------------------------------------------------------
+
+WRITER = textwrap.dedent(
+    """
+    import sys, airq_nb
+    store = airq_nb.open_store(sys.argv[1])
+    source = airq_nb.OpenMeteoSource(base_url=sys.argv[2])
+    print("ready", flush=True)
+    n = 0
+    while True:
+        airq_nb.collect_now(store, source=source, location=airq_nb.Location(f"p{n}", 51.5, 0.1))
+        n += 1
+    """
+)
+
+
+def test_killed_writer_leaves_whole_batches_only(db_path, openmeteo_server, tmp_path):
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    writer = subprocess.Popen(
+        [sys.executable, str(script), str(db_path), openmeteo_server.url],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 20
+        while len(openmeteo_server.requests) < 8 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(writer.pid, signal.SIGKILL)
+    finally:
+        writer.wait()
+        writer.stdout.close()
+    assert writer.returncode == -signal.SIGKILL
+    connection = sqlite3.connect(db_path)
+    try:
+        assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        counts = connection.execute(
+            "SELECT location, COUNT(*) FROM readings GROUP BY location"
+        ).fetchall()
+    finally:
+        connection.close()
+    assert len(counts) >= 5
+    assert {count for _, count in counts} == {168}  # each batch whole, none half-written
+
+
+def test_collect_now_works_inside_a_running_event_loop(clocked_store, meteo):
+    import asyncio
+
+    async def cell():
+        return airq_nb.collect_now(clocked_store, source=meteo)
+
+    assert asyncio.run(cell()).stored == 168
+
+
+def test_collect_once_uses_the_environment_by_default(clocked_store, openmeteo_server, monkeypatch):
+    import asyncio
+
+    monkeypatch.delenv("OPENWEATHER_API_KEY", raising=False)
+    monkeypatch.delenv("AIRQ_NB_SOURCE", raising=False)
+    monkeypatch.setenv("AIRQ_NB_OPENMETEO_URL", openmeteo_server.url)
+    result = asyncio.run(airq_nb.collect_once(clocked_store))
+    assert (result.source, result.location, result.stored) == ("open-meteo", "London", 168)
+    assert Path(clocked_store.path).exists()
