@@ -239,7 +239,8 @@ def install_collector(
 ) -> Any:
     """Register the ``collect`` handler (once per scheduler) and the schedule for ``location``.
 
-    Returns the schedule's ``ScheduleInfo``. Does not start the scheduler.
+    A schedule that has never run gets a first run queued now. Returns the schedule's
+    ``ScheduleInfo``; does not start the scheduler.
     """
     if source is None:
         source = source_from_env()
@@ -248,13 +249,18 @@ def install_collector(
         sources = _INSTALLED[scheduler] = {}
         scheduler.listen_queue(_handler(store, sources), topic=COLLECT_TOPIC)
     sources[source.name] = source
-    return scheduler.schedule(
+    info = scheduler.schedule(
         schedule_name(location),
         every=every,
         message={"location": location.as_dict(), "source": source.name},
         topic=COLLECT_TOPIC,
         misfire="coalesce",
     )
+    if info.last_run_at is None:
+        # A new schedule's first slot is the next whole hour; backfill now instead. run_now
+        # never queues a second run while one is pending, so re-running a cell is harmless.
+        scheduler.run_now(info.name)
+    return info
 
 
 def _handler(store: Store, sources: dict[str, Source]) -> Any:

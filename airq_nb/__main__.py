@@ -1,0 +1,3 @@
+from airq_nb.cli import main
+
+raise SystemExit(main())

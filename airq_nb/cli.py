@@ -1,0 +1,380 @@
+"""``airq-nb`` / ``python -m airq_nb``: the collector and the queue from a shell, cron or systemd.
+
+A thin skin over the package: it parses options, calls airq_nb, prints the result. Errors
+are printed on one line of stderr with a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, is_dataclass
+from datetime import datetime
+from typing import Any
+
+from ._collector import collect_once, install_collector, last_collection
+from ._errors import AirqError, ConfigurationError
+from ._readings import readings_summary
+from ._sources import LONDON, Location, mask_secrets, source_from_env
+from ._store import Store, open_store
+
+__all__ = ["main"]
+
+PROG = "airq-nb"
+
+
+def _common_options() -> argparse.ArgumentParser:
+    # SUPPRESS defaults so the options work before or after the command without one
+    # position's default overwriting the other's value.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--db",
+        default=argparse.SUPPRESS,
+        help="store file (default: $AIRQ_NB_DB or ~/.local/share/airq_nb/airq.db)",
+    )
+    common.add_argument(
+        "--source",
+        default=argparse.SUPPRESS,
+        choices=("openweathermap", "open-meteo"),
+        help="air-quality source (default: $AIRQ_NB_SOURCE, else openweathermap when "
+        "$OPENWEATHER_API_KEY is set, else open-meteo)",
+    )
+    common.add_argument(
+        "--location", default=argparse.SUPPRESS, help="location name (default: London)"
+    )
+    common.add_argument("--lat", type=float, default=argparse.SUPPRESS, help="latitude")
+    common.add_argument("--lon", type=float, default=argparse.SUPPRESS, help="longitude")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (public so documentation can be generated from it)."""
+    common = _common_options()
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Collect London's PM2.5/PM10 hourly into an airq_nb store, and manage "
+        "its queue and schedules.",
+        parents=[common],
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    collect = commands.add_parser(
+        "collect", parents=[common], help="fetch the missing hours once and store them"
+    )
+    collect.add_argument(
+        "--once", action="store_true", help="one run, then exit (the default; for cron lines)"
+    )
+
+    run = commands.add_parser(
+        "run",
+        parents=[common],
+        help="register the hourly collector schedule and deliver headless",
+    )
+    run.add_argument(
+        "--until-idle",
+        action="store_true",
+        help="deliver everything due, then exit (otherwise run until interrupted)",
+    )
+    run.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
+
+    commands.add_parser(
+        "status", parents=[common], help="next run, last outcome, backlog, readings stored"
+    )
+    commands.add_parser("schedules", parents=[common], help="list the recurring schedules")
+
+    queue = commands.add_parser("queue", parents=[common], help="inspect and manage the queue")
+    actions = queue.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", parents=[common], help="list messages")
+    listing.add_argument("--state", choices=("queued", "leased", "dead"))
+    listing.add_argument("--topic")
+    listing.add_argument("--limit", type=int, default=None)
+    delete = actions.add_parser("delete", parents=[common], help="delete one message")
+    delete.add_argument("id", type=int)
+    purge = actions.add_parser("purge", parents=[common], help="delete many messages")
+    purge.add_argument("--state", choices=("queued", "leased", "dead"))
+    purge.add_argument("--topic")
+    purge.add_argument("--yes", action="store_true", help="really delete (no prompt)")
+    pause = actions.add_parser("pause", parents=[common], help="stop delivering a topic (or all)")
+    pause.add_argument("topic", nargs="?")
+    resume = actions.add_parser("resume", parents=[common], help="deliver a topic (or all) again")
+    resume.add_argument("topic", nargs="?")
+    redrive = actions.add_parser("redrive", parents=[common], help="re-queue a dead letter")
+    redrive.add_argument("id", type=int)
+    return parser
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _location(args: argparse.Namespace) -> Location:
+    name = getattr(args, "location", None)
+    lat, lon = getattr(args, "lat", None), getattr(args, "lon", None)
+    if (lat is None) != (lon is None):
+        raise ConfigurationError("give both --lat and --lon, or neither")
+    if lat is None:
+        if name is None or name.lower() == LONDON.name.lower():
+            return LONDON
+        raise ConfigurationError(f"--location {name!r} needs --lat and --lon")
+    return Location(name or f"{lat:.4f},{lon:.4f}", lat, lon)
+
+
+def _open(args: argparse.Namespace) -> Store:
+    return open_store(getattr(args, "db", None))
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {k: _plain(v) for k, v in asdict(value).items()}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "total_seconds"):
+        return value.total_seconds()
+    return value
+
+
+def _when(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int | float):
+        value = datetime.fromtimestamp(value).astimezone()
+    return (
+        value.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+        if isinstance(value, datetime)
+        else str(value)
+    )
+
+
+def _emit(args: argparse.Namespace, data: Any, lines: Sequence[str]) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(_plain(data), indent=2, default=str))
+    else:
+        for line in lines:
+            print(line)
+
+
+def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> list[str]:
+    cells = [[str(c) for c in header], *[[("-" if c is None else str(c)) for c in r] for r in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+
+
+def _one_line(text: str, limit: int = 60) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+# -- commands --------------------------------------------------------------------------------
+
+
+def _collect(args: argparse.Namespace) -> int:
+    location = _location(args)
+    source = source_from_env(getattr(args, "source", None))
+    with _open(args) as store:
+        result = asyncio.run(collect_once(store, source=source, location=location))
+    if result.up_to_date:
+        line = (
+            f"{result.location}: up to date ({result.source}); newest hour {_when(result.newest)}"
+        )
+    else:
+        line = (
+            f"{result.location}: stored {result.stored} hours from {result.source} "
+            f"({_when(result.start)} to {_when(result.end)}); deleted {result.deleted} old"
+        )
+    _emit(args, result, [line])
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ._scheduler import Scheduler
+
+    location = _location(args)
+    source = source_from_env(getattr(args, "source", None))
+    with _open(args) as store:
+
+        async def deliver() -> Any:
+            scheduler = Scheduler(store)
+            try:
+                install_collector(scheduler, store, source=source, location=location)
+                if args.until_idle:
+                    return await scheduler.run_until_idle(timeout=args.timeout)
+                scheduler.start()
+                try:
+                    await asyncio.wait_for(asyncio.Event().wait(), args.timeout)
+                except TimeoutError:
+                    pass
+                finally:
+                    await scheduler.stop(grace=5.0)
+                return scheduler.status()
+            finally:
+                scheduler.close()
+
+        try:
+            outcome = asyncio.run(deliver())
+        except KeyboardInterrupt:
+            return 130
+        last_error = _status_of(store).last_error
+    if args.until_idle:
+        _emit(
+            args,
+            outcome,
+            [
+                f"delivered {outcome.delivered}, failed {outcome.failed}, "
+                f"dead-lettered {outcome.dead_lettered}; next due {_when(outcome.next_due)}"
+            ],
+        )
+        if outcome.failed or outcome.dead_lettered:
+            _error(f"a delivery failed: {last_error}")
+            return 1
+    return 0
+
+
+def _status_of(store: Store) -> Any:
+    from ._status import store_status
+
+    return store_status(store)
+
+
+def _status(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        status = _status_of(store)
+        summary = readings_summary(store)
+        runs = last_collection(store)
+    lines = [
+        f"store:            {getattr(args, 'db', None) or os.environ.get('AIRQ_NB_DB') or 'default'}",
+        f"next due:         {_when(status.next_due)}",
+        f"last delivery:    {status.last_outcome or '-'}"
+        + (
+            f" ({status.last_delivery_accuracy_ms:.0f} ms late)"
+            if status.last_delivery_accuracy_ms is not None
+            else ""
+        ),
+        f"last error:       {_one_line(status.last_error, 200) if status.last_error else '-'}",
+        f"backlog:          {status.backlog} due, {status.queued} queued, {status.leased} leased, "
+        f"{status.dead_letters} dead",
+        f"paused topics:    {', '.join(status.paused_topics) or '-'}",
+        "readings:",
+        *(
+            f"  {r['location']} / {r['source']}: {r['hours']} hours, "
+            f"{_when(r['oldest'])} to {_when(r['newest'])}"
+            for r in summary
+        ),
+        *([] if summary else ["  none yet (run: airq-nb collect --once)"]),
+        *(
+            f"  last collection {run['location']} / {run['source']}: {run['outcome']} at "
+            f"{_when(run['at'])}" + (f": {_one_line(run['error'], 200)}" if run["error"] else "")
+            for run in runs
+        ),
+    ]
+    _emit(args, {"status": status, "readings": summary, "collections": runs}, lines)
+    return 0
+
+
+def _schedules(args: argparse.Namespace) -> int:
+    from ._schedules import list_schedules
+
+    with _open(args) as store:
+        schedules = list_schedules(store)
+    rows = [
+        (
+            s.name,
+            f"every {s.every}" if s.every is not None else f"cron {s.cron} ({s.tz})",
+            s.topic,
+            "paused" if s.paused else "active",
+            _when(s.next_run_at),
+            _when(s.last_run_at),
+            s.last_outcome,
+            _one_line(s.last_error) if s.last_error else None,
+        )
+        for s in schedules
+    ]
+    header = ("NAME", "WHEN", "TOPIC", "STATE", "NEXT RUN", "LAST RUN", "OUTCOME", "ERROR")
+    _emit(args, schedules, _table(rows, header) if rows else ["no schedules"])
+    return 0
+
+
+def _queue(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        queue = store.queue
+        if args.action == "list":
+            messages = queue.list(state=args.state, topic=args.topic, limit=args.limit)
+            rows = [
+                (
+                    m.id,
+                    m.topic,
+                    m.state + (" (paused)" if m.paused else ""),
+                    _when(m.deliver_at),
+                    f"{m.attempts}/{m.max_attempts}",
+                    m.schedule,
+                    _one_line(m.last_error) if m.last_error else None,
+                )
+                for m in messages
+            ]
+            header = ("ID", "TOPIC", "STATE", "DELIVER AT", "ATTEMPTS", "SCHEDULE", "LAST ERROR")
+            _emit(args, messages, _table(rows, header) if rows else ["queue is empty"])
+        elif args.action == "delete":
+            queue.delete(args.id)
+            print(f"deleted message {args.id}")
+        elif args.action == "purge":
+            what = " ".join(
+                part
+                for part in (
+                    f"state={args.state}" if args.state else "",
+                    f"topic={args.topic}" if args.topic else "",
+                )
+                if part
+            )
+            matching = len(queue.list(state=args.state, topic=args.topic))
+            if matching and not args.yes:
+                _error(
+                    f"purge would delete {matching} message(s){' with ' + what if what else ''}; "
+                    "add --yes to do it"
+                )
+                return 1
+            print(f"purged {queue.purge(state=args.state, topic=args.topic)} message(s)")
+        elif args.action == "pause":
+            queue.pause(args.topic)
+            print(f"paused {args.topic or 'all topics'}")
+        elif args.action == "resume":
+            queue.resume(args.topic)
+            print(f"resumed {args.topic or 'all topics'}")
+        elif args.action == "redrive":
+            queue.redrive(args.id)
+            print(f"re-queued message {args.id}")
+    return 0
+
+
+_COMMANDS = {
+    "collect": _collect,
+    "run": _run,
+    "status": _status,
+    "schedules": _schedules,
+    "queue": _queue,
+}
+
+
+def _error(message: str) -> None:
+    print(f"{PROG}: error: {' '.join(mask_secrets(message).split())}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 success, 1 error, 2 usage)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except AirqError as exc:
+        _error(str(exc))
+        return 1
+    except OSError as exc:
+        _error(f"{exc}")
+        return 1
