@@ -470,40 +470,39 @@ def delivery_chart(
 # -- stats -----------------------------------------------------------------------------------
 
 
-def _stats_html(store: Store, now: pd.Timestamp, *, location: str | None) -> str:
+def _stats_rows(store: Store, now: pd.Timestamp, *, location: str | None) -> list[tuple[str, str]]:
+    """The stats panel's lines as plain text: what was fetched, delivered and is due next."""
     from airq_nb import store_status
 
     readings = _read_readings(store, _window(now, 7), location)
     status = store_status(store)
-    last_fetched = None
-    if len(readings) and "fetched_at" in readings:
+    last_fetched = newest = None
+    if len(readings):
         fetched = pd.to_datetime(readings["fetched_at"], utc=True, errors="coerce")
-        if fetched.notna().any():
-            last_fetched = fetched.max()
-    newest = (
-        pd.DatetimeIndex(pd.to_datetime(readings.index, utc=True)).max() if len(readings) else None
-    )
-    if status.last_outcome is None:
-        delivery = "none yet"
-    else:
-        delivery = html.escape(str(status.last_outcome))
+        last_fetched = fetched.max() if fetched.notna().any() else None
+        newest = pd.DatetimeIndex(pd.to_datetime(readings.index, utc=True)).max()
+    delivery = "none yet"
+    if status.last_outcome is not None:
+        delivery = str(status.last_outcome)
         if status.last_delivery_accuracy_ms is not None:
-            delivery += f", {status.last_delivery_accuracy_ms:,.0f} ms after it was due"
-        if status.last_error:
-            delivery += f" — {html.escape(str(status.last_error))}"
+            delivery += f", started {status.last_delivery_accuracy_ms:,.0f} ms after it was due"
     next_due = pd.Timestamp(status.next_due) if status.next_due is not None else None
-    rows = [
+    return [
         ("Data last fetched", _describe(last_fetched, now)),
         ("Newest reading", _describe(newest, now) if newest is not None else _NO_DATA),
         ("Readings (7 days)", f"{len(readings):,}"),
         ("Last delivery", delivery),
+        ("Last error", status.last_error or "none"),
         ("Next delivery due", _describe(next_due, now) if next_due is not None else "nothing due"),
         ("Backlog / dead letters", f"{status.backlog} / {status.dead_letters}"),
     ]
+
+
+def _stats_html(store: Store, now: pd.Timestamp, *, location: str | None) -> str:
     cells = "".join(
-        f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
-        f"<td>{v if k == 'Last delivery' else html.escape(v)}</td></tr>"
-        for k, v in rows
+        f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(name)}</th>"
+        f"<td>{html.escape(value)}</td></tr>"
+        for name, value in _stats_rows(store, now, location=location)
     )
     return f"<table class='airq-stats'>{cells}</table>"
 
@@ -613,6 +612,27 @@ class LiveChart:
             current.select_one({"name": "no_data"}),
         )
         old_label.update(x=new_label.x, y=new_label.y, visible=new_label.visible)
+
+    def as_text(self) -> str:
+        """What the charts show, as plain text, for headless runs and logs."""
+        readings = self.layout.children[0]
+        lines = [readings.title.text]
+        for cds in readings.select({"type": ColumnDataSource}):
+            if cds.name and cds.name.startswith("readings:"):
+                hours = int(np.isfinite(cds.data["hover_y"]).sum())
+                lines.append(f"  {cds.name.split(':', 1)[1]}: {hours} hours with readings")
+        delivery = self.layout.children[1]
+        lines.append(delivery.title.text)
+        for outcome in OUTCOME_COLORS:
+            cds = delivery.select_one({"name": f"deliveries:{outcome}"})
+            if len(cds.data["lateness_ms"]):
+                lines.append(f"  {outcome}: {len(cds.data['lateness_ms'])} deliveries")
+        now = _now(None, self.store)
+        lines.extend(
+            f"{name}: {value}"
+            for name, value in _stats_rows(self.store, now, location=self.location)
+        )
+        return "\n".join(lines)
 
     def start(self, *, interval: float | None = None) -> asyncio.Task[None]:
         """Refresh every ``interval`` seconds from the running event loop; idempotent."""

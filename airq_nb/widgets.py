@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ __all__ = ["QueueInspector", "StatusPanel"]
 _PREVIEW_CHARS = 80
 _ERROR_CHARS = 120
 _ALL = "(all)"
+_TAGS = re.compile(r"<[^>]+>")
 _COLUMNS = ("", "id", "topic", "state", "due", "attempts", "last error", "payload")
 _GRID_COLUMNS = "28px 56px minmax(90px, 1fr) 70px 150px 70px minmax(140px, 2fr) minmax(160px, 3fr)"
 
@@ -36,10 +38,13 @@ def _escape(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _clipped(text: str, limit: int) -> str:
     """Escaped text cut to ``limit`` characters, the whole of it in a hover title."""
-    short = text if len(text) <= limit else text[: limit - 1] + "…"
-    return f"<span title='{_escape(text)}'>{_escape(short)}</span>"
+    return f"<span title='{_escape(text)}'>{_escape(_short(text, limit))}</span>"
 
 
 def _seconds(span: float) -> str:
@@ -62,6 +67,23 @@ def _due_text(message: Message, now: float) -> str:
     left = message.deliver_at - now
     due = "due now" if left <= 0 else f"in {_seconds(left)}"
     return f"{due} (paused)" if message.paused else due
+
+
+def _row_texts(message: Message, now: float) -> list[str]:
+    """A message's table cells as plain text: id, topic, state, due, attempts, error, payload."""
+    if message.corrupt and isinstance(message.value, str):
+        preview = message.value  # the raw text of a payload that is not JSON
+    else:
+        preview = json.dumps(message.value, ensure_ascii=False, sort_keys=True)
+    return [
+        str(message.id),
+        message.topic,
+        message.state,
+        _due_text(message, now),
+        f"{message.attempts}/{message.max_attempts}",
+        message.corrupt or message.last_error or "",
+        preview,
+    ]
 
 
 def _utc(when: Any) -> str:
@@ -323,19 +345,9 @@ class QueueInspector(_Refreshing, w.VBox):
         try:
             for message, (box, *cells) in zip(self._messages, self._rows, strict=False):
                 box.value = message.id in self.selected
-                payload = message.value
-                preview = (
-                    payload
-                    if isinstance(payload, str) and message.corrupt
-                    else json.dumps(payload, ensure_ascii=False, sort_keys=True)
-                )
-                error = message.corrupt or message.last_error or ""
+                *plain, error, preview = _row_texts(message, now)
                 texts = [
-                    _escape(message.id),
-                    _escape(message.topic),
-                    _escape(message.state),
-                    _escape(_due_text(message, now)),
-                    f"{message.attempts}/{message.max_attempts}",
+                    *(_escape(text) for text in plain),
                     _clipped(error, _ERROR_CHARS),
                     f"<code>{_clipped(preview, _PREVIEW_CHARS)}</code>",
                 ]
@@ -349,6 +361,27 @@ class QueueInspector(_Refreshing, w.VBox):
         )
         if self.table.children != children:
             self.table.children = children
+
+    def as_text(self) -> str:
+        """The queue and schedules as plain text, for headless runs and logs."""
+        self.refresh()
+        now = self.store.clock.now()
+        lines = [html.unescape(_TAGS.sub("", self.summary.value))]
+        for message in self._messages:
+            cells = _row_texts(message, now)
+            cells[-2] = _short(cells[-2], _ERROR_CHARS)
+            cells[-1] = _short(cells[-1], _PREVIEW_CHARS)
+            lines.append(
+                "  ".join(f"{name}={cell}" for name, cell in zip(_COLUMNS[1:], cells, strict=True))
+            )
+        lines.append(html.unescape(_TAGS.sub("", self.footer.value)))
+        if self.scheduler is not None:
+            for info in self.scheduler.schedules():
+                lines.append(
+                    f"schedule {info.name}: topic={info.topic} paused={info.paused} "
+                    f"next_run={_utc(info.next_run_at)} last_outcome={info.last_outcome or '-'}"
+                )
+        return "\n".join(lines)
 
     # -- actions ----------------------------------------------------------------------------
 

@@ -1,0 +1,169 @@
+"""papermill runs each notebook in a real kernel against a temporary store and a local source."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+import airq_nb
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NAMES = ("collector", "queue", "charts")
+
+pytestmark = pytest.mark.kernel
+
+
+def kernel_env(**extra: str) -> dict[str, str]:
+    """The environment the papermill process (and so its kernel) runs with."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRQ_NB_", "OPENWEATHER"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(extra)
+    return env
+
+
+def papermill(
+    name: str, out_dir: Path, env: dict[str, str], **parameters: Any
+) -> tuple[subprocess.CompletedProcess[str], nbformat.NotebookNode]:
+    output = out_dir / f"{name}-out.ipynb"
+    command = [
+        sys.executable, "-m", "papermill", str(NOTEBOOKS / f"{name}.ipynb"), str(output),
+        "--kernel", "python3", "--no-progress-bar", "--cwd", str(out_dir),
+    ]  # fmt: skip
+    for key, value in parameters.items():
+        command += ["-p", key, str(value)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    return done, nbformat.read(output, as_version=4)
+
+
+def outputs(notebook: nbformat.NotebookNode) -> list[dict[str, Any]]:
+    return [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.outputs]
+
+
+def stream_text(notebook: nbformat.NotebookNode) -> str:
+    return "".join(out.get("text", "") for out in outputs(notebook) if out.output_type == "stream")
+
+
+def widget_views(notebook: nbformat.NotebookNode) -> list[str]:
+    return [
+        out["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
+        for out in outputs(notebook)
+        if "application/vnd.jupyter.widget-view+json" in out.get("data", {})
+    ]
+
+
+def widget_state(notebook: nbformat.NotebookNode) -> dict[str, Any]:
+    return notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebooks_are_committed_clean_with_a_parameters_cell(name):
+    notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    nbformat.validate(notebook)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert all(not cell.outputs and cell.execution_count is None for cell in code)
+    tagged = [cell for cell in code if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    assert "db_path = " in tagged[0].source and "headless = " in tagged[0].source
+    if name == "collector":
+        assert "source = " in tagged[0].source and "location = " in tagged[0].source
+
+
+def test_collector_headless_stores_readings_and_says_what_it_fetched(tmp_path, openmeteo_server):
+    db = tmp_path / "airq.db"
+    env = kernel_env(AIRQ_NB_OPENMETEO_URL=openmeteo_server.url, AIRQ_NB_SOURCE="open-meteo")
+    done, notebook = papermill("collector", tmp_path, env, db_path=db, headless=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with airq_nb.open_store(db) as store:
+        readings = airq_nb.read_readings(store)
+    assert len(readings) >= 24 * 6
+    assert set(readings["source"]) == {"open-meteo"}
+    assert len(openmeteo_server.requests) == 1
+    text = stream_text(notebook)
+    assert "source open-meteo; location London" in text
+    assert f"received {len(readings)} hours, stored {len(readings)}" in text
+    assert f"{len(readings)} hourly readings stored for London" in text
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_collector_headless_fails_visibly_when_the_source_is_unreachable(tmp_path):
+    db = tmp_path / "airq.db"
+    env = kernel_env(
+        AIRQ_NB_OPENMETEO_URL=f"http://127.0.0.1:{closed_port()}", AIRQ_NB_SOURCE="open-meteo"
+    )
+    done, notebook = papermill("collector", tmp_path, env, db_path=db, headless=True)
+    assert done.returncode != 0
+    assert "SourceUnavailableError" in done.stderr
+    errors = [out for out in outputs(notebook) if out.output_type == "error"]
+    assert [e.ename for e in errors] == ["SourceUnavailableError"]
+    assert "Open-Meteo" in errors[0].evalue
+    with airq_nb.open_store(db) as store:
+        assert airq_nb.read_readings(store).empty
+
+
+def test_queue_notebook_shows_the_messages_escaped(tmp_path):
+    db = tmp_path / "airq.db"
+    with airq_nb.open_store(db) as store:
+        queued = store.enqueue({"station": "London"}, topic="collect", delay=600)
+        hostile = store.enqueue({"note": "<script>alert(1)</script>"}, topic="other")
+        before = [(m.id, m.state) for m in store.queue.list()]
+    done, notebook = papermill("queue", tmp_path, kernel_env(), db_path=db, headless=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = stream_text(notebook)
+    assert "2 messages (2 queued)" in text
+    assert f"id={queued}  topic=collect  state=queued  due=in 10 min" in text
+    assert f"id={hostile}  topic=other" in text
+    assert len(widget_views(notebook)) == 1
+    # The table's cells as the browser would get them: escaped, never live markup.
+    cells = [
+        model["state"].get("value", "")
+        for model in widget_state(notebook).values()
+        if model["model_name"] == "HTMLModel"
+    ]
+    shown = "\n".join(v for v in cells if isinstance(v, str))
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in shown
+    assert "<script>" not in shown
+    with airq_nb.open_store(db) as store:
+        assert [(m.id, m.state) for m in store.queue.list()] == before
+
+
+def test_charts_notebook_draws_the_stored_readings_inline(tmp_path, openmeteo_server):
+    db = tmp_path / "airq.db"
+    source = airq_nb.source_from_env("open-meteo", base_url=openmeteo_server.url)
+    with airq_nb.open_store(db) as store:
+        stored = airq_nb.collect_now(store, source=source).stored
+    assert stored > 0
+    done, notebook = papermill("charts", tmp_path, kernel_env(), db_path=db, headless=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = stream_text(notebook)
+    assert f"London · open-meteo: {stored} hours with readings" in text
+    assert "Data last fetched: " in text and "never" not in text.split("Data last fetched: ")[1]
+    assert len(widget_views(notebook)) == 1
+    bundles = json.dumps([out.get("data", {}) for out in outputs(notebook)])
+    # BokehJS itself is in the notebook (inline resources), nothing is fetched from a CDN.
+    assert "Bokeh" in bundles and len(bundles) > 500_000
+    assert "cdn.bokeh.org" not in bundles
+    models = [m for m in widget_state(notebook).values() if m["model_name"] == "BokehModel"]
+    assert len(models) == 1
+    assert "WHO 24-h guideline PM2.5" in json.dumps(models[0]["state"]["render_bundle"])
+
+
+def test_charts_notebook_on_an_empty_store_says_no_data_yet(tmp_path):
+    db = tmp_path / "airq.db"
+    done, notebook = papermill("charts", tmp_path, kernel_env(), db_path=db, headless=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = stream_text(notebook)
+    assert "no data yet" in text
+    assert "no deliveries yet" in text
