@@ -112,7 +112,8 @@ async def collect_once(
     ensure_readings_table(store)
     now = store.clock.now()
     cutoff = now - keep
-    first = math.ceil(cutoff / HOUR) * HOUR
+    # Keep hours strictly newer than the cutoff: always exactly 7 × 24 of them.
+    first = math.floor(cutoff / HOUR) * HOUR + HOUR
     last = math.floor(now / HOUR) * HOUR
     newest = newest_reading_time(store, source=source.name, location=location.name)
     start = first if newest is None else max(first, newest + HOUR)

@@ -92,9 +92,9 @@ def upsert_readings(
 
 
 def delete_older_than(store: Store, cutoff: float) -> int:
-    """Delete readings for hours before ``cutoff`` (Unix seconds); returns how many went."""
+    """Delete readings for hours at or before ``cutoff`` (Unix seconds); returns how many."""
     with store.transaction() as conn:
-        return conn.execute("DELETE FROM readings WHERE time < ?", (cutoff,)).rowcount
+        return conn.execute("DELETE FROM readings WHERE time <= ?", (cutoff,)).rowcount
 
 
 def readings_summary(store: Store) -> list[dict[str, Any]]:

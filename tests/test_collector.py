@@ -342,3 +342,128 @@ def test_collect_once_uses_the_environment_by_default(clocked_store, openmeteo_s
     result = asyncio.run(airq_nb.collect_once(clocked_store))
     assert (result.source, result.location, result.stored) == ("open-meteo", "London", 168)
     assert Path(clocked_store.path).exists()
+
+
+# -- on the scheduler ----------------------------------------------------------------------
+
+
+def test_start_collector_backfills_at_once_and_is_idempotent(
+    store, openweathermap_server, monkeypatch
+):
+    import asyncio
+
+    monkeypatch.setenv("OPENWEATHER_API_KEY", openweathermap_server.api_key)
+    monkeypatch.setenv("AIRQ_NB_OPENWEATHER_URL", openweathermap_server.url)
+    monkeypatch.delenv("AIRQ_NB_SOURCE", raising=False)
+
+    async def notebook():
+        first = airq_nb.start_collector(store)
+        again = airq_nb.start_collector(store)  # a re-run cell
+        assert again is first and first.running
+        try:
+            for _ in range(400):
+                if len(hours(store)) == 168:
+                    break
+                await asyncio.sleep(0.025)
+        finally:
+            await first.stop()
+        return first
+
+    scheduler = asyncio.run(notebook())
+    assert len(hours(store)) == 168
+    assert len(openweathermap_server.requests) == 1  # one backfill, not one per call
+    (info,) = scheduler.schedules()
+    assert (info.name, info.topic, info.misfire, info.every) == (
+        "collect:London",
+        "collect",
+        "coalesce",
+        timedelta(hours=1),
+    )
+    assert info.message == {"location": airq_nb.LONDON.as_dict(), "source": "openweathermap"}
+    files = [store.path, *store.path.parent.glob(store.path.name + "-*")]
+    assert not any(openweathermap_server.api_key.encode() in f.read_bytes() for f in files)
+
+
+def test_hourly_schedule_headless_with_a_fake_clock(
+    clocked_store, fake_clock, meteo, openmeteo_server
+):
+    import asyncio
+
+    from airq_nb._collector import install_collector
+
+    async def run():
+        scheduler = airq_nb.Scheduler(clocked_store)
+        try:
+            install_collector(scheduler, clocked_store, source=meteo)
+            install_collector(
+                scheduler,
+                clocked_store,
+                source=meteo,
+                location=airq_nb.Location("Leeds", 53.8, -1.55),
+            )
+            return await scheduler.run_until_idle(until=timedelta(hours=5), timeout=30)
+        finally:
+            scheduler.close()
+
+    summary = asyncio.run(run())
+    assert summary.failed == 0
+    # Per location: one backfill now, then one request per hour, each for one new hour.
+    assert len(openmeteo_server.requests) == 2 * 6
+    assert len(hours(clocked_store, location="London")) == 168
+    newest = max(hours(clocked_store, location="Leeds"))
+    assert newest == fake_clock.now() // HOUR * HOUR
+
+
+def test_outage_under_the_scheduler_is_one_coalesced_run(
+    clocked_store, fake_clock, meteo, openmeteo_server
+):
+    import asyncio
+
+    from airq_nb._collector import install_collector
+
+    async def run(**options):
+        scheduler = airq_nb.Scheduler(clocked_store)
+        try:
+            install_collector(scheduler, clocked_store, source=meteo)
+            return await scheduler.run_until_idle(timeout=30, **options)
+        finally:
+            scheduler.close()
+
+    asyncio.run(run())
+    fake_clock.advance(3 * DAY)  # the kernel was off for three days
+    asyncio.run(run())
+    assert len(openmeteo_server.requests) == 2
+    assert (
+        openmeteo_server.requests[1].params["start_hour"]
+        < openmeteo_server.requests[1].params["end_hour"]
+    )
+    assert len(hours(clocked_store)) == 168
+
+
+def test_invalid_key_dead_letters_at_once_and_the_schedule_goes_on(
+    clocked_store, fake_clock, openweathermap_server
+):
+    import asyncio
+
+    from airq_nb._collector import install_collector
+
+    source = airq_nb.OpenWeatherMapSource(
+        api_key="expired-key-0000", base_url=openweathermap_server.url
+    )
+
+    async def run():
+        scheduler = airq_nb.Scheduler(clocked_store)
+        try:
+            install_collector(scheduler, clocked_store, source=source)
+            return await scheduler.run_until_idle(until=timedelta(hours=2), timeout=30)
+        finally:
+            scheduler.close()
+
+    summary = asyncio.run(run())
+    assert len(openweathermap_server.requests) == 3  # now, +1 h, +2 h: never retried
+    assert summary.dead_lettered == 3
+    status = airq_nb.store_status(clocked_store)
+    assert "OPENWEATHER_API_KEY" in status.last_error
+    assert "expired-key-0000" not in status.last_error
+    (info,) = airq_nb.Scheduler(clocked_store).schedules()
+    assert not info.paused and info.next_run_at is not None
