@@ -1,0 +1,179 @@
+"""Schedule definitions: validation, slot arithmetic, misfire planning, and the durable rows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+import airq_nb
+from airq_nb._schedules import ScheduleSpec, parse_spec, plan_slot
+
+HOUR = 3600.0
+T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
+
+
+def test_every_is_aligned_to_the_epoch():
+    spec = parse_spec(every=timedelta(hours=1))
+    assert spec.next_after(T0) == 1_700_002_800.0  # 23:00 UTC
+    assert spec.next_after(1_700_002_800.0) == 1_700_006_400.0  # strictly after a slot
+    assert spec.latest_slots(low=T0 - 3 * HOUR, high=T0, limit=10) == [
+        1_699_992_000.0,
+        1_699_995_600.0,
+        1_699_999_200.0,
+    ]
+    assert spec.latest_slots(low=0, high=T0, limit=2) == [1_699_995_600.0, 1_699_999_200.0]
+
+
+def test_cron_is_evaluated_in_its_time_zone_across_dst():
+    spec = parse_spec(cron="0 9 * * *", tz="Europe/London")
+    london = ZoneInfo("Europe/London")
+    before_dst_end = datetime(2024, 10, 26, 6, tzinfo=UTC).timestamp()
+    first = spec.next_after(before_dst_end)
+    second = spec.next_after(first)
+    assert datetime.fromtimestamp(first, london).hour == 9
+    assert datetime.fromtimestamp(second, london).hour == 9
+    assert second - first == 25 * HOUR  # the clocks went back an hour in between
+    assert datetime.fromtimestamp(second, UTC).hour == 9  # GMT once summer time ends
+    assert spec.latest_slots(low=first, high=second, limit=5) == [first, second]
+
+
+def test_cron_expression_whitespace_is_normalised():
+    assert parse_spec(cron="  0   *  * * *").cron == "0 * * * *"
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"cron": "61 * * * *"}, "invalid cron"),
+        ({"cron": "* * * *"}, "invalid cron"),
+        ({"cron": "0 * * * * *"}, "invalid cron"),
+        ({"cron": "every hour"}, "invalid cron"),
+        ({"cron": "0 0 31 2 *"}, "never fires"),
+        ({"cron": 5}, "cron must be a string"),
+        ({"every": timedelta(hours=1), "tz": "Mars/Olympus"}, "unknown time zone"),
+        ({"cron": "0 * * * *", "tz": ""}, "IANA"),
+        ({"every": timedelta(0)}, "at least 1 second"),
+        ({"every": timedelta(seconds=-5)}, "at least 1 second"),
+        ({"every": timedelta(milliseconds=500)}, "at least 1 second"),
+        ({"every": float("nan")}, "at least 1 second"),
+        ({"every": "1h"}, "timedelta"),
+        ({}, "exactly one"),
+        ({"every": timedelta(hours=1), "cron": "0 * * * *"}, "exactly one"),
+        ({"every": timedelta(hours=1), "misfire": "later"}, "unknown misfire policy"),
+        ({"every": timedelta(hours=1), "misfire": "catch_up", "max_catch_up": 0}, "max_catch_up"),
+        ({"every": timedelta(hours=1), "max_catch_up": True}, "max_catch_up"),
+        ({"every": timedelta(hours=1), "message": {1, 2}}, "JSON"),
+        ({"every": timedelta(hours=1), "topic": "*"}, "topic"),
+        ({"every": timedelta(hours=1), "backoff_schedule": [-1]}, "backoff_schedule"),
+    ],
+)
+def test_bad_schedules_are_refused_and_nothing_is_stored(store, options, fragment):
+    sched = airq_nb.Scheduler(store)
+    with pytest.raises(airq_nb.InvalidScheduleError, match=fragment):
+        sched.schedule("job", **options)
+    assert sched.schedules() == []
+    assert store.execute("SELECT COUNT(*) FROM schedules") == [(0,)]
+    assert store.queue.counts().total == 0
+
+
+@pytest.mark.parametrize("name", ["", "   ", None, "x" * 201])
+def test_bad_schedule_names_are_refused(store, name):
+    sched = airq_nb.Scheduler(store)
+    with pytest.raises(airq_nb.InvalidScheduleError, match="name"):
+        sched.schedule(name, every=timedelta(hours=1))
+    assert sched.schedules() == []
+
+
+def test_registering_a_name_again_updates_it(clocked_store, fake_clock):
+    sched = airq_nb.Scheduler(clocked_store)
+    first = sched.schedule("job", every=timedelta(hours=1), message={"v": 1})
+    fake_clock.advance(600)
+    again = sched.schedule("job", every=timedelta(hours=1), message={"v": 2}, misfire="skip")
+    assert [s.name for s in sched.schedules()] == ["job"]
+    assert again.next_run_at == first.next_run_at  # same timing: the planned slot is kept
+    assert again.message == {"v": 2} and again.misfire == "skip"
+    changed = sched.schedule("job", cron="*/15 * * * *")
+    assert changed.every is None and changed.cron == "*/15 * * * *"
+    assert changed.next_run_at == datetime(2023, 11, 14, 22, 30, tzinfo=UTC)
+    assert clocked_store.execute("SELECT COUNT(*) FROM schedules") == [(1,)]
+
+
+def test_schedule_info_fields(clocked_store):
+    sched = airq_nb.Scheduler(clocked_store)
+    info = sched.schedule(
+        "collect:London",
+        every=timedelta(hours=1),
+        topic="collect",
+        message={"where": "London"},
+        backoff_schedule=[1, 2],
+    )
+    assert info.topic == "collect"
+    assert info.every == timedelta(hours=1)
+    assert info.tz == "UTC"
+    assert info.backoff_schedule == (1.0, 2.0)
+    assert info.next_run_at == datetime(2023, 11, 14, 23, tzinfo=UTC)
+    assert (info.last_run_at, info.last_outcome, info.last_error) == (None, None, None)
+    assert not info.paused and not info.in_flight
+    assert sched.get_schedule("collect:London") == info
+
+
+def test_topic_defaults_to_the_name(store):
+    assert airq_nb.Scheduler(store).schedule("tidy", cron="0 3 * * *").topic == "tidy"
+
+
+def test_pause_resume_remove_and_missing_names(store):
+    sched = airq_nb.Scheduler(store)
+    sched.schedule("job", every=timedelta(minutes=5))
+    sched.pause_schedule("job")
+    assert sched.get_schedule("job").paused
+    sched.resume_schedule("job")
+    assert not sched.get_schedule("job").paused
+    sched.remove_schedule("job")
+    assert sched.schedules() == []
+    for call in (sched.pause_schedule, sched.resume_schedule, sched.remove_schedule, sched.run_now):
+        with pytest.raises(airq_nb.ScheduleNotFoundError, match="no schedule named 'job'"):
+            call("job")
+
+
+def test_run_now_queues_one_run_and_never_a_second_while_it_waits(store):
+    sched = airq_nb.Scheduler(store)
+    sched.schedule("job", every=timedelta(hours=1), message={"n": 1}, topic="jobs")
+    first = sched.run_now("job")
+    assert sched.run_now("job") == first
+    message = store.queue.get(first)
+    assert (message.topic, message.value, message.schedule) == ("jobs", {"n": 1}, "job")
+    assert sched.get_schedule("job").in_flight
+
+
+HOURLY = ScheduleSpec(every_seconds=HOUR, cron=None, tz="UTC")
+WEEK = 7 * 24 * HOUR
+
+
+@pytest.mark.parametrize(
+    ("misfire", "expected_slot"),
+    [("coalesce", 1_700_604_000.0), ("skip", None), ("catch_up", 1_700_604_000.0 - 4 * HOUR)],
+)
+def test_plan_slot_after_a_week_away(misfire, expected_slot):
+    next_run_at = 1_700_002_800.0
+    now = T0 + WEEK
+    slot, following = plan_slot(
+        HOURLY, misfire=misfire, max_catch_up=5, next_run_at=next_run_at, now=now
+    )
+    assert slot == expected_slot
+    if misfire == "catch_up":
+        assert following == slot + HOUR  # the planner is asked again for the next missed slot
+    else:
+        assert following == 1_700_607_600.0  # the first slot after now
+
+
+def test_plan_slot_on_time_and_not_yet_due():
+    assert plan_slot(HOURLY, misfire="skip", max_catch_up=1, next_run_at=7200.0, now=7200.5) == (
+        7200.0,
+        10800.0,
+    )
+    assert plan_slot(HOURLY, misfire="coalesce", max_catch_up=1, next_run_at=7200.0, now=7000) == (
+        None,
+        7200.0,
+    )
