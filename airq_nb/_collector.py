@@ -25,7 +25,15 @@ from ._readings import (
     newest_reading_time,
     upsert_readings,
 )
-from ._sources import HOUR, LONDON, Location, Source, mask_secrets, source_from_env
+from ._sources import (
+    HOUR,
+    LONDON,
+    Location,
+    Source,
+    check_hour,
+    mask_secrets,
+    source_from_env,
+)
 
 if TYPE_CHECKING:
     from ._store import Store
@@ -142,6 +150,9 @@ async def collect_once(
         except SourceError as exc:
             _record_failure(store, source.name, location.name, exc)
             raise
+    for reading in readings:
+        # The built-in sources check this already; a third-party source gets the same rule.
+        check_hour(source.name, reading.time, "a reading's time", start, last)
     fetched_at = store.clock.now()
     with store.transaction():
         stored = upsert_readings(

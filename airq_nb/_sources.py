@@ -42,6 +42,7 @@ __all__ = [
     "OpenWeatherMapSource",
     "Reading",
     "Source",
+    "check_hour",
     "mask_secrets",
     "source_from_env",
 ]
@@ -321,7 +322,8 @@ def _concentration(source: str, value: Any, where: str, *, nullable: bool) -> fl
     return number
 
 
-def _check_time(source: str, when: int, where: str, start: int, end: int) -> None:
+def check_hour(source: str, when: int, where: str, start: int, end: int) -> None:
+    """Raise MalformedReplyError unless ``when`` is a whole hour from ``start`` to ``end``."""
     if when % HOUR:
         raise _malformed(source, f"{where} ({_iso(when)}) is not on the hour")
     if not start <= when <= end:
@@ -405,7 +407,7 @@ class OpenWeatherMapSource:
             dt = _field(source, item, "dt", where)
             if isinstance(dt, bool) or not isinstance(dt, int):
                 raise _malformed(source, f"{where}.dt is {_kind(dt)}, expected Unix seconds")
-            _check_time(source, dt, f"{where}.dt", start, end)
+            check_hour(source, dt, f"{where}.dt", start, end)
             aqi = _field(source, _field(source, item, "main", where), "aqi", f"{where}.main")
             if isinstance(aqi, bool) or not isinstance(aqi, int | float) or aqi not in range(1, 6):
                 raise _malformed(source, f"{where}.main.aqi is {aqi!r}, expected 1 to 5")
@@ -492,7 +494,7 @@ class OpenMeteoSource:
                 when = int(datetime.fromisoformat(stamp).replace(tzinfo=UTC).timestamp())
             except ValueError:
                 raise _malformed(source, f"{where} ({stamp!r}) is not a real time") from None
-            _check_time(source, when, where, start, end)
+            check_hour(source, when, where, start, end)
             pm2_5 = _concentration(
                 source, columns["pm2_5"][index], f"hourly.pm2_5[{index}]", nullable=True
             )

@@ -467,3 +467,17 @@ def test_invalid_key_dead_letters_at_once_and_the_schedule_goes_on(
     assert "expired-key-0000" not in status.last_error
     (info,) = airq_nb.Scheduler(clocked_store).schedules()
     assert not info.paused and info.next_run_at is not None
+    files = [clocked_store.path, *clocked_store.path.parent.glob(clocked_store.path.name + "-*")]
+    assert not any(b"expired-key-0000" in f.read_bytes() for f in files)
+
+
+def test_a_source_returning_hours_outside_the_window_writes_nothing(clocked_store):
+    class Sloppy:
+        name = "sloppy"
+
+        async def fetch(self, location, *, start, end):
+            return [airq_nb.Reading(start, 1.0, 2.0), airq_nb.Reading(end + HOUR, 1.0, 2.0)]
+
+    with pytest.raises(airq_nb.MalformedReplyError, match="outside the window"):
+        collect(clocked_store, Sloppy())
+    assert hours(clocked_store) == []
