@@ -1,0 +1,149 @@
+"""Atomic operations: checks against concurrent writers, sum/min/max, enqueue, all or nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import airq_nb
+
+WRITER = """
+import sys, airq_nb
+with airq_nb.open_store(sys.argv[1]) as store:
+    store.set(("account", "alice"), {"balance": int(sys.argv[2])})
+"""
+
+
+def _snapshot(store: airq_nb.Store) -> tuple[list[tuple[object, object]], int]:
+    return [(e.key, e.value) for e in store.list(prefix=())], store.queue.counts().total
+
+
+def test_check_fails_after_a_write_from_another_connection(db_path: Path) -> None:
+    with airq_nb.open_store(db_path) as ours, airq_nb.open_store(db_path) as theirs:
+        ours.set(("account", "alice"), {"balance": 10})
+        read = ours.get(("account", "alice"))
+        theirs.set(("account", "alice"), {"balance": 99})
+        result = (
+            ours.atomic()
+            .check(("account", "alice"), read.versionstamp)
+            .set(("account", "alice"), {"balance": read.value["balance"] - 5})
+            .set(("audit", 1), "debited")
+            .enqueue({"notify": "alice"}, keys_if_undelivered=[("failed", 1)])
+            .commit()
+        )
+        assert not result.ok
+        assert not result
+        assert result.versionstamp is None
+        assert _snapshot(ours) == ([(("account", "alice"), {"balance": 99})], 0)
+
+
+def test_check_fails_after_a_write_from_another_process(db_path: Path) -> None:
+    with airq_nb.open_store(db_path) as store:
+        store.set(("account", "alice"), {"balance": 10})
+        read = store.get(("account", "alice"))
+        subprocess.run([sys.executable, "-c", WRITER, str(db_path), "42"], check=True, timeout=60)
+        result = (
+            store.atomic()
+            .check(("account", "alice"), read.versionstamp)
+            .set(("account", "alice"), {"balance": 0})
+            .enqueue({"n": 1})
+            .enqueue({"n": 2})
+            .commit()
+        )
+        assert not result.ok
+        assert _snapshot(store) == ([(("account", "alice"), {"balance": 42})], 0)
+        # With the fresh versionstamp the same operation goes through.
+        fresh = store.get(("account", "alice"))
+        retried = (
+            store.atomic()
+            .check(("account", "alice"), fresh.versionstamp)
+            .set(("account", "alice"), {"balance": 0})
+            .enqueue({"n": 1})
+            .commit()
+        )
+        assert retried.ok and retried.versionstamp > fresh.versionstamp
+        assert store.get(("account", "alice")).value == {"balance": 0}
+        assert [m.value for m in store.queue.list()] == [{"n": 1}]
+
+
+def test_check_for_absence(store: airq_nb.Store) -> None:
+    assert store.atomic().check(("once",), None).set(("once",), 1).commit().ok
+    assert not store.atomic().check(("once",), None).set(("once",), 2).commit().ok
+    assert store.get(("once",)).value == 1
+
+
+def test_all_checks_must_hold(store: airq_nb.Store) -> None:
+    a = store.set(("a",), 1)
+    store.set(("b",), 1)
+    result = store.atomic().check(("a",), a.versionstamp).check(("b",), a.versionstamp)
+    assert not result.set(("c",), 1).commit().ok
+    assert store.get(("c",)).value is None
+
+
+def test_one_versionstamp_per_commit(store: airq_nb.Store) -> None:
+    result = store.atomic().set(("x",), 1).set(("y",), 2).commit()
+    assert store.get(("x",)).versionstamp == store.get(("y",)).versionstamp == result.versionstamp
+
+
+def test_sum_min_max(store: airq_nb.Store) -> None:
+    store.atomic().sum(("count",), 2).min(("low",), 5).max(("high",), 5).commit()
+    store.atomic().sum(("count",), 3).min(("low",), 7).max(("high",), 7).commit()
+    store.atomic().sum(("count",), 0.5).min(("low",), -1).max(("high",), 6).commit()
+    assert store.get(("count",)).value == 5.5
+    assert store.get(("low",)).value == -1
+    assert store.get(("high",)).value == 7
+
+
+def test_sum_on_a_non_number_writes_nothing(store: airq_nb.Store) -> None:
+    store.set(("name",), "alice")
+    with pytest.raises(airq_nb.InvalidValueError, match="needs a number"):
+        store.atomic().set(("other",), 1).sum(("name",), 1).enqueue({"n": 1}).commit()
+    assert _snapshot(store) == ([(("name",), "alice")], 0)
+
+
+@pytest.mark.parametrize("n", [float("nan"), float("inf"), True, "1", None])
+def test_sum_refuses_non_numbers(store: airq_nb.Store, n: object) -> None:
+    with pytest.raises(airq_nb.InvalidValueError, match="finite int or float"):
+        store.atomic().sum(("c",), n)  # type: ignore[arg-type]
+
+
+def test_sum_overflowing_to_infinity_writes_nothing(store: airq_nb.Store) -> None:
+    store.set(("c",), 1e308)
+    with pytest.raises(airq_nb.InvalidValueError):
+        store.atomic().sum(("c",), 1e308).commit()
+    assert store.get(("c",)).value == 1e308
+
+
+def test_atomic_enqueue_applies_with_the_kv_writes(store: airq_nb.Store) -> None:
+    result = (
+        store.atomic()
+        .set(("job", 1), "queued")
+        .enqueue({"job": 1}, topic="jobs")
+        .enqueue({"job": 2}, topic="jobs", delay=60)
+        .enqueue({"job": 3}, topic="jobs", dedup_key="job-3")
+        .commit()
+    )
+    assert result.ok and len(result.message_ids) == 3
+    messages = {m.id: m for m in store.queue.list()}
+    assert set(messages) == set(result.message_ids)
+    assert [messages[i].value for i in result.message_ids] == [{"job": 1}, {"job": 2}, {"job": 3}]
+    assert store.get(("job", 1)).value == "queued"
+
+
+def test_batch_enqueue_ids_match_rows(store: airq_nb.Store) -> None:
+    store.enqueue("before")
+    atomic = store.atomic()
+    for i in range(50):
+        atomic.enqueue(i)
+    ids = atomic.commit().message_ids
+    assert [store.queue.get(i).value for i in ids] == list(range(50))
+
+
+def test_a_bad_enqueue_fails_before_anything_is_written(store: airq_nb.Store) -> None:
+    atomic = store.atomic().set(("k",), 1)
+    with pytest.raises(airq_nb.InvalidValueError):
+        atomic.enqueue({"bad": {1, 2}})
+    assert _snapshot(store) == ([], 0)
