@@ -29,6 +29,7 @@ from ._sources import (
     HOUR,
     LONDON,
     Location,
+    Reading,
     Source,
     check_hour,
     mask_secrets,
@@ -131,28 +132,13 @@ async def collect_once(
             _remember(store, source.name, location.name, now, "ok", None)
         logger.info("%s for %s is up to date", source.name, location.name)
         return CollectResult(source.name, location.name, None, None, 0, 0, deleted, 0, _utc(newest))
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            readings = await source.fetch(location, start=start, end=last)
-            break
-        except (SourceUnavailableError, RateLimitedError) as exc:
-            wait = exc.retry_after if exc.retry_after is not None else _backoff(backoff, attempt)
-            if attempt >= tries or wait > MAX_WAIT_IN_RUN:
-                _record_failure(store, source.name, location.name, exc)
-                raise
-            logger.warning(
-                "%s for %s failed (try %d of %d), trying again in %.3g s: %s",
-                source.name, location.name, attempt, tries, wait, exc,
-            )  # fmt: skip
-            await store.clock.sleep(wait)
-        except SourceError as exc:
-            _record_failure(store, source.name, location.name, exc)
-            raise
-    for reading in readings:
-        # The built-in sources check this already; a third-party source gets the same rule.
-        check_hour(source.name, reading.time, "a reading's time", start, last)
+    try:
+        readings, attempts = await _fetch(store, source, location, start, last, tries, backoff)
+    except SourceError as exc:
+        _remember(
+            store, source.name, location.name, store.clock.now(), "error", mask_secrets(str(exc))
+        )
+        raise
     fetched_at = store.clock.now()
     with store.transaction():
         stored = upsert_readings(
@@ -173,9 +159,40 @@ async def collect_once(
         len(readings),
         stored,
         deleted,
-        attempt,
+        attempts,
         _utc(newest_now),
     )
+
+
+async def _fetch(
+    store: Store,
+    source: Source,
+    location: Location,
+    start: int,
+    last: int,
+    tries: int,
+    backoff: Sequence[float],
+) -> tuple[list[Reading], int]:
+    """The source's readings for the window and how many tries it took; raises SourceError."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            readings = await source.fetch(location, start=start, end=last)
+            break
+        except (SourceUnavailableError, RateLimitedError) as exc:
+            wait = exc.retry_after if exc.retry_after is not None else _backoff(backoff, attempt)
+            if attempt >= tries or wait > MAX_WAIT_IN_RUN:
+                raise
+            logger.warning(
+                "%s for %s failed (try %d of %d), trying again in %.3g s: %s",
+                source.name, location.name, attempt, tries, wait, exc,
+            )  # fmt: skip
+            await store.clock.sleep(wait)
+    for reading in readings:
+        # The built-in sources check this already; a third-party source gets the same rule.
+        check_hour(source.name, reading.time, "a reading's time", start, last)
+    return readings, attempt
 
 
 def _backoff(backoff: Sequence[float], attempt: int) -> float:
@@ -192,10 +209,6 @@ def _remember(
         _collector_key(source, location),
         {"at": at, "outcome": outcome, "error": error, "source": source, "location": location},
     ).commit()
-
-
-def _record_failure(store: Store, source: str, location: str, exc: SourceError) -> None:
-    _remember(store, source, location, store.clock.now(), "error", mask_secrets(str(exc)))
 
 
 def last_collection(store: Store) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from ._errors import ConfigurationError
 from ._sources import Location, Reading
 
 if TYPE_CHECKING:
@@ -125,12 +126,18 @@ def _utc(when: float | None) -> datetime | None:
 def _to_unix(when: datetime | float | int | str) -> float:
     if isinstance(when, datetime):
         if when.tzinfo is None:
-            raise ValueError(
+            raise ConfigurationError(
                 f"since={when!r} has no time zone; pass an aware datetime, e.g. with tzinfo=UTC"
             )
         return when.timestamp()
     if isinstance(when, str):
-        return _to_unix(datetime.fromisoformat(when.replace("Z", "+00:00")))
+        try:
+            parsed = datetime.fromisoformat(when.replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigurationError(
+                f"since={when!r} is not an ISO time; use e.g. '2024-05-01T00:00Z'"
+            ) from None
+        return _to_unix(parsed)
     return float(when)
 
 
@@ -172,7 +179,8 @@ def read_readings(
             if isinstance(location, str)
             else list(location)
         )
-        where.append(f"location IN ({','.join('?' * len(names))})")
+        # An empty list selects nothing (and "IN ()" is not SQL).
+        where.append(f"location IN ({','.join('?' * len(names))})" if names else "0")
         params.extend(names)
     if source is not None:
         where.append("source = ?")

@@ -170,7 +170,13 @@ async def _get_json(
     import httpx
 
     _mask_http_logs()
-    shown = mask_secrets(str(httpx.URL(url, params=dict(params))), secret)
+    try:
+        shown = mask_secrets(str(httpx.URL(url, params=dict(params))), secret)
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        raise ConfigurationError(
+            f"{source}'s base URL is not usable ({mask_secrets(str(exc), secret)}); "
+            "check the base_url argument or AIRQ_NB_OPENWEATHER_URL / AIRQ_NB_OPENMETEO_URL"
+        ) from None
     try:
         async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as client:
             response = await client.get(url, params=dict(params))
@@ -178,6 +184,10 @@ async def _get_json(
         # `from None`: httpx exceptions carry the request URL, key included.
         raise SourceUnavailableError(
             f"{source} did not answer within {timeout:g} s ({shown}); will retry"
+        ) from None
+    except httpx.UnsupportedProtocol:
+        raise ConfigurationError(
+            f"{source}'s base URL must start with http:// or https:// ({shown})"
         ) from None
     except httpx.HTTPError as exc:
         reason = mask_secrets(str(exc) or type(exc).__name__, secret)

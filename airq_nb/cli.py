@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
@@ -209,8 +209,13 @@ def _run(args: argparse.Namespace) -> int:
                 if args.until_idle:
                     return await scheduler.run_until_idle(timeout=args.timeout)
                 scheduler.start()
+                stop = asyncio.Event()
+                loop = asyncio.get_running_loop()
+                # systemd stops services with SIGTERM: finish or hand back work, then exit 0.
+                for signum in (signal.SIGTERM, signal.SIGINT):
+                    loop.add_signal_handler(signum, stop.set)
                 try:
-                    await asyncio.wait_for(asyncio.Event().wait(), args.timeout)
+                    await asyncio.wait_for(stop.wait(), args.timeout)
                 except TimeoutError:
                     pass
                 finally:
@@ -247,11 +252,12 @@ def _status_of(store: Store) -> Any:
 
 def _status(args: argparse.Namespace) -> int:
     with _open(args) as store:
+        path = store.path
         status = _status_of(store)
         summary = readings_summary(store)
         runs = last_collection(store)
     lines = [
-        f"store:            {getattr(args, 'db', None) or os.environ.get('AIRQ_NB_DB') or 'default'}",
+        f"store:            {path}",
         f"next due:         {_when(status.next_due)}",
         f"last delivery:    {status.last_outcome or '-'}"
         + (
@@ -316,11 +322,14 @@ def _queue(args: argparse.Namespace) -> int:
                     _when(m.deliver_at),
                     f"{m.attempts}/{m.max_attempts}",
                     m.schedule,
+                    _one_line(json.dumps(m.value), 40),
                     _one_line(m.last_error) if m.last_error else None,
                 )
                 for m in messages
             ]
-            header = ("ID", "TOPIC", "STATE", "DELIVER AT", "ATTEMPTS", "SCHEDULE", "LAST ERROR")
+            header = (
+                "ID", "TOPIC", "STATE", "DELIVER AT", "ATTEMPTS", "SCHEDULE", "VALUE", "LAST ERROR"
+            )  # fmt: skip
             _emit(args, messages, _table(rows, header) if rows else ["queue is empty"])
         elif args.action == "delete":
             queue.delete(args.id)

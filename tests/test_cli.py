@@ -196,3 +196,34 @@ def test_queue_commands(cli, db_path):
     with airq_nb.open_store(db_path) as store:
         assert [m.id for m in store.queue.list()] == [dead]
         assert store.queue.paused_topics() == ()
+
+
+def test_run_as_a_service_collects_and_stops_cleanly_on_sigterm(db_path, openmeteo_server):
+    import signal
+    import time
+
+    env = {**os.environ, "AIRQ_NB_DB": str(db_path), "AIRQ_NB_OPENMETEO_URL": openmeteo_server.url}
+    env.pop("OPENWEATHER_API_KEY", None)
+    env.pop("AIRQ_NB_SOURCE", None)
+    service = subprocess.Popen(
+        [sys.executable, "-m", "airq_nb", "run"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (not db_path.exists() or readings(db_path).empty):
+            time.sleep(0.1)
+        assert len(readings(db_path)) == 168
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(timeout=20) == 0
+    finally:
+        if service.poll() is None:
+            service.kill()
+            service.wait()
+        service.stderr.close()
+    with airq_nb.open_store(db_path) as store:
+        assert store.queue.counts().by_state.get("leased", 0) == 0
+
+
+def test_unusable_base_url_is_a_configuration_error(cli):
+    line = one_line_error(cli("collect", extra_env={"AIRQ_NB_OPENMETEO_URL": "notaurl"}))
+    assert "must start with http:// or https://" in line
