@@ -4,7 +4,7 @@ A source turns "this location, these hours" into validated hourly :class:`Readin
 or raises a :class:`~airq_nb.SourceError` subclass that says what went wrong. Replies are
 checked strictly (fields, types, units, times) so a bad reply is rejected whole instead of
 half-written. A third source is one more class with ``name`` and ``fetch``: pass an instance
-as ``source=`` (or add it to :data:`SOURCES` to make it selectable by name).
+as ``source=``, or add a factory to :data:`SOURCES` to make it selectable by name.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -520,8 +520,28 @@ class OpenMeteoSource:
 
 # -- choosing a source ------------------------------------------------------------------------
 
-#: Source names accepted by ``AIRQ_NB_SOURCE`` / ``source_from_env(name)``.
-SOURCES = ("openweathermap", "open-meteo")
+
+def _openweathermap(base_url: str | None, api_key: str, timeout: float) -> Source:
+    return OpenWeatherMapSource(
+        api_key=api_key,
+        base_url=base_url or _env_url("AIRQ_NB_OPENWEATHER_URL", OpenWeatherMapSource.base_url),
+        timeout=timeout,
+    )
+
+
+def _openmeteo(base_url: str | None, api_key: str, timeout: float) -> Source:
+    return OpenMeteoSource(
+        base_url=base_url or _env_url("AIRQ_NB_OPENMETEO_URL", OpenMeteoSource.base_url),
+        timeout=timeout,
+    )
+
+
+#: Sources selectable by name (``AIRQ_NB_SOURCE``, ``--source``): name -> factory taking
+#: (base_url or None, OpenWeatherMap key or "", timeout). A new source registers itself here.
+SOURCES: dict[str, Callable[[str | None, str, float], Source]] = {
+    "openweathermap": _openweathermap,
+    "open-meteo": _openmeteo,
+}
 
 
 def source_from_env(
@@ -540,18 +560,10 @@ def source_from_env(
     chosen = (name or os.environ.get("AIRQ_NB_SOURCE") or "").strip().lower()
     if not chosen:
         chosen = "openweathermap" if key else "open-meteo"
-    chosen = {"owm": "openweathermap", "openmeteo": "open-meteo"}.get(chosen, chosen)
-    if chosen == "openweathermap":
-        return OpenWeatherMapSource(
-            api_key=key,
-            base_url=base_url or _env_url("AIRQ_NB_OPENWEATHER_URL", OpenWeatherMapSource.base_url),
-            timeout=timeout,
+    factory = SOURCES.get(chosen)
+    if factory is None:
+        raise ConfigurationError(
+            f"unknown air-quality source {chosen!r}; set AIRQ_NB_SOURCE to one of "
+            f"{', '.join(SOURCES)}"
         )
-    if chosen == "open-meteo":
-        return OpenMeteoSource(
-            base_url=base_url or _env_url("AIRQ_NB_OPENMETEO_URL", OpenMeteoSource.base_url),
-            timeout=timeout,
-        )
-    raise ConfigurationError(
-        f"unknown air-quality source {chosen!r}; set AIRQ_NB_SOURCE to one of {', '.join(SOURCES)}"
-    )
+    return factory(base_url, key, timeout)

@@ -19,7 +19,7 @@ from typing import Any
 from ._collector import collect_once, install_collector, last_collection
 from ._errors import AirqError, ConfigurationError
 from ._readings import readings_summary
-from ._sources import LONDON, Location, mask_secrets, source_from_env
+from ._sources import LONDON, SOURCES, Location, mask_secrets, source_from_env
 from ._store import Store, open_store
 
 __all__ = ["main"]
@@ -39,7 +39,7 @@ def _common_options() -> argparse.ArgumentParser:
     common.add_argument(
         "--source",
         default=argparse.SUPPRESS,
-        choices=("openweathermap", "open-meteo"),
+        choices=sorted(SOURCES),
         help="air-quality source (default: $AIRQ_NB_SOURCE, else openweathermap when "
         "$OPENWEATHER_API_KEY is set, else open-meteo)",
     )

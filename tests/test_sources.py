@@ -272,7 +272,7 @@ def test_unknown_source_is_a_configuration_error():
         airq_nb.source_from_env("laqn")
 
 
-def test_a_third_source_needs_only_name_and_fetch(clocked_store):
+def test_a_third_source_needs_only_name_and_fetch(clocked_store, monkeypatch):
     class Constant:
         name = "constant"
 
@@ -283,6 +283,10 @@ def test_a_third_source_needs_only_name_and_fetch(clocked_store):
     result = airq_nb.collect_now(clocked_store, source=Constant())
     assert result.stored == 168
     assert set(airq_nb.read_readings(clocked_store)["source"]) == {"constant"}
+    # Registering a factory makes it selectable by name, like the built-in ones.
+    monkeypatch.setitem(airq_nb._sources.SOURCES, "constant", lambda url, key, timeout: Constant())
+    monkeypatch.setenv("AIRQ_NB_SOURCE", "constant")
+    assert airq_nb.source_from_env().name == "constant"
 
 
 def test_location_checks_its_coordinates():
