@@ -11,7 +11,7 @@ import math
 import os
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from ._errors import InvalidDelayError, InvalidValueError
 from ._json import dump_value, load_value
@@ -145,8 +145,7 @@ def check_topics(topics: Collection[str] | None) -> list[str] | None:
     return [check_topic(topic) for topic in topics]
 
 
-@dataclass(frozen=True, slots=True)
-class PreparedMessage:
+class PreparedMessage(NamedTuple):
     """A validated message ready to insert; validation happens before any transaction opens."""
 
     topic: str
@@ -191,10 +190,21 @@ def prepare_message(
     )
 
 
+# The id expression: above every id in the table and every id ever deleted.
+_NEXT_ID = (
+    "(SELECT MAX(IFNULL((SELECT MAX(id) FROM queue), 0), value) + 1 "
+    "FROM meta WHERE name = 'queue_high_water')"
+)
+_COLUMNS = (
+    "topic, value, state, deliver_at, due_at, attempts, backoff_schedule, "
+    "keys_if_undelivered, enqueued_at, dedup_key, schedule"
+)
 INSERT = (
-    "INSERT INTO queue (topic, value, state, deliver_at, due_at, attempts, backoff_schedule, "
-    "keys_if_undelivered, enqueued_at, dedup_key, schedule) "
-    "VALUES (?, ?, 'queued', ?, ?, 0, ?, ?, ?, ?, ?)"
+    f"INSERT INTO queue (id, {_COLUMNS}) "
+    f"VALUES ({_NEXT_ID}, ?, ?, 'queued', ?, ?, 0, ?, ?, ?, ?, ?)"
+)
+_INSERT_WITH_ID = (
+    f"INSERT INTO queue (id, {_COLUMNS}) VALUES (?, ?, ?, 'queued', ?, ?, 0, ?, ?, ?, ?, ?)"
 )
 
 
@@ -235,11 +245,26 @@ def insert_messages(conn: Any, messages: Sequence[PreparedMessage], now: float) 
 
 
 def insert_many_plain(conn: Any, messages: Sequence[PreparedMessage], now: float) -> list[int]:
-    """Fast path for messages without dedup keys: one ``executemany``, ids from the sequence."""
-    # AUTOINCREMENT hands out seq + 1, seq + 2, ... and we hold the write lock.
-    before = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'queue'").fetchone()
-    first = (before[0] if before else 0) + 1
-    conn.executemany(INSERT, [insert_params(m, now) for m in messages])
+    """Fast path for messages without dedup keys: one ``executemany`` with ids given."""
+    (first,) = conn.execute(f"SELECT {_NEXT_ID}").fetchone()
+    conn.executemany(
+        _INSERT_WITH_ID,
+        [
+            (
+                first + i,
+                m.topic,
+                m.value_json,
+                now + m.delay,
+                now + m.delay,
+                m.backoff_json,
+                m.keys_json,
+                now,
+                None,
+                m.schedule,
+            )
+            for i, m in enumerate(messages)
+        ],
+    )
     return list(range(first, first + len(messages)))
 
 

@@ -39,7 +39,7 @@ __all__ = [
 DEFAULT_DB_PATH = Path("~/.local/share/airq_nb/airq.db")
 #: How long a writer waits for another process's transaction before giving up.
 DEFAULT_BUSY_TIMEOUT = 60.0
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _EXPIRY_SWEEP_SECONDS = 60.0
 
 Durability = Literal["normal", "full"]
@@ -191,33 +191,38 @@ class Store:
                 not_null={"value", "versionstamp"},
                 if_not_exists=True,
             )
+            self.db["kv"].create_index(["expires_at"], if_not_exists=True)
             self.db["meta"].create({"name": str, "value": int}, pk="name", if_not_exists=True)
             self.db["meta"].insert({"name": "versionstamp", "value": 0}, ignore=True)
             self.db["paused_topics"].create(
                 {"topic": str, "paused_at": float}, pk="topic", if_not_exists=True
             )
-            # AUTOINCREMENT (which sqlite-utils cannot declare) so a message id is never
-            # reused: a stale ack or a log row can never point at a newer message.
-            self._conn.execute(
-                """CREATE TABLE IF NOT EXISTS queue (
-                    id INTEGER PRIMARY KEY AUTOINCREMENT,
-                    topic TEXT NOT NULL,
-                    value TEXT NOT NULL,
-                    state TEXT NOT NULL,
-                    deliver_at REAL NOT NULL,
-                    due_at REAL,
-                    attempts INTEGER NOT NULL DEFAULT 0,
-                    backoff_schedule TEXT,
-                    keys_if_undelivered TEXT,
-                    last_error TEXT,
-                    enqueued_at REAL NOT NULL,
-                    lease_token TEXT,
-                    lease_expires_at REAL,
-                    dedup_key TEXT,
-                    schedule TEXT,
-                    dead_at REAL
-                )"""
+            self.db["queue"].create(
+                {
+                    "id": int,
+                    "topic": str,
+                    "value": str,
+                    "state": str,
+                    "deliver_at": float,
+                    "due_at": float,
+                    "attempts": int,
+                    "backoff_schedule": str,
+                    "keys_if_undelivered": str,
+                    "last_error": str,
+                    "enqueued_at": float,
+                    "lease_token": str,
+                    "lease_expires_at": float,
+                    "dedup_key": str,
+                    "schedule": str,
+                    "dead_at": float,
+                },
+                pk="id",
+                not_null={"topic", "value", "state", "deliver_at", "attempts", "enqueued_at"},
+                defaults={"attempts": 0},
+                if_not_exists=True,
             )
+            # Partial indexes, which sqlite-utils cannot declare: only live messages are
+            # scanned by claim, and a dedup key is unique among messages that have one.
             self._conn.execute(
                 "CREATE INDEX IF NOT EXISTS queue_due ON queue (due_at) "
                 "WHERE state IN ('queued', 'leased')"
@@ -226,7 +231,28 @@ class Store:
                 "CREATE UNIQUE INDEX IF NOT EXISTS queue_dedup ON queue (dedup_key) "
                 "WHERE dedup_key IS NOT NULL"
             )
-            self.db["kv"].create_index(["expires_at"], if_not_exists=True)
+            # Message ids are never reused, so a stale ack or a delivery-log row never points
+            # at a newer message. AUTOINCREMENT would cost a sqlite_sequence write per
+            # enqueue; instead the highest id ever deleted is remembered, only when the
+            # newest row goes, and inserts start above it (see _queue.INSERT).
+            had_sequence = self._conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'"
+            ).fetchone()
+            high_water = 0
+            if had_sequence:  # a schema-1 file, whose queue used AUTOINCREMENT
+                row = self._conn.execute(
+                    "SELECT seq FROM sqlite_sequence WHERE name = 'queue'"
+                ).fetchone()
+                high_water = row[0] if row else 0
+            self.db["meta"].insert({"name": "queue_high_water", "value": high_water}, ignore=True)
+            self._conn.execute(
+                """CREATE TRIGGER IF NOT EXISTS queue_high_water AFTER DELETE ON queue
+                WHEN OLD.id > IFNULL((SELECT MAX(id) FROM queue), 0)
+                BEGIN
+                    UPDATE meta SET value = OLD.id
+                    WHERE name = 'queue_high_water' AND value < OLD.id;
+                END"""
+            )
             self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
@@ -464,6 +490,19 @@ class Store:
         dedup_key: str | None,
         schedule: str | None,
     ) -> PreparedMessage:
+        if (
+            delay == 0
+            and type(delay) in (int, float)
+            and topic == "default"
+            and backoff_schedule is None
+            and dedup_key is None
+            and schedule is None
+            and (keys_if_undelivered is None or keys_if_undelivered == ())
+        ):
+            # The common message (all defaults) skips the option checks: enqueue's hot path.
+            return PreparedMessage(
+                "default", dump_value(value, what="queue payload"), 0.0, None, None, None, None
+            )
         if keys_if_undelivered is None:
             keys_if_undelivered = ()
         if isinstance(keys_if_undelivered, str | bytes) or (

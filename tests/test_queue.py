@@ -433,3 +433,36 @@ def test_queue_list_shows_corrupt_rows_instead_of_raising(
     assert clocked_store.queue.get(message_id).corrupt
     assert clocked_store.claim() is None
     assert clocked_store.queue.dead_letters()[0].id == message_id
+
+
+def test_ids_stay_unique_after_purges_and_batches(clocked_store: Store) -> None:
+    seen = [clocked_store.enqueue(i) for i in range(3)]
+    clocked_store.queue.purge()
+    seen += clocked_store.atomic().enqueue("a").enqueue("b").commit().message_ids
+    newest = clocked_store.queue.list()[-1].id
+    clocked_store.queue.delete(newest)
+    seen.append(clocked_store.enqueue("c"))
+    seen += clocked_store.atomic().enqueue("d").commit().message_ids
+    assert seen == sorted(seen) and len(set(seen)) == len(seen)
+    assert [m.value for m in clocked_store.queue.list()] == ["a", "c", "d"]
+
+
+def test_a_schema_1_file_is_upgraded_without_reusing_ids(db_path: Path) -> None:
+    # Schema 1 declared the queue with AUTOINCREMENT; its sequence must carry over.
+    with airq_nb.open_store(db_path) as store:
+        store.enqueue("old")
+    raw = sqlite3.connect(db_path)
+    raw.executescript(
+        """
+        DROP TRIGGER queue_high_water;
+        DELETE FROM meta WHERE name = 'queue_high_water';
+        CREATE TABLE makes_sequence (id INTEGER PRIMARY KEY AUTOINCREMENT);
+        INSERT INTO sqlite_sequence (name, seq) VALUES ('queue', 41);
+        DELETE FROM queue;
+        PRAGMA user_version = 1;
+        """
+    )
+    raw.close()
+    with airq_nb.open_store(db_path) as store:
+        assert store.enqueue("new") == 42
+        assert store.execute("PRAGMA user_version") == [(2,)]
