@@ -63,6 +63,11 @@ Handler = Callable[[Any], Any]
 T = TypeVar("T")
 _PRUNE_EVERY_SECONDS = 3600.0
 _MAX_ERROR_CHARS = 2000
+#: The background runtime claims a message this long before it is due, then starts it on time.
+_EARLY_CLAIM_SECONDS = 0.005
+#: Checkpoint the WAL when nothing is due for this long and enough has been written.
+_CHECKPOINT_QUIET_SECONDS = 0.05
+_CHECKPOINT_AFTER_WRITES = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +103,15 @@ class _InFlight:
     delivery: Delivery
     task: asyncio.Task[None] | None = None
     finishing: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Tick:
+    scheduled: int
+    planned: int
+    broken: list[tuple[str, str]]
+    claims: list[tuple[Delivery, float]]
+    wake_at: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +196,8 @@ class Scheduler:
         self._stopping = False
         self._counts = _Counts()
         self._next_token = -math.inf
+        self._lead = 0.0
+        self._writes = 0
         self._last_prune = -math.inf
         self._data_version: int | None = None
         self._runtime_error: str | None = None
@@ -292,6 +308,18 @@ class Scheduler:
         self.wake()
         return message_id
 
+    def enqueue(
+        self, value: Any, *, delay: float = 0, topic: str = "default", **options: Any
+    ) -> int:
+        """Queue a message (as :meth:`Store.enqueue`) and wake the runtime at once.
+
+        A plain ``store.enqueue`` from this process is also delivered, but noticed only at
+        the next poll (within ``poll_interval``); this one is on time to the millisecond.
+        """
+        message_id = self.store.enqueue(value, delay=delay, topic=topic, **options)
+        self.wake()
+        return message_id
+
     def wake(self) -> None:
         """Make the runtime look at the queue and schedules now (thread-safe)."""
         loop, event = self._loop, self._wake
@@ -355,7 +383,7 @@ class Scheduler:
             return
         if self._session:
             raise SchedulerError("run_until_idle() is in progress; start() after it returns")
-        self._begin_session(loop)
+        self._begin_session(loop, lead=_EARLY_CLAIM_SECONDS)
         self._task = loop.create_task(self._run_forever(), name="airq_nb scheduler")
         self._task.add_done_callback(self._runtime_ended)
 
@@ -435,11 +463,10 @@ class Scheduler:
             async with asyncio.timeout(timeout):
                 while True:
                     self._wake.clear()  # type: ignore[union-attr]
-                    progress = await self._tick()
+                    progress, wake_at = await self._tick()
                     if self._in_flight:
                         await self._wait_for_event(self.poll_interval)
                         continue
-                    wake_at = await self._call_store(self._next_wake)
                     now = self.clock.now()
                     if wake_at is None or wake_at > horizon:
                         if now >= horizon:
@@ -475,7 +502,8 @@ class Scheduler:
 
     # -- the runtime --------------------------------------------------------------------
 
-    def _begin_session(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _begin_session(self, loop: asyncio.AbstractEventLoop, *, lead: float = 0.0) -> None:
+        self._lead = lead
         self._loop = loop
         self._loop_thread = threading.get_ident()
         self._wake = asyncio.Event()
@@ -489,44 +517,63 @@ class Scheduler:
         while not self._stopping:
             self._wake.clear()
             try:
-                await self._tick()
-                wake_at = await self._call_store(self._next_wake)
+                _, wake_at = await self._tick()
                 self._runtime_error = None
             except Exception as exc:  # e.g. disk full: keep the runtime alive, try again
                 self._runtime_error = _describe(exc)
                 log.error("airq_nb scheduler: %s; retrying in 1 s", self._runtime_error)
                 wake_at = self.clock.now() + 1.0
-            await self._idle_until(wake_at)
+            await self._idle_until(None if wake_at is None else wake_at - self._lead)
 
     async def _call_store(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._store_pool, functools.partial(fn, *args, **kwargs))
 
-    async def _tick(self) -> int:
-        """Queue due schedule runs, then start due messages while capacity and rate allow."""
-        now = self.clock.now()
-        queued, changed, broken = await self._call_store(plan_due_runs, self.store, now=now)
-        self._counts.scheduled_runs += len(queued)
-        for name, error in broken:
-            log.error("airq_nb scheduler paused schedule %r: %s", name, error)
-        progress = changed
+    async def _tick(self) -> tuple[int, float | None]:
+        """Queue due schedule runs, start due messages; returns (progress, when to look again)."""
         topics = tuple(self._handlers)
+        free = 0 if self._stopping else self.concurrency - len(self._in_flight)
+        tick = await self._call_store(self._tick_in_store, topics, free)
+        self._counts.scheduled_runs += tick.scheduled
+        for name, error in tick.broken:
+            log.error("airq_nb scheduler paused schedule %r: %s", name, error)
+        for delivery, scheduled_at in tick.claims:
+            self._launch(delivery, scheduled_at)
+        return tick.planned + len(tick.claims), tick.wake_at
+
+    def _tick_in_store(self, topics: tuple[str, ...], free: int) -> _Tick:
+        """One trip to the store thread: plan schedules, claim what is due, find the next wake."""
+        now = self.clock.now()
+        queued, planned, broken = plan_due_runs(self.store, now=now)
+        claims: list[tuple[Delivery, float]] = []
         rate = self.max_deliveries_per_second
-        while topics and len(self._in_flight) < self.concurrency and not self._stopping:
-            if rate is not None and self._next_token > self.clock.now():
+        # In the background runtime messages are claimed a few ms early and started on
+        # time (see _deliver), so the claim's own cost does not make them late.
+        horizon = now + self._lead
+        while topics and len(claims) < free:
+            if rate is not None and self._next_token > horizon:
                 break
-            claimed = await self._call_store(self._claim, topics)
+            claimed = self._claim(topics, horizon)
             if claimed is None:
                 break
-            delivery, scheduled_at = claimed
+            claims.append(claimed)
             if rate is not None:
-                self._next_token = max(self._next_token, self.clock.now()) + 1.0 / rate
-            self._launch(delivery, scheduled_at)
-            progress += 1
-        return progress
+                self._next_token = max(self._next_token, now) + 1.0 / rate
+        wake_at = self._next_wake(free - len(claims))
+        self._writes += len(queued) + len(claims)
+        if not claims:
+            self._checkpoint_if_quiet(now, wake_at)
+        return _Tick(len(queued), planned, broken, claims, wake_at)
 
-    def _claim(self, topics: tuple[str, ...]) -> tuple[Delivery, float] | None:
-        now = self.clock.now()
+    def _checkpoint_if_quiet(self, now: float, wake_at: float | None) -> None:
+        # SQLite checkpoints the WAL inside whichever commit crosses its size limit, which
+        # can stall a delivery for many ms. Doing it while nothing is due keeps that rare.
+        quiet = wake_at is None or wake_at - now > _CHECKPOINT_QUIET_SECONDS
+        if quiet and self._writes >= _CHECKPOINT_AFTER_WRITES:
+            self.store.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._writes = 0
+
+    def _claim(self, topics: tuple[str, ...], now: float) -> tuple[Delivery, float] | None:
         due = self.store.next_due(topics=topics)
         # Read first: an empty write transaction would still take the file's write lock.
         if due is None or due > now:
@@ -563,6 +610,10 @@ class Scheduler:
         started = self.clock.now()
         keeper = asyncio.get_running_loop().create_task(self._keep_lease(delivery))
         try:
+            early = scheduled_at - started
+            if 0 < early <= self._lead:  # claimed early on purpose: start it on time
+                await asyncio.sleep(early)
+                started = self.clock.now()
             failure = await self._run_handler(delivery)
         except asyncio.CancelledError:
             flight.finishing = True
@@ -653,6 +704,7 @@ class Scheduler:
         """Ack, fail or release a delivery and log it, in one transaction."""
         store = self.store
         finished = self.clock.now()
+        self._writes += 1
         error = None if failure is None else failure.error
         with store.transaction() as conn:
             if release:
@@ -691,11 +743,11 @@ class Scheduler:
                 self._last_prune = finished
         return outcome
 
-    def _next_wake(self) -> float | None:
+    def _next_wake(self, free: int) -> float | None:
         """When to look again: the next schedule slot or claimable message (read, no write)."""
         self._data_version = self.store.data_version()
         candidates = [next_schedule_wake(self.store)]
-        if self._handlers and len(self._in_flight) < self.concurrency:
+        if self._handlers and free > 0:
             due = self.store.next_due(topics=tuple(self._handlers))
             if due is not None:
                 candidates.append(max(due, self._next_token))
