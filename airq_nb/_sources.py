@@ -10,6 +10,7 @@ as ``source=``, or add a factory to :data:`SOURCES` to make it selectable by nam
 from __future__ import annotations
 
 import email.utils
+import functools
 import json
 import logging
 import math
@@ -31,6 +32,8 @@ from ._errors import (
 )
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
 
 __all__ = [
@@ -178,7 +181,9 @@ async def _get_json(
             "check the base_url argument or AIRQ_NB_OPENWEATHER_URL / AIRQ_NB_OPENMETEO_URL"
         ) from None
     try:
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as client:
+        async with httpx.AsyncClient(
+            timeout=timeout, follow_redirects=True, verify=_ssl_context()
+        ) as client:
             response = await client.get(url, params=dict(params))
     except httpx.TimeoutException:
         # `from None`: httpx exceptions carry the request URL, key included.
@@ -211,6 +216,14 @@ async def _get_json(
             f"{source} sent a reply that is not valid JSON ({shown}): {exc}; "
             f"it begins {_snippet(text, secret)}"
         ) from None
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    # Building the default context (loading the CA bundle) costs ~50 ms; do it once.
+    import httpx
+
+    return httpx.create_ssl_context()
 
 
 def _reject_constant(name: str) -> Any:
