@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ._errors import ConfigurationError, RateLimitedError, SourceError, SourceUnavailableError
+from ._errors import (
+    ConfigurationError,
+    InvalidApiKeyError,
+    RateLimitedError,
+    SourceError,
+    SourceUnavailableError,
+)
 from ._readings import (
     DEFAULT_RETENTION,
     delete_older_than,
@@ -300,7 +306,14 @@ def _handler(store: Store, sources: dict[str, Source]) -> Any:
         # The API key is never in the message: a source not given to start_collector is
         # rebuilt from the environment (OPENWEATHER_API_KEY) at each run.
         source = sources.get(name) if name else None
-        await collect_once(store, source=source or source_from_env(name), location=location)
+        if source is None:
+            try:
+                source = source_from_env(name)
+            except ConfigurationError as exc:
+                # No key in this process (e.g. cron without OPENWEATHER_API_KEY): retrying
+                # cannot help, so fail the run at once with what to do.
+                raise InvalidApiKeyError(str(exc)) from None
+        await collect_once(store, source=source, location=location)
 
     return collect
 

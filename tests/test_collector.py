@@ -502,3 +502,29 @@ def test_a_source_returning_hours_outside_the_window_writes_nothing(clocked_stor
     with pytest.raises(airq_nb.MalformedReplyError, match="outside the window"):
         collect(clocked_store, Sloppy())
     assert hours(clocked_store) == []
+
+
+def test_a_run_for_openweathermap_without_a_key_dead_letters_at_once(
+    clocked_store, meteo, monkeypatch
+):
+    import asyncio
+
+    from airq_nb._collector import install_collector
+
+    monkeypatch.delenv("OPENWEATHER_API_KEY", raising=False)
+    clocked_store.enqueue(
+        {"location": airq_nb.LONDON.as_dict(), "source": "openweathermap"}, topic="collect"
+    )
+
+    async def run():
+        scheduler = airq_nb.Scheduler(clocked_store)
+        try:
+            install_collector(scheduler, clocked_store, source=meteo)
+            return await scheduler.run_until_idle(timeout=30)
+        finally:
+            scheduler.close()
+
+    summary = asyncio.run(run())
+    assert summary.dead_lettered == 1
+    (dead,) = clocked_store.queue.dead_letters()
+    assert dead.attempts == 1 and "OPENWEATHER_API_KEY" in dead.last_error
