@@ -13,6 +13,7 @@ values (:func:`default_pm2_5` etc.). Scripted behaviour::
     server.fail(429, retry_after="2")                   # every request: 429 + Retry-After
     server.malform("html", times=1)                     # see MALFORMED_KINDS
     server.delay = 2.0                                  # answer slowly (client time-outs)
+    server.drop_connection(times=1)                     # hang up without a reply
     server.requests                                     # what it received (RecordedRequest)
 
 Use ``.url`` as ``base_url=`` or in ``AIRQ_NB_OPENWEATHER_URL`` / ``AIRQ_NB_OPENMETEO_URL``.
@@ -91,6 +92,10 @@ class _Malformation:
     kind: str
 
 
+class _Drop:
+    """Close the connection without answering (a proxy or server dying mid-request)."""
+
+
 @dataclass
 class FakeServer:
     """Shared machinery: an HTTP server in a thread, scripted failures, recorded requests."""
@@ -162,6 +167,10 @@ class FakeServer:
             raise ValueError(f"unknown kind {kind!r}; one of {MALFORMED_KINDS}")
         self._script.append((_Malformation(kind), times))
 
+    def drop_connection(self, *, times: int | None = None) -> None:
+        """Close the next ``times`` connections (all, if None) without sending a reply."""
+        self._script.append((_Drop(), times))
+
     def reset(self) -> None:
         """Forget scripted failures, delay, data and recorded requests."""
         self._script.clear()
@@ -227,6 +236,9 @@ class FakeServer:
         if self.delay:
             time.sleep(self.delay)
         action = self._next_scripted()
+        if isinstance(action, _Drop):
+            handler.close_connection = True
+            return None
         if isinstance(action, _Failure):
             return _send(handler, action.status, action.body, action.content_type, action.headers)
         if split.path != self.path:

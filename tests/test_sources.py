@@ -192,6 +192,14 @@ def test_slow_server_times_out_as_unavailable(openmeteo_server):
         fetch(source)
 
 
+def test_connection_dropped_without_a_reply_is_unavailable(openweathermap_server):
+    openweathermap_server.drop_connection()
+    with pytest.raises(airq_nb.SourceUnavailableError, match="cannot reach OpenWeatherMap") as info:
+        fetch(owm(openweathermap_server))
+    assert openweathermap_server.api_key not in str(info.value)
+    assert "appid=***" in str(info.value)
+
+
 def test_connection_refused_is_unavailable():
     source = airq_nb.OpenMeteoSource(base_url="http://127.0.0.1:9", timeout=2)
     with pytest.raises(airq_nb.SourceUnavailableError, match="cannot reach Open-Meteo"):
