@@ -120,7 +120,7 @@ class Source(Protocol):
 
 # -- secrets ------------------------------------------------------------------------------
 
-_SECRET_PARAM = re.compile(r"((?:appid|api_key|apikey|key|token)=)[^&\s'\"]+", re.IGNORECASE)
+_SECRET_PARAM = re.compile(r"(\b(?:appid|api_key|apikey|key|token)=)[^&\s'\"]+", re.IGNORECASE)
 
 
 def mask_secrets(text: str, *secrets: str | None) -> str:
