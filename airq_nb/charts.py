@@ -304,10 +304,16 @@ def readings_chart(
     fig.add_layout(_no_data_label(fig, window, text=f"{_NO_DATA}: start the collector"))
     _show_no_data(fig, any(np.isfinite(d["hover_y"]).any() for d in groups.values()))
     if groups:
-        fig.legend.click_policy = "hide"
-        fig.legend.location = "top_left"
-        fig.legend.background_fill_alpha = 0.7
+        _legend_above(fig)
     return fig
+
+
+def _legend_above(fig: Figure) -> None:
+    """A horizontal legend above the plot, where it hides no data; a click hides a series."""
+    legend = fig.legend[0]
+    fig.center.remove(legend)
+    legend.update(click_policy="hide", orientation="horizontal", location="top_left")
+    fig.add_layout(legend, "above")
 
 
 def _no_data_label(fig: Figure, window: _Window, *, text: str) -> Label:
@@ -447,10 +453,7 @@ def delivery_chart(
             formatters={"@time": "datetime"},
         )
     )
-    fig.legend.click_policy = "hide"
-    fig.legend.location = "top_left"
-    fig.legend.orientation = "horizontal"
-    fig.legend.background_fill_alpha = 0.7
+    _legend_above(fig)
     fig.add_layout(
         Label(
             x=6,

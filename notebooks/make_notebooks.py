@@ -77,10 +77,9 @@ if headless:
 else:
     from airq_nb.widgets import StatusPanel
 
-    # Starts the hourly schedule on this kernel's event loop (idempotent on re-run) and
-    # collects once now, so data arrives within a minute instead of at the next hour.
+    # Starts the hourly schedule on this kernel's event loop (idempotent on re-run); a new
+    # schedule's first run is queued at once, so data arrives within a minute.
     scheduler = airq_nb.start_collector(store, source=collector_source, location=where)
-    scheduler.run_now(f"collect:{where.name}")
     display(StatusPanel(store))
 """
     ),
@@ -130,7 +129,8 @@ inspector
     ),
     code(
         """
-print(inspector.as_text())
+if headless:
+    print(inspector.as_text())
 """
     ),
 ]
@@ -169,7 +169,8 @@ live
     ),
     code(
         """
-print(live.as_text())
+if headless:
+    print(live.as_text())
 """
     ),
 ]
