@@ -200,6 +200,38 @@ def _readings_title(groups: Mapping[str, Any], days: float, location: str | None
     return text if has_data else f"{text}: {_NO_DATA}"
 
 
+@dataclass(frozen=True)
+class _ReadingsView:
+    """What the readings chart shows, computed apart from drawing so a refresh skips Bokeh."""
+
+    window: _Window
+    groups: dict[str, dict[str, Any]]
+    title: str
+    y_end: float
+    has_data: bool
+
+
+def _readings_view(
+    data: pd.DataFrame | Store,
+    *,
+    days: float,
+    now: datetime | float | None,
+    location: str | None,
+    source: str | None,
+) -> _ReadingsView:
+    store = None if isinstance(data, pd.DataFrame) else data
+    window = _window(_now(now, store), days)
+    readings = data if store is None else _read_readings(store, window, location)
+    groups = _hourly_series(readings, window, location=location, source=source)
+    return _ReadingsView(
+        window=window,
+        groups=groups,
+        title=_readings_title(groups, days, location),
+        y_end=_y_end(groups),
+        has_data=any(np.isfinite(d["hover_y"]).any() for d in groups.values()),
+    )
+
+
 def readings_chart(
     data: pd.DataFrame | Store,
     *,
@@ -214,15 +246,21 @@ def readings_chart(
     ``data`` is a DataFrame as :func:`airq_nb.read_readings` returns it, or a store to read
     one from. Missing hours are gaps; with no readings the chart says "no data yet".
     """
-    store = None if isinstance(data, pd.DataFrame) else data
-    window = _window(_now(now, store), days)
-    readings = data if store is None else _read_readings(store, window, location)
-    groups = _hourly_series(readings, window, location=location, source=source)
+    view = _readings_view(data, days=days, now=now, location=location, source=source)
+    return _draw_readings(view, height=height)
+
+
+def _x_range(window: _Window) -> tuple[Any, Any]:
+    return _naive_utc([window.start])[0], _naive_utc([window.end + _HOUR])[0]
+
+
+def _draw_readings(view: _ReadingsView, *, height: int) -> Figure:
+    window, groups = view.window, view.groups
     fig = figure(
-        title=_readings_title(groups, days, location),
+        title=view.title,
         x_axis_type="datetime",
-        x_range=Range1d(_naive_utc([window.start])[0], _naive_utc([window.end + _HOUR])[0]),
-        y_range=Range1d(0, _y_end(groups)),
+        x_range=Range1d(*_x_range(window)),
+        y_range=Range1d(0, view.y_end),
         height=height,
         sizing_mode="stretch_width",
         tools=_TOOLS,
@@ -301,8 +339,7 @@ def readings_chart(
             # Hiding a series from the legend hides its guideline too.
             first_of[name].js_link("visible", span, "visible")
             first_of[name].js_link("visible", label, "visible")
-    fig.add_layout(_no_data_label(fig, window, text=f"{_NO_DATA}: start the collector"))
-    _show_no_data(fig, any(np.isfinite(d["hover_y"]).any() for d in groups.values()))
+    fig.add_layout(_no_data_label(view, text=f"{_NO_DATA}: start the collector"))
     if groups:
         _legend_above(fig)
     return fig
@@ -316,22 +353,16 @@ def _legend_above(fig: Figure) -> None:
     fig.add_layout(legend, "above")
 
 
-def _no_data_label(fig: Figure, window: _Window, *, text: str) -> Label:
-    middle = window.start + (window.end - window.start) / 2
+def _no_data_position(view: _ReadingsView) -> dict[str, Any]:
+    middle = view.window.start + (view.window.end - view.window.start) / 2
+    return {"x": _naive_utc([middle])[0], "y": view.y_end / 2, "visible": not view.has_data}
+
+
+def _no_data_label(view: _ReadingsView, *, text: str) -> Label:
     return Label(
-        x=_naive_utc([middle])[0],
-        y=fig.y_range.end / 2 if isinstance(fig.y_range, Range1d) else 0,
-        text=text,
-        text_align="center",
-        text_font_size="16pt",
-        text_color="#666666",
-        name="no_data",
-    )
-
-
-def _show_no_data(fig: Figure, has_data: bool) -> None:
-    for label in fig.select(name="no_data"):
-        label.visible = not has_data
+        text=text, text_align="center", text_font_size="16pt", text_color="#666666",
+        name="no_data", **_no_data_position(view),
+    )  # fmt: skip
 
 
 # -- delivery accuracy -----------------------------------------------------------------------
@@ -386,6 +417,15 @@ def _delivery_title(columns: Mapping[str, Mapping[str, Any]], days: float) -> st
     return text if count else f"{text}: no deliveries yet"
 
 
+def _delivery_view(
+    data: pd.DataFrame | Store, *, days: float, now: datetime | float | None
+) -> dict[str, dict[str, Any]]:
+    store = None if isinstance(data, pd.DataFrame) else data
+    window = _window(_now(now, store), days)
+    log = data if store is None else _read_delivery_log(store, window.start)
+    return _delivery_columns(log, window)
+
+
 def delivery_chart(
     data: pd.DataFrame | Store,
     *,
@@ -397,10 +437,7 @@ def delivery_chart(
 
     ``data`` is a DataFrame as :func:`airq_nb.read_delivery_log` returns it, or a store.
     """
-    store = None if isinstance(data, pd.DataFrame) else data
-    window = _window(_now(now, store), days)
-    log = data if store is None else _read_delivery_log(store, window.start)
-    columns = _delivery_columns(log, window)
+    columns = _delivery_view(data, days=days, now=now)
     fig = figure(
         title=_delivery_title(columns, days),
         x_axis_type="datetime",
@@ -537,6 +574,13 @@ def dashboard(
 # -- live updates ----------------------------------------------------------------------------
 
 
+def _move(axis_range: Range1d, start: Any, end: Any) -> None:
+    """Set a range and where the Reset tool returns to, sending only what changed."""
+    for attr, value in (("start", start), ("end", end), ("reset_start", start), ("reset_end", end)):
+        if getattr(axis_range, attr) != value:
+            setattr(axis_range, attr, value)
+
+
 class LiveChart:
     """The dashboard as a widget that :meth:`refresh` updates in place, without re-running a cell.
 
@@ -557,6 +601,7 @@ class LiveChart:
         self.location = location
         self.interval = interval
         self.layout = dashboard(store, days=days, location=location)
+        self._index()
         self._task: asyncio.Task[None] | None = None
         self._model: Any = None
         self.refreshes = 0
@@ -573,48 +618,51 @@ class LiveChart:
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.model._repr_mimebundle_(**kwargs)
 
+    def _index(self) -> None:
+        """Find the models a refresh updates, once: Bokeh's ``select`` walks every model."""
+        readings, delivery, _ = self.layout.children
+        self._readings_sources = {
+            cds.name: cds
+            for cds in readings.select({"type": ColumnDataSource})
+            if cds.name.startswith("readings:")
+        }
+        self._readings_label = readings.select_one({"name": "no_data"})
+        self._ranges = (readings.x_range.start, readings.x_range.end, readings.y_range.end)
+        self._delivery_sources = {
+            outcome: delivery.select_one({"name": f"deliveries:{outcome}"})
+            for outcome in OUTCOME_COLORS
+        }
+        self._delivery_label = delivery.select_one({"name": "no_data"})
+
     def refresh(self, *, now: datetime | float | None = None) -> None:
         """Read the store again and update the charts' data, titles and ranges in place."""
         readings, delivery, stats = self.layout.children
-        fresh = readings_chart(self.store, days=self.days, now=now, location=self.location)
-        self._update_readings(readings, fresh)
-        fresh_delivery = delivery_chart(self.store, days=self.days, now=now)
-        for name in OUTCOME_COLORS:
-            target = delivery.select_one({"name": f"deliveries:{name}"})
-            target.data = dict(fresh_delivery.select_one({"name": f"deliveries:{name}"}).data)
-        delivery.title.text = fresh_delivery.title.text
-        delivery.select_one({"name": "no_data"}).visible = fresh_delivery.select_one(
-            {"name": "no_data"}
-        ).visible
+        view = _readings_view(
+            self.store, days=self.days, now=now, location=self.location, source=None
+        )
+        if {f"readings:{name}" for name in view.groups} != self._readings_sources.keys():
+            # A new location or source appeared: the series change, so swap the whole chart.
+            self.layout.children[0] = _draw_readings(view, height=readings.height)
+            self._index()
+        else:
+            for name, columns in view.groups.items():
+                self._readings_sources[f"readings:{name}"].data = columns
+            readings.title.text = view.title
+            ranges = (*_x_range(view.window), view.y_end)
+            if ranges != self._ranges:
+                # Only when the window moved on (hourly) or the data outgrew the axis, so a
+                # user's pan and zoom survive the refreshes in between.
+                _move(readings.x_range, ranges[0], ranges[1])
+                _move(readings.y_range, 0, ranges[2])
+                self._ranges = ranges
+            self._readings_label.update(**_no_data_position(view))
+        columns = _delivery_view(self.store, days=self.days, now=now)
+        for outcome, cds in self._delivery_sources.items():
+            cds.data = columns[outcome]
+        delivery.title.text = _delivery_title(columns, self.days)
+        self._delivery_label.visible = not any(len(c["lateness_ms"]) for c in columns.values())
         stats.text = _stats_html(self.store, _now(now, self.store), location=self.location)
         self.refreshes += 1
-
-    def _update_readings(self, current: Figure, fresh: Figure) -> None:
-        def sources(fig: Figure) -> dict[str, ColumnDataSource]:
-            return {
-                cds.name: cds
-                for cds in fig.select({"type": ColumnDataSource})
-                if cds.name and cds.name.startswith("readings:")
-            }
-
-        old, new = sources(current), sources(fresh)
-        if old.keys() != new.keys():
-            # A new location or source appeared: the series change, so swap the whole chart.
-            self.layout.children[0] = fresh
-            return
-        for name, cds in new.items():
-            old[name].data = dict(cds.data)
-        current.title.text = fresh.title.text
-        for attr in ("start", "end", "reset_start", "reset_end"):
-            for axis in ("x_range", "y_range"):
-                value = getattr(getattr(fresh, axis), "start" if "start" in attr else "end")
-                if getattr(getattr(current, axis), attr) != value:
-                    setattr(getattr(current, axis), attr, value)
-        new_label, old_label = (
-            fresh.select_one({"name": "no_data"}),
-            current.select_one({"name": "no_data"}),
-        )
-        old_label.update(x=new_label.x, y=new_label.y, visible=new_label.visible)
 
     def as_text(self) -> str:
         """What the charts show, as plain text, for headless runs and logs."""

@@ -502,7 +502,9 @@ class QueueInspector(_Refreshing, w.VBox):
         schedules = list(self.scheduler.schedules())
         names = [s.name for s in schedules]
         if list(self.schedule_picker.options) != names:
+            picked = self.schedule_picker.value
             self.schedule_picker.options = names
+            self.schedule_picker.value = picked if picked in names else (names or [None])[0]
         head = ("name", "when", "topic", "next run", "last run", "last outcome", "last error")
         rows = []
         for info in schedules:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -206,3 +207,65 @@ def test_readings_chart_reads_the_store(store, openmeteo_server):
 
 def test_readings_chart_of_an_empty_store_says_no_data_yet(store):
     assert "no data yet" in charts.readings_chart(store).title.text
+
+
+def test_live_chart_updates_in_place_as_readings_arrive(
+    clocked_store, fake_clock, openmeteo_server
+):
+    from jupyter_bokeh import BokehModel
+
+    store = clocked_store
+    source = airq_nb.source_from_env("open-meteo", base_url=openmeteo_server.url)
+    live = charts.LiveChart(store)
+    assert isinstance(live.model, BokehModel)
+    assert "application/vnd.jupyter.widget-view+json" in live._repr_mimebundle_()
+    assert "no data yet" in live.layout.children[0].title.text
+    changes = []
+    live.layout.document.on_change(changes.append)
+
+    first = airq_nb.collect_now(store, source=source).stored
+    live.refresh()
+    chart = live.layout.children[0]
+    assert "no data yet" not in chart.title.text
+    cds = only_source(chart)
+    assert np.isfinite(cds.data["pm2_5"]).sum() == first
+    assert changes, "the document the BokehModel syncs saw no change"
+
+    fake_clock.advance(2 * 3600)
+    assert airq_nb.collect_now(store, source=source).stored == 2
+    changes.clear()
+    live.refresh()
+    # Same figure, same data source: updated in place, nothing re-displayed.
+    assert live.layout.children[0] is chart
+    assert only_source(chart) is cds
+    newest = pd.Timestamp(cds.data["time"][np.isfinite(cds.data["pm2_5"])][-1], tz="UTC")
+    assert newest == pd.Timestamp(fake_clock.now(), unit="s", tz="UTC").floor("h")
+    assert any(getattr(event, "attr", None) == "data" for event in changes)
+    assert live.refreshes == 2
+
+
+def test_live_chart_refreshes_on_the_running_loop_until_stopped(store):
+    async def scenario() -> int:
+        live = charts.LiveChart(store, interval=0.02)
+        live.start()
+        await asyncio.sleep(0.2)
+        live.stop()
+        seen = live.refreshes
+        await asyncio.sleep(0.1)
+        assert live.refreshes == seen
+        return seen
+
+    assert asyncio.run(scenario()) >= 2
+
+
+def test_stats_panel_says_what_was_fetched_and_what_is_due(store, openmeteo_server):
+    empty = charts.stats_panel(store).text
+    assert "Data last fetched</th><td>never" in empty
+    assert "Last delivery</th><td>none yet" in empty
+    source = airq_nb.source_from_env("open-meteo", base_url=openmeteo_server.url)
+    stored = airq_nb.collect_now(store, source=source).stored
+    store.enqueue({"n": 1}, topic="collect", delay=1800)
+    text = charts.stats_panel(store).text
+    assert "s ago)" in text.split("Data last fetched")[1].split("</tr>")[0]
+    assert f"Readings (7 days)</th><td>{stored}" in text
+    assert "(in 30 min)" in text.split("Next delivery due")[1].split("</tr>")[0]

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from datetime import timedelta
 
 import airq_nb
-from airq_nb.widgets import QueueInspector
+from airq_nb.widgets import QueueInspector, StatusPanel
 
 HOSTILE = "<script>alert('x')</script><img src=x onerror=alert(1)>"
 
 
-def inspector(store: airq_nb.Store, **options) -> QueueInspector:
-    return QueueInspector(store, autostart=False, **options)
+def inspector(store: airq_nb.Store, scheduler=None, **options) -> QueueInspector:
+    return QueueInspector(store, scheduler, autostart=False, **options)
 
 
 def tick(panel: QueueInspector, *ids: int) -> None:
@@ -212,3 +213,59 @@ def test_outside_an_event_loop_it_does_not_start_a_task(store):
     panel = QueueInspector(store)
     assert not panel.refreshing
     panel.close()
+
+
+def test_schedules_table_and_its_buttons_act_through_the_scheduler(clocked_store):
+    store = clocked_store
+    scheduler = airq_nb.Scheduler(store)
+    scheduler.schedule("hourly <b>job</b>", every=timedelta(hours=1), topic="collect")
+    panel = inspector(store, scheduler)
+    assert "hourly &lt;b&gt;job&lt;/b&gt;" in panel.schedules_table.value
+    assert "every 1:00:00" in panel.schedules_table.value
+    assert panel.schedule_picker.value == "hourly <b>job</b>"
+    panel.run_now_button.click()
+    (queued,) = store.queue.list(topic="collect")
+    assert queued.schedule == "hourly <b>job</b>"
+    assert f"(message {queued.id})" in panel.result.value
+    panel.pause_schedule_button.click()
+    assert scheduler.get_schedule("hourly <b>job</b>").paused
+    assert "— paused" in panel.schedules_table.value
+    panel.resume_schedule_button.click()
+    assert not scheduler.get_schedule("hourly <b>job</b>").paused
+    assert "schedule hourly <b>job</b>: topic=collect paused=False" in panel.as_text()
+
+
+def test_without_a_scheduler_the_schedules_part_is_hidden(store):
+    panel = inspector(store)
+    assert panel.schedules_box.layout.display == "none"
+    panel.run_now_button.click()
+    assert panel.result.value == "No schedule picked."
+
+
+def test_status_panel_shows_deliveries_and_escapes_errors(clocked_store, fake_clock):
+    store = clocked_store
+    scheduler = airq_nb.Scheduler(store)
+
+    def handler(value: dict) -> None:
+        if value.get("fail"):
+            raise ValueError(HOSTILE)
+
+    scheduler.listen_queue(handler, topic="jobs")
+    store.enqueue({"fail": False}, topic="jobs")
+    store.enqueue({"fail": True}, topic="jobs", backoff_schedule=[])
+    store.enqueue({"fail": False}, topic="jobs", delay=600)
+    summary = asyncio.run(scheduler.run_until_idle(timeout=30))
+    assert (summary.delivered, summary.dead_lettered) == (1, 1)
+    panel = StatusPanel(store, autostart=False)
+    text = panel.value
+    assert "in 10 min" in text
+    assert "1 queued" in text and "1 dead" in text
+    assert "&lt;script&gt;" in text and "<script" not in text
+    assert "no data yet" in text  # no readings stored
+
+
+def test_status_panel_lists_stored_readings(store, openmeteo_server):
+    source = airq_nb.source_from_env("open-meteo", base_url=openmeteo_server.url)
+    stored = airq_nb.collect_now(store, source=source).stored
+    text = StatusPanel(store, autostart=False).value
+    assert f"Readings London (open-meteo)</th><td>{stored} hours" in text
