@@ -7,10 +7,14 @@ from typing import Any
 
 from ._errors import InvalidValueError, PayloadTooLargeError
 
-__all__ = ["MAX_VALUE_BYTES", "dump_value", "load_value"]
+__all__ = ["MAX_NESTING", "MAX_VALUE_BYTES", "dump_value", "load_value"]
 
 #: Largest KV value or queue payload, as UTF-8 JSON (Deno KV's limit too).
 MAX_VALUE_BYTES = 64 * 1024
+#: Deepest nesting of lists and dicts. Python's JSON decoder recurses once per level, so a
+#: value nested close to the interpreter's recursion limit could be written from a shallow
+#: call stack yet fail to decode in a consumer that runs deeper (a scheduler thread).
+MAX_NESTING = 128
 
 _encoder = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
 
@@ -19,11 +23,16 @@ def dump_value(value: Any, *, what: str = "value") -> str:
     """Serialise ``value`` to compact JSON, refusing what JSON cannot hold or what is too large."""
     try:
         text = _encoder.encode(value)
-    except (TypeError, ValueError, RecursionError) as exc:
+    except RecursionError:
+        raise _too_deep(what) from None
+    except (TypeError, ValueError) as exc:
         raise InvalidValueError(
             f"{what} must be JSON (dict, list, str, int, float, bool or None): {exc}. "
             "Convert it first, e.g. bytes to base64 text or datetimes to ISO strings."
         ) from None
+    # Brackets inside strings are counted too, so this cheap test only decides whether to walk.
+    if text.count("[") + text.count("{") > MAX_NESTING and _nesting(value) > MAX_NESTING:
+        raise _too_deep(what)
     # ensure_ascii makes the text pure ASCII, so its length is its size in bytes.
     if len(text) > MAX_VALUE_BYTES:
         raise PayloadTooLargeError(
@@ -31,6 +40,29 @@ def dump_value(value: Any, *, what: str = "value") -> str:
             "Store the data under a KV key or in a table and enqueue its key instead."
         )
     return text
+
+
+def _too_deep(what: str) -> InvalidValueError:
+    return InvalidValueError(
+        f"{what} nests lists/dicts more than {MAX_NESTING} levels deep; flatten it first."
+    )
+
+
+def _nesting(value: Any) -> int:
+    """How many lists/dicts deep ``value`` goes, without recursing (it may be very deep)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def load_value(text: str) -> Any:
