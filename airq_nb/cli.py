@@ -16,6 +16,7 @@ from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from typing import Any
 
+from . import __version__
 from ._collector import collect_once, install_collector, last_collection
 from ._errors import AirqError, ConfigurationError
 from ._readings import readings_summary
@@ -25,6 +26,22 @@ from ._store import Store, open_store
 __all__ = ["main"]
 
 PROG = "airq-nb"
+
+
+EPILOG = """\
+environment:
+  AIRQ_NB_DB               the store file (overridden by --db)
+  AIRQ_NB_SOURCE           openweathermap | open-meteo (overridden by --source)
+  OPENWEATHER_API_KEY      OpenWeatherMap key; never printed, logged or stored
+  AIRQ_NB_OPENWEATHER_URL  OpenWeatherMap base URL (e.g. a local test server)
+  AIRQ_NB_OPENMETEO_URL    Open-Meteo base URL
+
+examples:
+  airq-nb collect --once                       # one run; exit 1 with the error on failure
+  5 * * * * airq-nb collect --once             # a crontab line: hourly, 5 past
+  airq-nb run                                  # a service: hourly until SIGTERM
+  airq-nb queue purge --state dead --yes
+"""
 
 
 def _common_options() -> argparse.ArgumentParser:
@@ -59,8 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Collect London's PM2.5/PM10 hourly into an airq_nb store, and manage "
         "its queue and schedules.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[common],
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     collect = commands.add_parser(

@@ -122,6 +122,10 @@ def test_bad_options_are_errors(db_path, capsys):
         with pytest.raises(SystemExit) as info:
             main(usage_error)
         assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"airq-nb {airq_nb.__version__}"
 
 
 def test_run_until_idle_registers_the_schedule_and_collects(cli, db_path, openmeteo_server):
