@@ -4,6 +4,7 @@ Fixtures (registered for every test module through ``pytest_plugins`` in conftes
 
 - ``openweathermap_server`` -> :class:`FakeOpenWeatherMap` (``.url``, ``.api_key``)
 - ``openmeteo_server`` -> :class:`FakeOpenMeteo` (``.url``)
+- ``fake_api_env`` -> environment variables pointing airq_nb at both (for subprocesses)
 
 By default a server answers every whole hour of the window asked for with deterministic
 values (:func:`default_pm2_5` etc.). Scripted behaviour::
@@ -510,3 +511,17 @@ def openmeteo_server() -> Iterator[FakeOpenMeteo]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def fake_api_env(openweathermap_server, openmeteo_server) -> dict[str, str]:
+    """Environment variables pointing airq_nb at both fakes (for subprocesses and kernels).
+
+    Includes the fake OpenWeatherMap's key, so the default source is OpenWeatherMap; add
+    ``AIRQ_NB_SOURCE="open-meteo"`` to use the other one.
+    """
+    return {
+        "AIRQ_NB_OPENWEATHER_URL": openweathermap_server.url,
+        "AIRQ_NB_OPENMETEO_URL": openmeteo_server.url,
+        "OPENWEATHER_API_KEY": openweathermap_server.api_key,
+    }

@@ -228,6 +228,23 @@ def test_run_as_a_service_collects_and_stops_cleanly_on_sigterm(db_path, openmet
         assert store.queue.counts().by_state.get("leased", 0) == 0
 
 
+def test_fake_api_env_selects_openweathermap_in_a_subprocess(
+    fake_api_env, db_path, openweathermap_server
+):
+    env = {**os.environ, **fake_api_env, "AIRQ_NB_DB": str(db_path)}
+    env.pop("AIRQ_NB_SOURCE", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "airq_nb", "collect", "--once"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "from openweathermap" in done.stdout
+    assert len(openweathermap_server.requests) == 1
+
+
 def test_unusable_base_url_is_a_configuration_error(cli):
     line = one_line_error(cli("collect", extra_env={"AIRQ_NB_OPENMETEO_URL": "notaurl"}))
     assert "must start with http:// or https://" in line
