@@ -188,7 +188,7 @@ async def _get_json(
     except httpx.TimeoutException:
         # `from None`: httpx exceptions carry the request URL, key included.
         raise SourceUnavailableError(
-            f"{source} did not answer within {timeout:g} s ({shown}); will retry"
+            f"{source} did not answer within {timeout:g} s ({shown}); try again later"
         ) from None
     except httpx.UnsupportedProtocol:
         raise ConfigurationError(
@@ -241,7 +241,7 @@ def _raise_for_status(
 ) -> None:
     status = response.status_code
     detail = _error_detail(response, secret)
-    if status in (401, 403):
+    if status in (401, 403) and secret:
         raise InvalidApiKeyError(
             f"{source} rejected the API key (HTTP {status}{detail}): set OPENWEATHER_API_KEY "
             "to a valid key (a new key can take a couple of hours to activate), or unset it "
@@ -251,12 +251,12 @@ def _raise_for_status(
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         wait = f"asked to wait {retry_after:g} s" if retry_after is not None else "no wait given"
         raise RateLimitedError(
-            f"{source} is rate-limiting requests (HTTP 429, {wait}); will retry later",
+            f"{source} is rate-limiting requests (HTTP 429, {wait}); try again later",
             retry_after=retry_after,
         )
     if status >= 500:
         raise SourceUnavailableError(
-            f"{source} failed with HTTP {status}{detail} ({shown}); will retry"
+            f"{source} failed with HTTP {status}{detail} ({shown}); try again later"
         )
     raise RequestRejectedError(
         f"{source} refused the request with HTTP {status}{detail} ({shown}); check the "

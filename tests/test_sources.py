@@ -313,3 +313,10 @@ def test_fake_openmeteo_validates_like_the_real_api(openmeteo_server):
     reply = httpx.get(openmeteo_server.url + "/v1/air-quality", params={"latitude": 1})
     assert reply.status_code == 400 and reply.json()["error"] is True
     assert isinstance(openmeteo_server, FakeOpenMeteo)
+
+
+def test_403_from_a_keyless_source_is_a_refusal_not_a_key_problem(openmeteo_server):
+    openmeteo_server.fail(403, body={"error": True, "reason": "blocked"})
+    with pytest.raises(airq_nb.RequestRejectedError, match="HTTP 403: blocked") as info:
+        fetch(airq_nb.OpenMeteoSource(base_url=openmeteo_server.url))
+    assert "OPENWEATHER_API_KEY" not in str(info.value)
