@@ -466,3 +466,25 @@ def test_a_schema_1_file_is_upgraded_without_reusing_ids(db_path: Path) -> None:
     with airq_nb.open_store(db_path) as store:
         assert store.enqueue("new") == 42
         assert store.execute("PRAGMA user_version") == [(2,)]
+
+
+def test_ack_and_claim_in_one_commit(clocked_store: Store, db_path: Path) -> None:
+    for n in range(3):
+        clocked_store.enqueue(n, topic="t")
+    clocked_store.enqueue("other", topic="u")
+    delivery = _claim(clocked_store, topics=["t"])
+    seen = [delivery.value]
+    with airq_nb.open_store(db_path) as observer:
+        before = observer.data_version()
+        acked, delivery = clocked_store.ack_and_claim(delivery, topics=["t"], lease_seconds=5)
+        assert observer.data_version() == before + 1  # one commit for both
+    while delivery is not None:
+        seen.append(delivery.value)
+        previous = delivery
+        acked, delivery = clocked_store.ack_and_claim(delivery, topics=["t"])
+        assert acked
+    assert seen == [0, 1, 2]
+    acked, last = clocked_store.ack_and_claim(previous)
+    assert not acked  # already acked: the lease is not held any more
+    assert last is not None and last.value == "other"
+    assert [(m.value, m.state) for m in clocked_store.queue.list()] == [("other", "leased")]

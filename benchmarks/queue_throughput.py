@@ -1,0 +1,338 @@
+"""Queue throughput of airq_nb against other SQLite queues and raw sqlite3, on fresh files.
+
+Every system runs on its own fresh file in one temporary folder, in WAL mode with
+``synchronous=NORMAL`` (airq_nb's default durability), so the numbers compare the queue
+code, not fsync settings. Payloads are the same small dict, JSON-encoded by every system
+(raw sqlite3 included: a real queue must serialise its messages).
+
+Measured per system:
+
+- enqueue/s: one message per commit;
+- deliver-cycle/s: take the next message and acknowledge it, until the queue is empty;
+- batch enqueue msg/s: N messages in one commit (one atomic operation for airq_nb).
+
+Raw sqlite3 is the practical limit: one INSERT per commit to enqueue; to deliver, one
+commit to lease the next row (``UPDATE ... RETURNING``) and one to delete it.
+
+Run: ``python benchmarks/queue_throughput.py`` (about a minute) or ``--quick``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sqlite3
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import airq_nb
+
+PAYLOAD = {"location": "London", "latitude": 51.5072, "longitude": -0.1276, "source": "openmeteo"}
+
+
+def payload(n: int) -> dict[str, Any]:
+    return {**PAYLOAD, "n": n}
+
+
+def normal_durability(conn: sqlite3.Connection) -> None:
+    """The durability every system gets: WAL, synchronous=NORMAL."""
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+
+
+class Raw:
+    """Plain sqlite3: one INSERT per commit; lease (UPDATE ... RETURNING) and DELETE: two commits."""
+
+    name = "raw sqlite3"
+
+    def __init__(self, path: Path) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None)
+        normal_durability(self.conn)
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS queue (id INTEGER PRIMARY KEY, value TEXT NOT NULL, "
+            "due_at REAL NOT NULL, lease_expires_at REAL)"
+        )
+        self.conn.execute("CREATE INDEX IF NOT EXISTS queue_due ON queue (due_at)")
+
+    def enqueue(self, value: Any) -> None:
+        self.conn.execute(
+            "INSERT INTO queue (value, due_at) VALUES (?, ?)", (json.dumps(value), time.time())
+        )
+
+    def deliver(self) -> bool:
+        now = time.time()
+        row = self.conn.execute(
+            "UPDATE queue SET lease_expires_at = ?, due_at = ? WHERE id = "
+            "(SELECT id FROM queue WHERE due_at <= ? ORDER BY due_at, id LIMIT 1) "
+            "RETURNING id, value",
+            (now + 30, now + 30, now),
+        ).fetchone()
+        if row is None:
+            return False
+        json.loads(row[1])
+        self.conn.execute("DELETE FROM queue WHERE id = ?", (row[0],))
+        return True
+
+    def batch(self, values: list[Any]) -> None:
+        now = time.time()
+        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.executemany(
+            "INSERT INTO queue (value, due_at) VALUES (?, ?)",
+            [(json.dumps(value), now) for value in values],
+        )
+        self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class Airq:
+    """airq_nb: ``store.enqueue``; ``store.claim`` + ``store.ack``; one ``atomic()`` commit."""
+
+    name = "airq_nb"
+
+    def __init__(self, path: Path) -> None:
+        self.store = airq_nb.open_store(path, durability="normal")
+
+    def enqueue(self, value: Any) -> None:
+        self.store.enqueue(value)
+
+    def deliver(self) -> bool:
+        delivery = self.store.claim()
+        if delivery is None:
+            return False
+        self.store.ack(delivery)
+        return True
+
+    def batch(self, values: list[Any]) -> None:
+        atomic = self.store.atomic()
+        for value in values:
+            atomic.enqueue(value)
+        atomic.commit()
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class AirqOneCommit(Airq):
+    """airq_nb consuming with ``ack_and_claim``: the ack and the next lease in one commit."""
+
+    name = "airq_nb, ack_and_claim (1 commit/cycle)"
+    deliver_only = True
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.held: airq_nb.Delivery | None = None
+
+    def deliver(self) -> bool:
+        if self.held is None:
+            self.held = self.store.claim()
+        else:
+            _acked, self.held = self.store.ack_and_claim(self.held)
+        return self.held is not None
+
+
+class Huey:
+    """huey's SqliteStorage: ``enqueue``; ``dequeue`` (take and delete in one commit)."""
+
+    name = "huey SqliteStorage"
+
+    def __init__(self, path: Path) -> None:
+        from huey.storage import SqliteStorage
+
+        self.storage = SqliteStorage(name="bench", filename=str(path))
+        normal_durability(self.storage.conn)
+
+    def enqueue(self, value: Any) -> None:
+        self.storage.enqueue(json.dumps(value).encode())
+
+    def deliver(self) -> bool:
+        data = self.storage.dequeue()
+        if data is None:
+            return False
+        json.loads(bytes(data))
+        return True
+
+    def batch(self, values: list[Any]) -> None:
+        # huey has no batch enqueue; its own transaction helper makes one commit of many.
+        with self.storage.db(commit=True) as cursor:
+            cursor.executemany(
+                "insert into task (queue, data, priority) values (?, ?, 0)",
+                [(self.storage.name, json.dumps(value).encode()) for value in values],
+            )
+
+    def close(self) -> None:
+        self.storage.close()
+
+
+class PersistQueue:
+    """persist-queue's SQLiteAckQueue (JSON serializer): ``put``; ``get`` + ``ack``."""
+
+    name = "persist-queue SQLiteAckQueue"
+
+    def __init__(self, path: Path, *, auto_commit: bool = True) -> None:
+        from persistqueue import SQLiteAckQueue
+        from persistqueue.serializers import json as json_serializer
+
+        self.queue = SQLiteAckQueue(str(path), auto_commit=auto_commit, serializer=json_serializer)
+        normal_durability(self.queue._putter)
+
+    def enqueue(self, value: Any) -> None:
+        self.queue.put(value)
+
+    def deliver(self) -> bool:
+        from persistqueue import Empty
+
+        try:
+            item = self.queue.get(block=False)
+        except Empty:
+            return False
+        self.queue.ack(item)
+        return True
+
+    def batch(self, values: list[Any]) -> None:
+        # With auto_commit=False, puts accumulate until task_done() commits them all.
+        self.queue.auto_commit = False
+        for value in values:
+            self.queue.put(value)
+        self.queue.task_done()
+        self.queue.auto_commit = True
+
+    def close(self) -> None:
+        self.queue.close()
+
+
+class LiteQueue:
+    """litequeue: ``put``; ``pop`` + ``done``; ``put`` inside its ``transaction()``."""
+
+    name = "litequeue"
+
+    def __init__(self, path: Path) -> None:
+        from litequeue import LiteQueue as _LiteQueue
+
+        self.queue = _LiteQueue(str(path))
+        normal_durability(self.queue.conn)
+
+    def enqueue(self, value: Any) -> None:
+        self.queue.put(json.dumps(value))
+
+    def deliver(self) -> bool:
+        message = self.queue.pop()
+        if message is None:
+            return False
+        json.loads(message.data)
+        self.queue.done(message.message_id)
+        return True
+
+    def batch(self, values: list[Any]) -> None:
+        with self.queue.transaction(mode="IMMEDIATE"):
+            for value in values:
+                self.queue.put(json.dumps(value))
+
+    def close(self) -> None:
+        self.queue.conn.close()
+
+
+SYSTEMS: list[Callable[[Path], Any]] = [Raw, Airq, AirqOneCommit, Huey, PersistQueue, LiteQueue]
+
+
+def rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else float("inf")
+
+
+def measure(
+    system: Callable[[Path], Any], folder: Path, *, n: int, batch_n: int
+) -> dict[str, float]:
+    """Rates for one system: each phase on a fresh file in ``folder``."""
+    stem = system.__name__.lower()
+    queue = system(folder / f"{stem}-single")
+    started = time.perf_counter()
+    for i in range(n):
+        queue.enqueue(payload(i))
+    enqueue_rate = rate(n, time.perf_counter() - started)
+
+    started = time.perf_counter()
+    delivered = 0
+    while queue.deliver():
+        delivered += 1
+    deliver_rate = rate(delivered, time.perf_counter() - started)
+    if delivered != n:
+        raise RuntimeError(f"{queue.name} delivered {delivered} of {n} messages")
+    queue.close()
+    if getattr(system, "deliver_only", False):
+        return {"enqueue": math.nan, "deliver": deliver_rate, "batch": math.nan}
+
+    queue = system(folder / f"{stem}-batch")
+    values = [payload(i) for i in range(batch_n)]
+    started = time.perf_counter()
+    queue.batch(values)
+    batch_rate = rate(batch_n, time.perf_counter() - started)
+    queue.close()
+    return {"enqueue": enqueue_rate, "deliver": deliver_rate, "batch": batch_rate}
+
+
+def median_rates(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {phase: statistics.median(run[phase] for run in runs) for phase in runs[0]}
+
+
+def table(results: dict[str, dict[str, float]], *, n: int, batch_n: int, repeat: int) -> str:
+    raw = results[Raw.name]
+    lines = [
+        f"{n:,} messages one per commit, batch of {batch_n:,} in one commit; "
+        f"median of {repeat} runs; WAL + synchronous=NORMAL for every system.",
+        "",
+        "| system | enqueue/s | × raw | deliver-cycle/s (claim+ack) | × raw | "
+        "batch enqueue msg/s | × raw |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, rates in results.items():
+        cells = [name]
+        for phase in ("enqueue", "deliver", "batch"):
+            if math.isnan(rates[phase]):
+                cells += ["(same as airq_nb)", ""]
+            else:
+                cells += [f"{rates[phase]:,.0f}", f"{rates[phase] / raw[phase]:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer messages, one run (seconds)")
+    parser.add_argument("-n", type=int, help="messages per single-commit phase")
+    parser.add_argument("--batch", type=int, help="messages in the one-commit batch")
+    parser.add_argument("--repeat", type=int, help="runs per system; the median is shown")
+    args = parser.parse_args(argv)
+    n = args.n or (2_000 if args.quick else 10_000)
+    batch_n = args.batch or (10_000 if args.quick else 50_000)
+    repeat = args.repeat or (1 if args.quick else 3)
+
+    with tempfile.TemporaryDirectory(prefix="airq-bench-") as tmp:
+        runs: dict[str, list[dict[str, float]]] = {system.name: [] for system in SYSTEMS}
+        # Interleave systems run by run so drift in machine load hits them all alike.
+        for run in range(repeat):
+            for system in SYSTEMS:
+                folder = Path(tmp) / f"run{run}"
+                folder.mkdir(exist_ok=True)
+                runs[system.name].append(measure(system, folder, n=n, batch_n=batch_n))
+        results = {name: median_rates(measured) for name, measured in runs.items()}
+    print(table(results, n=n, batch_n=batch_n, repeat=repeat))
+    ours = results[Airq.name]
+    raw = results[Raw.name]
+    huey = results[Huey.name]
+    print()
+    print(
+        f"targets: enqueue >= 0.8x raw: {ours['enqueue'] / raw['enqueue']:.2f}x; "
+        f"deliver-cycle >= 0.7x raw: {ours['deliver'] / raw['deliver']:.2f}x "
+        f"(huey {huey['deliver'] / raw['deliver']:.2f}x); "
+        f"batch >= 100,000 msg/s: {ours['batch']:,.0f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
