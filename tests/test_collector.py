@@ -103,28 +103,42 @@ def test_outage_longer_than_retention_asks_only_for_seven_days(
     assert result.deleted == 168 and len(hours(clocked_store)) == 168
 
 
-def test_duplicate_and_overlapping_windows_store_each_hour_once(
-    clocked_store, openweathermap_server, owm
+def test_two_processes_fetching_the_same_window_store_each_hour_once(
+    db_path, fake_clock, openmeteo_server, meteo
 ):
-    collect(clocked_store, owm)
-    # Another process (or a re-run) fetched overlapping hours with newer values.
-    readings = [airq_nb.Reading(t, 99.0, 100.0, 5) for t in hours(clocked_store)[-10:]]
+    import asyncio
 
-    class Overlapping:
-        name = "openweathermap"
+    # Two connections to one file (two kernels, or a kernel and cron) run at the same
+    # moment: both see nothing stored, both fetch the same 7 days, both write them.
+    openmeteo_server.delay = 0.2
+    with (
+        airq_nb.open_store(db_path, clock=fake_clock) as first,
+        airq_nb.open_store(db_path, clock=fake_clock) as second,
+    ):
 
-        async def fetch(self, location, *, start, end):
-            return readings
+        async def both():
+            return await asyncio.gather(
+                airq_nb.collect_once(first, source=meteo),
+                airq_nb.collect_once(second, source=meteo),
+            )
 
+        results = asyncio.run(both())
+        assert [r.stored for r in results] == [168, 168]
+        assert len(openmeteo_server.requests) == 2
+        frame = airq_nb.read_readings(first)
+    assert len(frame) == 168 and frame.index.is_unique
+
+
+def test_an_overlapping_batch_updates_hours_instead_of_duplicating(clocked_store, owm):
     from airq_nb._readings import upsert_readings
 
-    upsert_readings(
-        clocked_store, readings, source="openweathermap", location="London", fetched_at=T0
-    )
-    collect(clocked_store, Overlapping())  # up to date: nothing more asked
+    collect(clocked_store, owm)
+    newer = [airq_nb.Reading(t, 99.0, 100.0, 5) for t in hours(clocked_store)[-10:]]
+    newer.append(airq_nb.Reading(newer[-1].time + HOUR, 98.0, 99.0, 5))  # one hour past it
+    upsert_readings(clocked_store, newer, source="openweathermap", location="London", fetched_at=T0)
     frame = airq_nb.read_readings(clocked_store)
-    assert len(frame) == 168 and frame.index.is_unique
-    assert (frame["pm2_5"].iloc[-10:] == 99.0).all()
+    assert len(frame) == 169 and frame.index.is_unique
+    assert (frame["pm2_5"].iloc[-11:-1] == 99.0).all()
     assert frame["pm2_5"].iloc[0] == default_pm2_5(int(frame.index[0].timestamp()))
 
 
