@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 from ._errors import InvalidValueError, PayloadTooLargeError
@@ -19,10 +20,30 @@ MAX_NESTING = 128
 _encoder = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
 
 
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# The C encoder behind ``_encoder``, built once instead of on every call (enqueue's hot
+# path). No ``markers`` dict: one left dirty by a failed call could refuse a later, valid
+# value; a circular value still fails, as a RecursionError.
+_c_encoder = (
+    c_make_encoder(None, _refuse, encode_basestring_ascii, None, ":", ",", False, False, False)
+    if c_make_encoder is not None
+    else None
+)
+
+
+def _encode(value: Any) -> str:
+    if _c_encoder is None:
+        return _encoder.encode(value)
+    return "".join(_c_encoder(value, 0))
+
+
 def dump_value(value: Any, *, what: str = "value") -> str:
     """Serialise ``value`` to compact JSON, refusing what JSON cannot hold or what is too large."""
     try:
-        text = _encoder.encode(value)
+        text = _encode(value)
     except RecursionError:
         raise _too_deep(what) from None
     except (TypeError, ValueError) as exc:
