@@ -12,6 +12,7 @@ import asyncio
 import html
 import json
 import re
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -163,6 +164,8 @@ class QueueInspector(_Refreshing, w.VBox):
         self.limit = limit
         self.interval = interval
         self.selected: set[int] = set()
+        # A click may arrive on another thread while the refresh task runs on the loop.
+        self._lock = threading.RLock()
         self._row_ids: list[int | None] = []
         self._rows: list[list[w.Widget]] = []
         self._syncing = False
@@ -275,6 +278,10 @@ class QueueInspector(_Refreshing, w.VBox):
 
     def refresh(self) -> None:
         """Read the queue (and schedules) again and update only the cells that changed."""
+        with self._lock:
+            self._refresh()
+
+    def _refresh(self) -> None:
         queue = self.store.queue
         now = self.store.clock.now()
         counts = queue.counts()
@@ -387,14 +394,15 @@ class QueueInspector(_Refreshing, w.VBox):
 
     def _act(self, action: Callable[[], str]) -> None:
         """Run a store or scheduler action, show its result (or error) and refresh."""
-        try:
-            text = action()
-        except AirqError as exc:
-            self.result.value = f"<span style='color:#b00'>{_escape(exc)}</span>"
-        else:
-            self.result.value = _escape(text)
-            self._wake_scheduler()
-        self.refresh()
+        with self._lock:
+            try:
+                text = action()
+            except AirqError as exc:
+                self.result.value = f"<span style='color:#b00'>{_escape(exc)}</span>"
+            else:
+                self.result.value = _escape(text)
+                self._wake_scheduler()
+            self.refresh()
 
     def _wake_scheduler(self) -> None:
         # The scheduler notices other connections' commits by itself; ours share its

@@ -87,7 +87,7 @@ else:
         """
 readings = airq_nb.read_readings(store, location=where.name)
 if readings.empty:
-    print("no readings stored yet")
+    print("no readings stored yet (a first collection may be running: re-run this cell)")
 else:
     print(
         f"{len(readings)} hourly readings stored for {where.name}, "

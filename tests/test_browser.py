@@ -43,23 +43,30 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def lab(tmp_path: Path, openmeteo_server) -> Iterator[tuple[str, Path]]:
-    """JupyterLab serving a copy of the notebooks, its kernels using a store in tmp_path."""
+def lab(tmp_path: Path, openmeteo_server, request) -> Iterator[tuple[str, Path]]:
+    """JupyterLab serving a copy of the notebooks, its kernels using a store in tmp_path.
+
+    The store holds a week of readings and four queued messages, or nothing at all when the
+    test is parametrized with ``lab="empty"``.
+    """
     root = tmp_path / "lab"
     root.mkdir()
-    for name in ("queue", "charts"):
+    for name in ("collector", "queue", "charts"):
         shutil.copy(ROOT / "notebooks" / f"{name}.ipynb", root)
     db = tmp_path / "airq.db"
-    with airq_nb.open_store(db) as store:
-        source = airq_nb.source_from_env("open-meteo", base_url=openmeteo_server.url)
-        airq_nb.collect_now(store, source=source)
-        for n in range(3):
-            store.enqueue({"n": n}, topic="collect", delay=3600)
-        store.enqueue({"note": HOSTILE}, topic="other", delay=3600)
+    if getattr(request, "param", "seeded") == "seeded":
+        with airq_nb.open_store(db) as store:
+            source = airq_nb.source_from_env("open-meteo", base_url=openmeteo_server.url)
+            airq_nb.collect_now(store, source=source)
+            for n in range(3):
+                store.enqueue({"n": n}, topic="collect", delay=3600)
+            store.enqueue({"note": HOSTILE}, topic="other", delay=3600)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRQ_NB_", "OPENWEATHER"))}
     env.update(
         AIRQ_NB_DB=str(db),
+        AIRQ_NB_SOURCE="open-meteo",
+        AIRQ_NB_OPENMETEO_URL=openmeteo_server.url,
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
         JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
@@ -217,3 +224,24 @@ def test_charts_notebook_renders_a_bokeh_canvas(lab, page):
     # BokehJS came inline from the notebook: the page fetched nothing from anywhere else.
     offsite = [u for u in page.requested if not u.startswith((base, "data:", "blob:"))]
     assert offsite == []
+
+
+@pytest.mark.parametrize("lab", ["empty"], indirect=True)
+def test_collector_notebook_collects_in_the_background_and_shows_status(lab, page):
+    base, db = lab
+    open_and_run_all(page, base, "collector")
+    status = page.locator(".airq-status")
+    status.wait_for()
+    # The first run is queued at once and delivered by the scheduler on the kernel's loop;
+    # the panel refreshes itself (every 5 s) and shows the readings arriving.
+    status.get_by_text("Readings London (open-meteo)").wait_for(timeout=60_000)
+    assert "Last delivery" in status.inner_text()
+    page.get_by_text("ok (").first.wait_for(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "collector.png"), full_page=True)
+    # The kernel is free while the collector runs in it.
+    wait_for_connected_kernel(base, timeout=10)
+    with airq_nb.open_store(db) as store:
+        readings = airq_nb.read_readings(store)
+        schedules = {info.name for info in airq_nb.scheduler_for(store).schedules()}
+    assert len(readings) >= 24 * 6
+    assert "collect:London" in schedules
