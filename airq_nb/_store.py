@@ -21,7 +21,13 @@ import sqlite_utils
 
 from . import _queue
 from ._clock import Clock, SystemClock
-from ._errors import InvalidKeyError, InvalidValueError, MessageNotFoundError, StoreError
+from ._errors import (
+    ConfigurationError,
+    InvalidKeyError,
+    InvalidValueError,
+    MessageNotFoundError,
+    StoreError,
+)
 from ._json import dump_value, load_value
 from ._keys import Key, decode_key, encode_key, prefix_range
 from ._queue import Delivery, FailOutcome, Message, PreparedMessage, QueueCounts
@@ -102,6 +108,10 @@ class CommitResult:
 def resolve_path(path: str | os.PathLike[str] | None) -> Path:
     """The store's file: the argument, else ``AIRQ_NB_DB``, else :data:`DEFAULT_DB_PATH`."""
     chosen = path if path is not None else os.environ.get("AIRQ_NB_DB") or DEFAULT_DB_PATH
+    if not isinstance(chosen, str | os.PathLike):
+        raise ConfigurationError(
+            f"the store path must be a file path (str or Path), got {type(chosen).__name__}"
+        )
     return Path(chosen).expanduser()
 
 
@@ -541,7 +551,7 @@ class Store:
         lease_seconds = _queue.check_delay(lease_seconds, what="lease_seconds")
         topic_list = _queue.check_topics(topics)
         sql = _queue.claim_statement(topic_list)
-        now = self.now() if now is None else now
+        now = self.now() if now is None else _check_time(now, what="now")
         expires = now + lease_seconds
         while True:
             token = _queue.new_lease_token()
@@ -604,7 +614,7 @@ class Store:
         """
         if retry_in is not None:
             retry_in = _queue.check_delay(retry_in, what="retry_in")
-        now = self.now() if now is None else now
+        now = self.now() if now is None else _check_time(now, what="now")
         with self.transaction() as conn:
             return _queue.fail_delivery(
                 conn,
@@ -620,7 +630,7 @@ class Store:
         self, delivery: Delivery, lease_seconds: float, *, now: float | None = None
     ) -> bool:
         """Keep holding a message for ``lease_seconds`` more; False if the lease was lost."""
-        now = self.now() if now is None else now
+        now = self.now() if now is None else _check_time(now, what="now")
         expires = now + _queue.check_delay(lease_seconds, what="lease_seconds")
         _rows, cursor = self._write(
             "UPDATE queue SET lease_expires_at = ?, due_at = ? WHERE id = ? AND lease_token = ?",
@@ -814,7 +824,7 @@ class QueueManager:
         where, params = _filters(state=state, topic=topic)
         if due_before is not None:
             where.append("deliver_at < ?")
-            params.append(due_before)
+            params.append(_check_time(due_before, what="due_before"))
         sql = f"SELECT {_queue.MESSAGE_COLUMNS} FROM queue"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -826,7 +836,7 @@ class QueueManager:
     def get(self, message_id: int) -> Message:
         """One message by id; raises :class:`MessageNotFoundError` if it is gone."""
         rows = self._store.execute(
-            f"SELECT {_queue.MESSAGE_COLUMNS} FROM queue WHERE id = ?", (message_id,)
+            f"SELECT {_queue.MESSAGE_COLUMNS} FROM queue WHERE id = ?", (_check_id(message_id),)
         )
         if not rows:
             raise _not_found(message_id)
@@ -835,7 +845,7 @@ class QueueManager:
     def delete(self, message_id: int) -> None:
         """Remove one message whatever its state; raises if there is no such message."""
         with self._store.transaction() as conn:
-            cursor = conn.execute("DELETE FROM queue WHERE id = ?", (message_id,))
+            cursor = conn.execute("DELETE FROM queue WHERE id = ?", (_check_id(message_id),))
         if cursor.rowcount == 0:
             raise _not_found(message_id)
 
@@ -873,6 +883,7 @@ class QueueManager:
 
     def redrive(self, message_id: int, *, delay: float = 0) -> None:
         """Send a dead letter back to the queue with its attempts reset."""
+        _check_id(message_id)
         delay = _queue.check_delay(delay)
         at = self._store.now() + delay
         with self._store.transaction() as conn:
@@ -920,7 +931,23 @@ def _check_state(state: str | None) -> None:
         raise InvalidValueError(f"state must be one of {', '.join(_STATES)}; got {state!r}")
 
 
+def _check_id(message_id: object) -> int:
+    if isinstance(message_id, bool) or not isinstance(message_id, int):
+        raise InvalidValueError(
+            f"message ids are integers (Message.id, Delivery.id), got {message_id!r}"
+        )
+    return message_id
+
+
+def _check_time(when: object, *, what: str) -> float:
+    if isinstance(when, bool) or not isinstance(when, int | float) or math.isnan(when):
+        raise InvalidValueError(f"{what} is a Unix time in seconds (a number), got {when!r}")
+    return float(when)
+
+
 def _filters(*, state: str | None, topic: str | None) -> tuple[list[str], list[Any]]:
+    if topic is not None and not isinstance(topic, str):
+        raise InvalidValueError(f"topic must be a string, got {topic!r}")
     where: list[str] = []
     params: list[Any] = []
     if state is not None:

@@ -188,3 +188,8 @@ def test_data_version_changes_when_another_connection_commits(db_path: Path) -> 
         assert a.data_version() == before
         b.set(("x",), 1)
         assert a.data_version() != before
+
+
+def test_a_path_that_is_not_a_path_is_refused() -> None:
+    with pytest.raises(airq_nb.ConfigurationError, match="file path"):
+        airq_nb.open_store(42)  # type: ignore[arg-type]

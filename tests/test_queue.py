@@ -488,3 +488,23 @@ def test_ack_and_claim_in_one_commit(clocked_store: Store, db_path: Path) -> Non
     assert not acked  # already acked: the lease is not held any more
     assert last is not None and last.value == "other"
     assert [(m.value, m.state) for m in clocked_store.queue.list()] == [("other", "leased")]
+
+
+@pytest.mark.parametrize("bad_id", ["1", [1], None, 1.0, True])
+def test_bad_message_ids_are_refused(store: Store, bad_id: object) -> None:
+    message_id = store.enqueue("kept")
+    for verb in (store.queue.get, store.queue.delete, store.queue.redrive):
+        with pytest.raises(airq_nb.InvalidValueError, match="message ids are integers"):
+            verb(bad_id)  # type: ignore[operator]
+    assert store.queue.get(message_id).value == "kept"
+
+
+def test_bad_management_filters_are_refused(store: Store) -> None:
+    with pytest.raises(airq_nb.InvalidValueError, match="topic must be a string"):
+        store.queue.list(topic=["a"])  # type: ignore[arg-type]
+    with pytest.raises(airq_nb.InvalidValueError, match="due_before"):
+        store.queue.list(due_before="soon")  # type: ignore[arg-type]
+    with pytest.raises(airq_nb.InvalidValueError, match="topic must be a string"):
+        store.queue.purge(topic=5)  # type: ignore[arg-type]
+    with pytest.raises(airq_nb.InvalidValueError, match="now"):
+        store.claim(now="later")  # type: ignore[arg-type]
