@@ -544,12 +544,12 @@ class Scheduler:
     def _tick_in_store(self, topics: tuple[str, ...], free: int) -> _Tick:
         """One trip to the store thread: plan schedules, claim what is due, find the next wake."""
         now = self.clock.now()
-        queued, planned, broken = plan_due_runs(self.store, now=now)
+        # In the background runtime, runs and messages are planned and claimed a few ms
+        # early and started on time (see _deliver), so the store's own cost is not lateness.
+        horizon = now + self._lead
+        queued, planned, broken = plan_due_runs(self.store, now=now, horizon=horizon)
         claims: list[tuple[Delivery, float]] = []
         rate = self.max_deliveries_per_second
-        # In the background runtime messages are claimed a few ms early and started on
-        # time (see _deliver), so the claim's own cost does not make them late.
-        horizon = now + self._lead
         while topics and len(claims) < free:
             if rate is not None and self._next_token > horizon:
                 break

@@ -410,11 +410,18 @@ def remove_schedule(store: Store, name: str) -> None:
 
 
 def _enqueue_run(
-    store: Store, conn: sqlite3.Connection, row: tuple[Any, ...], slot: float, *, dedup: bool
+    store: Store,
+    conn: sqlite3.Connection,
+    row: tuple[Any, ...],
+    slot: float,
+    *,
+    delay: float = 0.0,
+    dedup: bool = True,
 ) -> int:
     name, topic, message_json, backoff_json = row
     message_id = store.enqueue(
         load_value(message_json),
+        delay=delay,
         topic=topic,
         schedule=name,
         backoff_schedule=None if backoff_json is None else json.loads(backoff_json),
@@ -441,25 +448,30 @@ def run_schedule_now(store: Store, name: str, *, now: float) -> int:
         return _enqueue_run(store, conn, row[:4], now, dedup=False)
 
 
-def plan_due_runs(store: Store, *, now: float) -> tuple[list[int], int, list[tuple[str, str]]]:
+def plan_due_runs(
+    store: Store, *, now: float, horizon: float | None = None
+) -> tuple[list[int], int, list[tuple[str, str]]]:
     """Queue the run of every due schedule that has none in flight; move its next slot on.
 
     One write transaction, so two schedulers (in any processes) never queue the same slot:
     the second one sees the first one's new ``next_run_at`` (and the run's dedup key).
+    Slots up to ``horizon`` (default ``now``) are planned; one still ahead of ``now`` is
+    queued with the delay that makes it due exactly on its slot.
     Returns the queued message ids, how many schedules were planned (a ``skip`` may queue
     nothing) and the (name, error) of schedules that cannot be planned (they are paused).
     """
     queued: list[int] = []
     broken: list[tuple[str, str]] = []
+    horizon = now if horizon is None else horizon
     due_sql = f"FROM schedules s WHERE s.paused = 0 AND s.next_run_at <= ? AND NOT {_IN_FLIGHT}"
     # Read first: an empty write transaction would still take the file's write lock.
-    if not store.execute(f"SELECT 1 {due_sql} LIMIT 1", (now,)):
+    if not store.execute(f"SELECT 1 {due_sql} LIMIT 1", (horizon,)):
         return queued, 0, broken
     with store.transaction() as conn:
         rows = conn.execute(
             "SELECT s.name, s.topic, s.message, s.backoff_schedule, s.every_seconds, s.cron, "
             f"s.tz, s.misfire, s.max_catch_up, s.next_run_at {due_sql}",
-            (now,),
+            (horizon,),
         ).fetchall()
         for row in rows:
             name, every_seconds, cron, tz, misfire, max_catch_up, next_run_at = (row[0], *row[4:])
@@ -470,10 +482,11 @@ def plan_due_runs(store: Store, *, now: float) -> tuple[list[int], int, list[tup
                     misfire=misfire,
                     max_catch_up=max_catch_up,
                     next_run_at=next_run_at,
-                    now=now,
+                    now=horizon,
                 )
                 if slot is not None:
-                    queued.append(_enqueue_run(store, conn, row[:4], slot, dedup=True))
+                    delay = max(0.0, slot - now)
+                    queued.append(_enqueue_run(store, conn, row[:4], slot, delay=delay))
             except Exception as exc:  # a damaged row must not stop the other schedules
                 error = f"cannot plan schedule {name!r}: {type(exc).__name__}: {exc}"
                 conn.execute(
