@@ -273,7 +273,11 @@ class Store:
         delivery log, readings) use this to write their tables atomically with the queue.
         """
         with self._lock:
-            if self._conn.in_transaction:
+            try:
+                joined = self._conn.in_transaction
+            except sqlite3.Error as exc:
+                raise self._translate(exc) from exc
+            if joined:
                 yield self._conn
                 return
             try:
@@ -297,6 +301,8 @@ class Store:
 
     def _translate(self, exc: sqlite3.Error) -> Exception:
         """Our error for a failure of the file or of the lock; programming errors stay as they are."""
+        if isinstance(exc, sqlite3.ProgrammingError) and "closed" in str(exc):
+            return StoreError(f"the store {self.path} is closed; open it again with open_store()")
         if not _is_environmental(exc):
             return exc
         code = exc.sqlite_errorcode & 0xFF

@@ -193,3 +193,14 @@ def test_data_version_changes_when_another_connection_commits(db_path: Path) -> 
 def test_a_path_that_is_not_a_path_is_refused() -> None:
     with pytest.raises(airq_nb.ConfigurationError, match="file path"):
         airq_nb.open_store(42)  # type: ignore[arg-type]
+
+
+def test_a_closed_store_says_so(db_path: Path) -> None:
+    store = airq_nb.open_store(db_path)
+    store.close()
+    with pytest.raises(airq_nb.StoreError, match="closed"):
+        store.get(("k",))
+    with pytest.raises(airq_nb.StoreError, match="closed"):
+        store.set(("k",), 1)
+    with pytest.raises(airq_nb.StoreError, match="closed"):
+        store.enqueue(1)
