@@ -331,6 +331,9 @@ def _draw_readings(view: _ReadingsView, *, height: int) -> Figure:
             text=f"WHO 24-h guideline {legend}: {guideline:g} µg/m³",
             text_color=color,
             text_font_size="9pt",
+            # Readable where a series crosses it.
+            background_fill_color="white",
+            background_fill_alpha=0.8,
             name=f"who_label:{name}",
         )
         fig.add_layout(span)

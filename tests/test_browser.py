@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import nbformat
 import pytest
 
 import airq_nb
@@ -245,3 +246,47 @@ def test_collector_notebook_collects_in_the_background_and_shows_status(lab, pag
         schedules = {info.name for info in airq_nb.scheduler_for(store).schedules()}
     assert len(readings) >= 24 * 6
     assert "collect:London" in schedules
+
+
+@pytest.mark.parametrize("lab", ["empty"], indirect=True)
+def test_charts_notebook_updates_in_place_when_readings_arrive(lab, page, openmeteo_server):
+    base, db = lab
+    copy = db.parent / "lab" / "charts.ipynb"
+    notebook = nbformat.read(copy, as_version=4)
+    (parameters,) = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    parameters.source = parameters.source.replace("refresh_seconds = 30.0", "refresh_seconds = 1.0")
+    assert "refresh_seconds = 1.0" in parameters.source
+    nbformat.write(notebook, copy)
+
+    open_and_run_all(page, base, "charts")
+    readings_row = page.locator("table.airq-stats tr", has_text="Readings (7 days)")
+    readings_row.wait_for()
+    assert readings_row.inner_text().split()[-1] == "0"
+    assert "no data yet" in page.locator("table.airq-stats").inner_text()
+    outputs_before = page.locator(".jp-OutputArea-output").count()
+    page.screenshot(path=str(ARTIFACTS / "charts-empty.png"))
+
+    with airq_nb.open_store(db) as store:
+        source = airq_nb.source_from_env("open-meteo", base_url=openmeteo_server.url)
+        stored = airq_nb.collect_now(store, source=source).stored
+    # The refresh task on the kernel's loop re-reads the store; no cell is run again.
+    page.wait_for_function(
+        """(stored) => {
+            const find = (root) => {
+                for (const el of root.querySelectorAll('table.airq-stats')) return el;
+                for (const el of root.querySelectorAll('*')) {
+                    const hit = el.shadowRoot && find(el.shadowRoot);
+                    if (hit) return hit;
+                }
+                return null;
+            };
+            const table = find(document);
+            return table && table.innerText.includes(stored.toLocaleString('en-US'));
+        }""",
+        arg=stored,
+        timeout=30_000,
+    )
+    assert page.locator(".jp-OutputArea-output").count() == outputs_before
+    assert "no data yet" not in page.locator("table.airq-stats").inner_text()
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(ARTIFACTS / "charts-live.png"))
