@@ -51,8 +51,14 @@ def dump_value(value: Any, *, what: str = "value") -> str:
             f"{what} must be JSON (dict, list, str, int, float, bool or None): {exc}. "
             "Convert it first, e.g. bytes to base64 text or datetimes to ISO strings."
         ) from None
-    # Brackets inside strings are counted too, so this cheap test only decides whether to walk.
-    if text.count("[") + text.count("{") > MAX_NESTING and _nesting(value) > MAX_NESTING:
+    # Too deep needs over MAX_NESTING opening and as many closing brackets, so short texts
+    # skip the count; brackets inside strings are counted too, so the count only decides
+    # whether to walk.
+    if (
+        len(text) > 2 * MAX_NESTING
+        and text.count("[") + text.count("{") > MAX_NESTING
+        and _nesting(value) > MAX_NESTING
+    ):
         raise _too_deep(what)
     # ensure_ascii makes the text pure ASCII, so its length is its size in bytes.
     if len(text) > MAX_VALUE_BYTES:

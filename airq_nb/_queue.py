@@ -203,15 +203,36 @@ INSERT = (
     f"INSERT INTO queue (id, {_COLUMNS}) "
     f"VALUES ({_NEXT_ID}, ?, ?, 'queued', ?, ?, 0, ?, ?, ?, ?, ?)"
 )
+# Messages with no options spelled out: binding a None costs sqlite3 an adapter lookup,
+# several times the cost of the NULL literal, and most messages have five of them.
+_INSERT_PLAIN = (
+    f"INSERT INTO queue (id, {_COLUMNS}) "
+    f"VALUES ({_NEXT_ID}, ?, ?, 'queued', ?, ?, 0, NULL, NULL, ?, NULL, NULL)"
+)
 _INSERT_WITH_ID = (
     f"INSERT INTO queue (id, {_COLUMNS}) VALUES (?, ?, ?, 'queued', ?, ?, 0, ?, ?, ?, ?, ?)"
 )
+_INSERT_PLAIN_WITH_ID = (
+    f"INSERT INTO queue (id, {_COLUMNS}) "
+    "VALUES (?, ?, ?, 'queued', ?, ?, 0, NULL, NULL, ?, NULL, NULL)"
+)
 
 
-def insert_params(message: PreparedMessage, now: float) -> tuple[Any, ...]:
-    """The parameters of :data:`INSERT` for one message enqueued at ``now``."""
-    at = now + message.delay
+def _is_plain(message: PreparedMessage) -> bool:
     return (
+        message.backoff_json is None
+        and message.keys_json is None
+        and message.dedup_key is None
+        and message.schedule is None
+    )
+
+
+def insert_statement(message: PreparedMessage, now: float) -> tuple[str, tuple[Any, ...]]:
+    """The INSERT (allocating a never-used id) and its parameters for one message at ``now``."""
+    at = now + message.delay
+    if _is_plain(message):
+        return _INSERT_PLAIN, (message.topic, message.value_json, at, at, now)
+    return INSERT, (
         message.topic,
         message.value_json,
         at,
@@ -240,31 +261,40 @@ def insert_messages(conn: Any, messages: Sequence[PreparedMessage], now: float) 
                 "UPDATE queue SET dedup_key = NULL WHERE dedup_key = ? AND state = 'dead'",
                 (message.dedup_key,),
             )
-        ids.append(conn.execute(INSERT, insert_params(message, now)).lastrowid)
+        ids.append(conn.execute(*insert_statement(message, now)).lastrowid)
     return ids
 
 
 def insert_many_plain(conn: Any, messages: Sequence[PreparedMessage], now: float) -> list[int]:
     """Fast path for messages without dedup keys: one ``executemany`` with ids given."""
     (first,) = conn.execute(f"SELECT {_NEXT_ID}").fetchone()
-    conn.executemany(
-        _INSERT_WITH_ID,
-        [
-            (
-                first + i,
-                m.topic,
-                m.value_json,
-                now + m.delay,
-                now + m.delay,
-                m.backoff_json,
-                m.keys_json,
-                now,
-                None,
-                m.schedule,
-            )
-            for i, m in enumerate(messages)
-        ],
-    )
+    if all(_is_plain(m) for m in messages):
+        conn.executemany(
+            _INSERT_PLAIN_WITH_ID,
+            [
+                (first + i, m.topic, m.value_json, now + m.delay, now + m.delay, now)
+                for i, m in enumerate(messages)
+            ],
+        )
+    else:
+        conn.executemany(
+            _INSERT_WITH_ID,
+            [
+                (
+                    first + i,
+                    m.topic,
+                    m.value_json,
+                    now + m.delay,
+                    now + m.delay,
+                    m.backoff_json,
+                    m.keys_json,
+                    now,
+                    None,
+                    m.schedule,
+                )
+                for i, m in enumerate(messages)
+            ],
+        )
     return list(range(first, first + len(messages)))
 
 

@@ -244,7 +244,7 @@ class Store:
             # Message ids are never reused, so a stale ack or a delivery-log row never points
             # at a newer message. AUTOINCREMENT would cost a sqlite_sequence write per
             # enqueue; instead the highest id ever deleted is remembered, only when the
-            # newest row goes, and inserts start above it (see _queue.INSERT).
+            # newest row goes, and inserts start above it (see _queue.insert_statement).
             had_sequence = self._conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'"
             ).fetchone()
@@ -491,7 +491,7 @@ class Store:
         )
         now = self.now()
         if dedup_key is None:
-            _rows, cursor = self._write(_queue.INSERT, _queue.insert_params(prepared, now))
+            _rows, cursor = self._write(*_queue.insert_statement(prepared, now))
             return cursor.lastrowid
         with self.transaction() as conn:
             return _queue.insert_messages(conn, [prepared], now)[0]
@@ -801,11 +801,19 @@ class AtomicOperation:
             else:
                 result = min(current, payload) if op == "min" else max(current, payload)
             value_json = dump_value(result)
-        expires_at = None if expire_in is None else now + expire_in
-        conn.execute(
-            "INSERT OR REPLACE INTO kv (key, value, versionstamp, expires_at) VALUES (?, ?, ?, ?)",
-            (raw, value_json, stamp, expires_at),
-        )
+        if expire_in is None:
+            # A NULL literal: binding None costs sqlite3 an adapter lookup.
+            conn.execute(
+                "INSERT OR REPLACE INTO kv (key, value, versionstamp, expires_at) "
+                "VALUES (?, ?, ?, NULL)",
+                (raw, value_json, stamp),
+            )
+        else:
+            conn.execute(
+                "INSERT OR REPLACE INTO kv (key, value, versionstamp, expires_at) "
+                "VALUES (?, ?, ?, ?)",
+                (raw, value_json, stamp, now + expire_in),
+            )
 
 
 class QueueManager:
