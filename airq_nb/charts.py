@@ -254,21 +254,35 @@ def _x_range(window: _Window) -> tuple[Any, Any]:
     return _naive_utc([window.start])[0], _naive_utc([window.end + _HOUR])[0]
 
 
-def _draw_readings(view: _ReadingsView, *, height: int) -> Figure:
-    window, groups = view.window, view.groups
+def _time_figure(
+    *, title: str, name: str, height: int, y_label: str, x_label: str = "time (UTC)", **ranges: Any
+) -> Figure:
+    """A full-width figure over UTC time with pan, wheel zoom (on by default) and reset."""
     fig = figure(
-        title=view.title,
+        title=title,
         x_axis_type="datetime",
-        x_range=Range1d(*_x_range(window)),
-        y_range=Range1d(0, view.y_end),
         height=height,
         sizing_mode="stretch_width",
         tools=_TOOLS,
         active_scroll="xwheel_zoom",
-        name="readings_chart",
+        name=name,
+        **ranges,
     )
-    fig.xaxis.axis_label = "time (UTC)"
-    fig.yaxis.axis_label = "µg/m³"
+    fig.xaxis.axis_label = x_label
+    fig.yaxis.axis_label = y_label
+    return fig
+
+
+def _draw_readings(view: _ReadingsView, *, height: int) -> Figure:
+    window, groups = view.window, view.groups
+    fig = _time_figure(
+        title=view.title,
+        name="readings_chart",
+        height=height,
+        y_label="µg/m³",
+        x_range=Range1d(*_x_range(window)),
+        y_range=Range1d(0, view.y_end),
+    )
     first_of: dict[str, Any] = {}
     hover_renderers = []
     for number, (label, columns) in enumerate(groups.items()):
@@ -405,6 +419,7 @@ def _delivery_columns(log: pd.DataFrame, window: _Window) -> dict[str, dict[str,
             "time": _naive_utc(part["scheduled_at"]) if len(part) else _naive_utc([]),
             "lateness_ms": lateness,
             "zero": np.zeros(len(part)),
+            "outcome": [outcome] * len(part),
             "topic": text("topic"),
             "schedule": text("schedule"),
             "attempt": text("attempt"),
@@ -441,17 +456,13 @@ def delivery_chart(
     ``data`` is a DataFrame as :func:`airq_nb.read_delivery_log` returns it, or a store.
     """
     columns = _delivery_view(data, days=days, now=now)
-    fig = figure(
+    fig = _time_figure(
         title=_delivery_title(columns, days),
-        x_axis_type="datetime",
-        height=height,
-        sizing_mode="stretch_width",
-        tools=_TOOLS,
-        active_scroll="xwheel_zoom",
         name="delivery_chart",
+        height=height,
+        x_label="scheduled time (UTC)",
+        y_label="lateness (ms)",
     )
-    fig.xaxis.axis_label = "scheduled time (UTC)"
-    fig.yaxis.axis_label = "lateness (ms)"
     markers = []
     for outcome, color in OUTCOME_COLORS.items():
         cds = ColumnDataSource(columns[outcome], name=f"deliveries:{outcome}")
@@ -483,7 +494,7 @@ def delivery_chart(
             tooltips=[
                 ("scheduled", "@time{%Y-%m-%d %H:%M:%S} UTC"),
                 ("lateness", "@lateness_ms{0,0.0} ms"),
-                ("outcome", "$name"),
+                ("outcome", "@outcome"),
                 ("topic", "@topic"),
                 ("schedule", "@schedule"),
                 ("attempt", "@attempt"),

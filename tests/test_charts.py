@@ -181,6 +181,8 @@ def test_delivery_chart_plots_lateness_of_each_delivery_by_outcome():
     (hover,) = fig.select({"type": HoverTool})
     tips = dict(hover.tooltips)
     assert tips["lateness"].startswith("@lateness_ms")
+    assert tips["outcome"] == "@outcome"
+    assert list(by_outcome["retry"]["outcome"]) == ["retry"]
     # Bokeh shows a field as text unless told "{safe}": error text cannot inject markup.
     assert tips["error"] == "@error"
     assert not fig.select_one({"name": "no_data"}).visible
