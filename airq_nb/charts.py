@@ -30,6 +30,8 @@ from bokeh.models import (
 from bokeh.plotting import figure
 from bokeh.resources import INLINE
 
+from ._humanize import span_text
+
 if TYPE_CHECKING:
     from bokeh.plotting import figure as Figure
 
@@ -101,15 +103,7 @@ def _describe(moment: pd.Timestamp | None, now: pd.Timestamp) -> str:
     if moment is None or pd.isna(moment):
         return "never"
     seconds = (moment - now).total_seconds()
-    span = abs(seconds)
-    if span < 60:
-        amount = f"{span:.0f} s"
-    elif span < 3600:
-        amount = f"{span / 60:.0f} min"
-    elif span < 48 * 3600:
-        amount = f"{span / 3600:.1f} h"
-    else:
-        amount = f"{span / 86400:.1f} days"
+    amount = span_text(seconds)
     when = moment.strftime("%Y-%m-%d %H:%M UTC")
     return f"{when} (in {amount})" if seconds > 0 else f"{when} ({amount} ago)"
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 from ._errors import AirqError
+from ._humanize import span_text
 
 if TYPE_CHECKING:
     from ._queue import Message
@@ -48,25 +49,14 @@ def _clipped(text: str, limit: int) -> str:
     return f"<span title='{_escape(text)}'>{_escape(_short(text, limit))}</span>"
 
 
-def _seconds(span: float) -> str:
-    span = abs(span)
-    if span < 60:
-        return f"{span:.0f} s"
-    if span < 3600:
-        return f"{span / 60:.0f} min"
-    if span < 48 * 3600:
-        return f"{span / 3600:.1f} h"
-    return f"{span / 86400:.1f} days"
-
-
 def _due_text(message: Message, now: float) -> str:
     if message.state == "dead":
-        return f"dead {_seconds(now - (message.dead_at or now))} ago"
+        return f"dead {span_text(now - (message.dead_at or now))} ago"
     if message.state == "leased":
         left = (message.lease_expires_at or now) - now
-        return f"running, lease {_seconds(left)} left"
+        return f"running, lease {span_text(left)} left"
     left = message.deliver_at - now
-    due = "due now" if left <= 0 else f"in {_seconds(left)}"
+    due = "due now" if left <= 0 else f"in {span_text(left)}"
     return f"{due} (paused)" if message.paused else due
 
 
@@ -98,8 +88,8 @@ def _utc(when: Any) -> str:
 class _Refreshing:
     """A cancellable asyncio task that calls ``refresh()`` every ``interval`` seconds.
 
-    It runs on the kernel's event loop, so it only gets a turn while the kernel is idle, and a
-    refresh never races a cell or a button callback for the widgets.
+    It runs on the kernel's event loop, so it only gets a turn while the kernel is idle and
+    never interrupts a running cell.
     """
 
     interval: float
@@ -606,7 +596,7 @@ class StatusPanel(_Refreshing, w.HTML):
         else:
             left = status.next_due.timestamp() - now
             next_due = (
-                f"{_utc(status.next_due)} ({'due now' if left <= 0 else 'in ' + _seconds(left)})"
+                f"{_utc(status.next_due)} ({'due now' if left <= 0 else 'in ' + span_text(left)})"
             )
         paused = ", ".join("everything" if t == "*" else t for t in status.paused_topics)
         rows = [
