@@ -20,6 +20,7 @@ import inspect
 import logging
 import math
 import os
+import sqlite3
 import threading
 import warnings
 from collections.abc import Awaitable, Callable
@@ -64,10 +65,10 @@ T = TypeVar("T")
 _PRUNE_EVERY_SECONDS = 3600.0
 _MAX_ERROR_CHARS = 2000
 #: The background runtime claims a message this long before it is due, then starts it on time.
-_EARLY_CLAIM_SECONDS = 0.005
-#: Checkpoint the WAL when nothing is due for this long and enough has been written.
-_CHECKPOINT_QUIET_SECONDS = 0.05
-_CHECKPOINT_AFTER_WRITES = 200
+_EARLY_CLAIM_SECONDS = 0.010
+#: While running, checkpoint the WAL from a side connection this often, if enough was written.
+_CHECKPOINT_EVERY_SECONDS = 0.1
+_CHECKPOINT_AFTER_WRITES = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +199,7 @@ class Scheduler:
         self._next_token = -math.inf
         self._lead = 0.0
         self._writes = 0
+        self._checkpoints_stop = threading.Event()
         self._last_prune = -math.inf
         self._data_version: int | None = None
         self._runtime_error: str | None = None
@@ -317,6 +319,7 @@ class Scheduler:
         the next poll (within ``poll_interval``); this one is on time to the millisecond.
         """
         message_id = self.store.enqueue(value, delay=delay, topic=topic, **options)
+        self._writes += 1
         self.wake()
         return message_id
 
@@ -385,6 +388,13 @@ class Scheduler:
             raise SchedulerError("run_until_idle() is in progress; start() after it returns")
         self._begin_session(loop, lead=_EARLY_CLAIM_SECONDS)
         self._task = loop.create_task(self._run_forever(), name="airq_nb scheduler")
+        self._checkpoints_stop = threading.Event()
+        threading.Thread(
+            target=self._checkpoint_wal,
+            args=(self._checkpoints_stop,),
+            name="airq-checkpoint",
+            daemon=True,
+        ).start()
         self._task.add_done_callback(self._runtime_ended)
 
     def _runtime_ended(self, task: asyncio.Task[None]) -> None:
@@ -419,6 +429,7 @@ class Scheduler:
         if task is None:
             return
         self._stopping = True
+        self._checkpoints_stop.set()
         self.wake()
         running = [f.task for f in self._in_flight.values() if f.task is not None]
         if running and grace > 0:
@@ -561,17 +572,28 @@ class Scheduler:
                 self._next_token = max(self._next_token, now) + 1.0 / rate
         wake_at = self._next_wake(free - len(claims))
         self._writes += len(queued) + len(claims)
-        if not claims:
-            self._checkpoint_if_quiet(now, wake_at)
         return _Tick(len(queued), planned, broken, claims, wake_at)
 
-    def _checkpoint_if_quiet(self, now: float, wake_at: float | None) -> None:
-        # SQLite checkpoints the WAL inside whichever commit crosses its size limit, which
-        # can stall a delivery for many ms. Doing it while nothing is due keeps that rare.
-        quiet = wake_at is None or wake_at - now > _CHECKPOINT_QUIET_SECONDS
-        if quiet and self._writes >= _CHECKPOINT_AFTER_WRITES:
-            self.store.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            self._writes = 0
+    def _checkpoint_wal(self, stop: threading.Event) -> None:
+        """Checkpoint the WAL from a side connection while the runtime runs.
+
+        Otherwise SQLite checkpoints inside whichever commit crosses the WAL size limit,
+        and the fsyncs stall that commit, and so a delivery, for several ms. A PASSIVE
+        checkpoint on its own connection runs beside the store's reads and writes.
+        """
+        try:
+            conn = sqlite3.connect(str(self.store.path), timeout=5.0, check_same_thread=False)
+        except sqlite3.Error:
+            return
+        try:
+            while not stop.wait(_CHECKPOINT_EVERY_SECONDS):
+                if self._writes >= _CHECKPOINT_AFTER_WRITES:
+                    self._writes = 0
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:  # only an optimisation: SQLite still checkpoints itself
+            log.info("airq_nb scheduler: WAL checkpoint failed: %s", exc)
+        finally:
+            conn.close()
 
     def _claim(self, topics: tuple[str, ...], now: float) -> tuple[Delivery, float] | None:
         due = self.store.next_due(topics=topics)
