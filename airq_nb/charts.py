@@ -7,7 +7,6 @@ package stays free of Bokeh. Every chart takes a DataFrame (as ``read_readings``
 
 from __future__ import annotations
 
-import asyncio
 import html
 import math
 from collections.abc import Mapping
@@ -31,6 +30,7 @@ from bokeh.plotting import figure
 from bokeh.resources import INLINE
 
 from ._humanize import span_text
+from ._refresh import PeriodicRefresh
 
 if TYPE_CHECKING:
     from bokeh.plotting import figure as Figure
@@ -589,7 +589,7 @@ def _move(axis_range: Range1d, start: Any, end: Any) -> None:
             setattr(axis_range, attr, value)
 
 
-class LiveChart:
+class LiveChart(PeriodicRefresh):
     """The dashboard as a widget that :meth:`refresh` updates in place, without re-running a cell.
 
     Display it in a notebook (it renders through jupyter_bokeh's ``BokehModel``), then call
@@ -610,7 +610,6 @@ class LiveChart:
         self.interval = interval
         self.layout = dashboard(store, days=days, location=location)
         self._index()
-        self._task: asyncio.Task[None] | None = None
         self._model: Any = None
         self.refreshes = 0
 
@@ -674,16 +673,13 @@ class LiveChart:
 
     def as_text(self) -> str:
         """What the charts show, as plain text, for headless runs and logs."""
-        readings = self.layout.children[0]
+        readings, delivery, _ = self.layout.children
         lines = [readings.title.text]
-        for cds in readings.select({"type": ColumnDataSource}):
-            if cds.name and cds.name.startswith("readings:"):
-                hours = int(np.isfinite(cds.data["hover_y"]).sum())
-                lines.append(f"  {cds.name.split(':', 1)[1]}: {hours} hours with readings")
-        delivery = self.layout.children[1]
+        for name, cds in self._readings_sources.items():
+            hours = int(np.isfinite(cds.data["hover_y"]).sum())
+            lines.append(f"  {name.split(':', 1)[1]}: {hours} hours with readings")
         lines.append(delivery.title.text)
-        for outcome in OUTCOME_COLORS:
-            cds = delivery.select_one({"name": f"deliveries:{outcome}"})
+        for outcome, cds in self._delivery_sources.items():
             if len(cds.data["lateness_ms"]):
                 lines.append(f"  {outcome}: {len(cds.data['lateness_ms'])} deliveries")
         now = _now(None, self.store)
@@ -693,25 +689,6 @@ class LiveChart:
         )
         return "\n".join(lines)
 
-    def start(self, *, interval: float | None = None) -> asyncio.Task[None]:
-        """Refresh every ``interval`` seconds from the running event loop; idempotent."""
-        if interval is not None:
-            self.interval = interval
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="airq-live-chart")
-        return self._task
-
-    def stop(self) -> None:
-        """Stop refreshing."""
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                self.refresh()
-            except Exception as exc:  # the loop must outlive a locked or missing file
-                stats = self.layout.children[2]
-                stats.text = f"<p>refresh failed: {html.escape(repr(exc))}; retrying</p>"
+    def _report(self, error: BaseException) -> None:
+        stats = self.layout.children[2]
+        stats.text = f"<p>refresh failed: {html.escape(repr(error))}; trying again</p>"

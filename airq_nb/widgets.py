@@ -8,7 +8,6 @@ scheduler's public methods), so they work from whichever thread the kernel runs 
 
 from __future__ import annotations
 
-import asyncio
 import html
 import json
 import re
@@ -21,6 +20,7 @@ import ipywidgets as w
 
 from ._errors import AirqError
 from ._humanize import span_text
+from ._refresh import PeriodicRefresh
 
 if TYPE_CHECKING:
     from ._queue import Message
@@ -85,55 +85,7 @@ def _utc(when: Any) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-class _Refreshing:
-    """A cancellable asyncio task that calls ``refresh()`` every ``interval`` seconds.
-
-    It runs on the kernel's event loop, so it only gets a turn while the kernel is idle and
-    never interrupts a running cell.
-    """
-
-    interval: float
-    _task: asyncio.Task[None] | None = None
-
-    def refresh(self) -> None:
-        raise NotImplementedError
-
-    def _report(self, error: BaseException) -> None:
-        raise NotImplementedError
-
-    def start(self, *, interval: float | None = None) -> asyncio.Task[None] | None:
-        """Refresh periodically from the running event loop (no-op outside one); idempotent."""
-        if interval is not None:
-            self.interval = interval
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return None
-        if self._task is None or self._task.done():
-            self._task = loop.create_task(self._run(), name=f"airq-{type(self).__name__}")
-        return self._task
-
-    def stop(self) -> None:
-        """Stop the periodic refresh."""
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-
-    @property
-    def refreshing(self) -> bool:
-        """Whether the periodic refresh task is running."""
-        return self._task is not None and not self._task.done()
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                self.refresh()
-            except Exception as exc:  # a locked or vanished file must not end the refreshes
-                self._report(exc)
-
-
-class QueueInspector(_Refreshing, w.VBox):
+class QueueInspector(PeriodicRefresh, w.VBox):
     """The queue as a table with filters, selection and management buttons; refreshes itself.
 
     ``scheduler`` (optional) adds the schedules table and its run-now / pause / resume buttons;
@@ -562,7 +514,7 @@ class QueueInspector(_Refreshing, w.VBox):
         super().close()
 
 
-class StatusPanel(_Refreshing, w.HTML):
+class StatusPanel(PeriodicRefresh, w.HTML):
     """The collector's status from the database: next delivery, last result, backlog, readings.
 
     Reads :func:`airq_nb.store_status`, so it works without a scheduler in this kernel.

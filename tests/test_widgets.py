@@ -269,3 +269,13 @@ def test_status_panel_lists_stored_readings(store, openmeteo_server):
     stored = airq_nb.collect_now(store, source=source).stored
     text = StatusPanel(store, autostart=False).value
     assert f"Readings London (open-meteo)</th><td>{stored} hours" in text
+
+
+def test_a_new_inspector_on_the_same_store_stops_the_old_ones_refreshes(store):
+    async def scenario() -> tuple[bool, bool]:
+        old = QueueInspector(store, interval=0.05)  # a cell run once...
+        new = QueueInspector(store, interval=0.05)  # ...and again
+        await asyncio.sleep(0)
+        return old.refreshing, new.refreshing
+
+    assert asyncio.run(scenario()) == (False, True)
