@@ -33,7 +33,7 @@ _ERROR_CHARS = 120
 _ALL = "(all)"
 _TAGS = re.compile(r"<[^>]+>")
 _COLUMNS = ("", "id", "topic", "state", "due", "attempts", "last error", "payload")
-_GRID_COLUMNS = "28px 56px minmax(90px, 1fr) 70px 150px 70px minmax(140px, 2fr) minmax(160px, 3fr)"
+_GRID_COLUMNS = "28px 56px minmax(90px, 1fr) 70px 160px 80px minmax(140px, 2fr) minmax(160px, 3fr)"
 
 
 def _escape(text: object) -> str:
@@ -97,7 +97,7 @@ class QueueInspector(PeriodicRefresh, w.VBox):
         store: Store,
         scheduler: Any = None,
         *,
-        limit: int = 100,
+        limit: int = 50,
         interval: float = 2.0,
         autostart: bool = True,
     ) -> None:

@@ -55,8 +55,13 @@ store = airq_nb.open_store(db_path or None)
 if location.strip().lower() == airq_nb.LONDON.name.lower():
     where = airq_nb.LONDON
 else:
-    name, latitude, longitude = (part.strip() for part in location.split(","))
-    where = airq_nb.Location(name, float(latitude), float(longitude))
+    try:
+        name, latitude, longitude = (part.strip() for part in location.split(","))
+        where = airq_nb.Location(name, float(latitude), float(longitude))
+    except ValueError as exc:
+        raise airq_nb.ConfigurationError(
+            f"location {location!r}: use 'London' or 'name,latitude,longitude'"
+        ) from exc
 collector_source = airq_nb.source_from_env(source or None)
 print(f"store {store.path}; source {collector_source.name}; location {where.name}")
 """

@@ -167,3 +167,27 @@ def test_charts_notebook_on_an_empty_store_says_no_data_yet(tmp_path):
     text = stream_text(notebook)
     assert "no data yet" in text
     assert "no deliveries yet" in text
+
+
+def test_collector_with_a_bad_location_says_how_to_write_one(tmp_path):
+    done, notebook = papermill(
+        "collector", tmp_path, kernel_env(), db_path=tmp_path / "airq.db", location="Paris",
+        headless=True,
+    )  # fmt: skip
+    assert done.returncode != 0
+    (error,) = [out for out in outputs(notebook) if out.output_type == "error"]
+    assert error.ename == "ConfigurationError"
+    assert "use 'London' or 'name,latitude,longitude'" in error.evalue
+
+
+def test_collector_headless_for_another_location(tmp_path, openmeteo_server):
+    db = tmp_path / "airq.db"
+    env = kernel_env(AIRQ_NB_OPENMETEO_URL=openmeteo_server.url, AIRQ_NB_SOURCE="open-meteo")
+    done, _ = papermill(
+        "collector", tmp_path, env, db_path=db, location="Paris, 48.8566, 2.3522", headless=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (request,) = openmeteo_server.requests
+    assert (request.params["latitude"], request.params["longitude"]) == ("48.8566", "2.3522")
+    with airq_nb.open_store(db) as store:
+        assert set(airq_nb.read_readings(store)["location"]) == {"Paris"}
