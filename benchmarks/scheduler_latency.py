@@ -154,18 +154,30 @@ def row(name: str, ours: str, theirs: str, target: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer messages, 5 s idle")
-    parser.add_argument("--messages", type=int, default=None)
+    parser.add_argument("--messages", type=int, default=500, help="per round (default 500)")
+    parser.add_argument("--rounds", type=int, default=None, help="default 3, 1 with --quick")
     args = parser.parse_args()
-    count = args.messages or (500 if args.quick else 1000)
+    rounds = args.rounds or (1 if args.quick else 3)
+    count = args.messages * rounds
     idle_seconds = 5.0 if args.quick else 30.0
     pickups = 10 if args.quick else 30
-    rng = random.Random(42)
-    delays = [(rng.expovariate(1 / MEAN_GAP), rng.uniform(0.0, MAX_DELAY)) for _ in range(count)]
+    seen: list[float] = []
+    logged: list[float] = []
+    theirs: list[float] = []
 
     with tempfile.TemporaryDirectory() as folder:
-        with airq_nb.open_store(Path(folder) / "lateness.db") as store:
-            seen, logged = asyncio.run(airq_lateness(store, delays))
-        theirs = asyncio.run(apscheduler_lateness(delays))
+        # Rounds alternate the two schedulers, so a busy moment on the machine hits both.
+        for round_ in range(rounds):
+            rng = random.Random(42 + round_)
+            delays = [
+                (rng.expovariate(1 / MEAN_GAP), rng.uniform(0.0, MAX_DELAY))
+                for _ in range(args.messages)
+            ]
+            with airq_nb.open_store(Path(folder) / f"lateness{round_}.db") as store:
+                ours, ours_logged = asyncio.run(airq_lateness(store, delays))
+            seen += ours
+            logged += ours_logged
+            theirs += asyncio.run(apscheduler_lateness(delays))
         with airq_nb.open_store(Path(folder) / "pickup.db") as store:
             pickup = asyncio.run(cross_process_pickup(store, pickups))
         with airq_nb.open_store(Path(folder) / "idle.db") as store:
@@ -177,7 +189,8 @@ def main() -> None:
     pick_p = percentiles(pickup)
     fmt = "{:.2f} ms".format
     lines = [
-        f"Scheduler latency: {count} messages, random delays up to {MAX_DELAY:g} s; "
+        f"Scheduler latency: {count} messages ({rounds} rounds, alternating), random delays "
+        f"up to {MAX_DELAY:g} s; "
         f"{pickups} cross-process pickups; idle CPU over {idle_seconds:g} s "
         f"(Python {sys.version.split()[0]}).",
         "",
