@@ -6,7 +6,6 @@ a configurable period, and read back as a pandas DataFrame for status and charts
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -150,7 +149,7 @@ def read_delivery_log(
     if store is None:
         from ._store import open_store
 
-        with open_store(os.environ.get("AIRQ_NB_DB")) as opened:
+        with open_store() as opened:
             return read_delivery_log(
                 opened, since=since, schedule=schedule, topic=topic, limit=limit
             )

@@ -220,7 +220,9 @@ class Scheduler:
         """Deliver messages of ``topic`` to ``handler`` (sync handlers run in a thread).
 
         A different handler already listening on ``topic`` is replaced with a warning; the
-        same function defined again (a re-run notebook cell) replaces it silently.
+        same function defined again (a re-run notebook cell) replaces it silently. A sync
+        handler that overruns ``handler_timeout`` is failed but keeps running in its thread
+        (Python cannot stop a thread); what it returns then is ignored.
         """
         if not callable(handler):
             raise SchedulerError(f"handler must be callable, got {type(handler).__name__}")
