@@ -441,7 +441,8 @@ class Scheduler:
         self._task = None
 
     def close(self) -> None:
-        """Free the store worker thread (after :meth:`stop`); the store stays open."""
+        """Free the worker threads (after :meth:`stop`); the store stays open."""
+        self._checkpoints_stop.set()
         self._store_pool.shutdown(wait=False)
 
     # -- headless -----------------------------------------------------------------------

@@ -269,6 +269,17 @@ def test_delivery_log_retention_and_filters(clocked_store, fake_clock):
     assert airq_nb.read_delivery_log(clocked_store, since=since).empty
 
 
+def test_read_delivery_log_opens_the_default_store(db_path, monkeypatch):
+    monkeypatch.setenv("AIRQ_NB_DB", str(db_path))
+    assert airq_nb.read_delivery_log().empty  # no scheduler has ever run on this file
+    with airq_nb.open_store(db_path) as store:
+        sched = airq_nb.Scheduler(store)
+        sched.listen_queue(lambda value: None)
+        store.enqueue("x")
+        run(sched.run_until_idle())
+    assert list(airq_nb.read_delivery_log()["outcome"]) == ["ok"]
+
+
 def test_status_without_a_running_scheduler(clocked_store, fake_clock):
     status = airq_nb.store_status(clocked_store)
     assert status.next_due is None and status.last_delivery_accuracy_ms is None
