@@ -265,7 +265,8 @@ class StoreMachine(RuleBasedStateMachine):
             else:
                 getattr(operation, op)(key, number)
                 current = staged.get(mk)
-                if current is None:
+                # A stored JSON null counts as absent, as a missing key does.
+                if current is None or current.value is None:
                     result = number
                 elif isinstance(current.value, bool) or not isinstance(current.value, int | float):
                     numeric_error = True
