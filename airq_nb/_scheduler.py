@@ -262,8 +262,9 @@ class Scheduler:
         ``every`` runs on multiples of the interval from the epoch (hourly on the hour, UTC);
         ``cron`` is a 5-field expression in ``tz``. After downtime ``misfire`` decides:
         ``"coalesce"`` one run for all missed slots, ``"skip"`` wait for the next slot,
-        ``"catch_up"`` each missed slot, oldest first, at most ``max_catch_up``. At most one
-        run is queued or running at a time; slots that pass meanwhile count as missed.
+        ``"catch_up"`` the newest ``max_catch_up`` missed slots, one run each, oldest first.
+        At most one run is queued or running at a time; slots that pass meanwhile count as
+        missed and are handled by the same policy once it finishes.
         """
         info = register_schedule(
             self.store,
@@ -712,10 +713,14 @@ class Scheduler:
         interval = max(self.lease_seconds / 3.0, 0.05)
         while True:
             await asyncio.sleep(interval)
-            kept = await self._call_store(
-                self.store.extend_lease, delivery, self.lease_seconds, now=self.clock.now()
-            )
-            if not kept:
+            try:
+                kept = await self._call_store(
+                    self.store.extend_lease, delivery, self.lease_seconds, now=self.clock.now()
+                )
+            except Exception as exc:  # e.g. the file is locked for long: try again next time
+                log.info("airq_nb scheduler: could not extend a lease: %s", _describe(exc))
+                continue
+            if not kept:  # another consumer has it now; the finish will log "lost"
                 return
 
     def _finish(
