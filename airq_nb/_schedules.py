@@ -327,6 +327,21 @@ def _info(row: tuple[Any, ...]) -> ScheduleInfo:
     )
 
 
+#: What registering an existing name again changes (not its pause, history or run in flight).
+_UPDATED_ON_REGISTER = (
+    "every_seconds",
+    "cron",
+    "tz",
+    "topic",
+    "message",
+    "misfire",
+    "max_catch_up",
+    "backoff_schedule",
+    "next_run_at",
+    "updated_at",
+)
+
+
 def register_schedule(store: Store, name: str, *, now: float, **options: Any) -> ScheduleInfo:
     """Create or update the schedule ``name``; keeps its next run if its timing is unchanged."""
     d = _validate(name, **options)
@@ -334,47 +349,28 @@ def register_schedule(store: Store, name: str, *, now: float, **options: Any) ->
         row = conn.execute(
             "SELECT every_seconds, cron, tz, next_run_at FROM schedules WHERE name = ?", (name,)
         ).fetchone()
-        if row is None:
-            conn.execute(
-                "INSERT INTO schedules (name, every_seconds, cron, tz, topic, message, misfire, "
-                "max_catch_up, backoff_schedule, paused, next_run_at, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
-                (
-                    name,
-                    d.spec.every_seconds,
-                    d.spec.cron,
-                    d.spec.tz,
-                    d.topic,
-                    d.message_json,
-                    d.misfire,
-                    d.max_catch_up,
-                    d.backoff_json,
-                    d.spec.next_after(now),
-                    now,
-                    now,
-                ),
-            )
-        else:
-            same_timing = row[:3] == (d.spec.every_seconds, d.spec.cron, d.spec.tz)
-            next_run_at = row[3] if same_timing and row[3] is not None else d.spec.next_after(now)
-            conn.execute(
-                "UPDATE schedules SET every_seconds = ?, cron = ?, tz = ?, topic = ?, message = ?, "
-                "misfire = ?, max_catch_up = ?, backoff_schedule = ?, next_run_at = ?, "
-                "updated_at = ? WHERE name = ?",
-                (
-                    d.spec.every_seconds,
-                    d.spec.cron,
-                    d.spec.tz,
-                    d.topic,
-                    d.message_json,
-                    d.misfire,
-                    d.max_catch_up,
-                    d.backoff_json,
-                    next_run_at,
-                    now,
-                    name,
-                ),
-            )
+        keep = row is not None and row[:3] == (d.spec.every_seconds, d.spec.cron, d.spec.tz)
+        next_run_at = row[3] if keep and row[3] is not None else d.spec.next_after(now)
+        conn.execute(
+            "INSERT INTO schedules (name, every_seconds, cron, tz, topic, message, misfire, "
+            "max_catch_up, backoff_schedule, next_run_at, updated_at, paused, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?) ON CONFLICT(name) DO UPDATE SET "
+            + ", ".join(f"{column} = excluded.{column}" for column in _UPDATED_ON_REGISTER),
+            (
+                name,
+                d.spec.every_seconds,
+                d.spec.cron,
+                d.spec.tz,
+                d.topic,
+                d.message_json,
+                d.misfire,
+                d.max_catch_up,
+                d.backoff_json,
+                next_run_at,
+                now,
+                now,
+            ),
+        )
         return get_schedule(store, name)
 
 
