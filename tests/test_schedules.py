@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import airq_nb
 from airq_nb._schedules import ScheduleSpec, parse_spec, plan_slot
@@ -177,3 +179,42 @@ def test_plan_slot_on_time_and_not_yet_due():
         None,
         7200.0,
     )
+
+
+@given(
+    period=st.integers(min_value=1, max_value=7 * 24 * 3600),
+    now=st.floats(min_value=0, max_value=4e9, allow_nan=False),
+    back=st.floats(min_value=0, max_value=1e7, allow_nan=False),
+    limit=st.integers(min_value=1, max_value=50),
+)
+def test_every_slot_arithmetic_properties(period, now, back, limit):
+    spec = ScheduleSpec(every_seconds=float(period), cron=None, tz="UTC")
+    following = spec.next_after(now)
+    assert now < following <= now + period
+    assert following % period == 0
+    slots = spec.latest_slots(low=now - back, high=now, limit=limit)
+    assert len(slots) <= limit
+    assert slots == sorted(slots)
+    assert all(now - back <= slot <= now and slot % period == 0 for slot in slots)
+    if slots:  # the newest slot at or before now is always included
+        assert spec.next_after(slots[-1]) == following
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    now=st.integers(min_value=1_600_000_000, max_value=1_900_000_000),
+    misfire=st.sampled_from(["coalesce", "skip", "catch_up"]),
+    missed=st.integers(min_value=0, max_value=500),
+)
+def test_cron_plan_never_runs_more_than_allowed_and_moves_forward(now, misfire, missed):
+    spec = parse_spec(cron="*/30 * * * *", tz="Europe/London")
+    next_run_at = spec.latest_slots(low=0, high=now - missed * 1800, limit=1)[0]
+    slot, following = plan_slot(
+        spec, misfire=misfire, max_catch_up=3, next_run_at=next_run_at, now=now
+    )
+    assert following > (slot if slot is not None else next_run_at)
+    if slot is not None:
+        assert next_run_at <= slot <= now
+        if misfire == "catch_up":
+            assert len(spec.latest_slots(low=slot, high=now, limit=10)) <= 3
+    assert following > now or misfire == "catch_up"
