@@ -306,7 +306,7 @@ def _draw_readings(view: _ReadingsView, *, height: int) -> Figure:
             )
             first_of.setdefault(name, line)
         hover_renderers.append(
-            fig.scatter("time", "hover_y", source=cds, alpha=0, size=8, name=f"hover:{label}")
+            fig.scatter("time", "hover_y", source=cds, alpha=0, size=5, name=f"hover:{label}")
         )
     fig.add_tools(
         HoverTool(

@@ -28,6 +28,19 @@ ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 HOSTILE = "<img src=x onerror=\"document.title='pwned'\"><script>document.title='pwned'</script>"
 
+# The label and value cells of Bokeh's tooltips, which live inside shadow roots.
+TOOLTIP_ROWS = """(() => {
+    const rows = [];
+    const walk = (root) => {
+        for (const el of root.querySelectorAll('*')) {
+            if (el.matches('.bk-tooltip-row-label, .bk-tooltip-row-value')) rows.push(el.innerText);
+            if (el.shadowRoot) walk(el.shadowRoot);
+        }
+    };
+    walk(document);
+    return rows;
+})()"""
+
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(240),
@@ -220,6 +233,17 @@ def test_charts_notebook_renders_a_bokeh_canvas(lab, page):
     assert page.get_by_text("Readings (7 days)").count() == 1
     page.wait_for_timeout(1000)  # let the glyphs paint before the screenshot
     page.screenshot(path=str(ARTIFACTS / "charts.png"), full_page=True)
+    # Hovering the readings chart shows the hour and both values.
+    box = page.locator(".bk-Figure").first.bounding_box()
+    for step in range(4):
+        page.mouse.move(
+            box["x"] + box["width"] * (0.6 + step / 100), box["y"] + box["height"] * 0.6
+        )
+    page.wait_for_function(f"() => {TOOLTIP_ROWS}.some((text) => text.endsWith('µg/m³'))")
+    rows = page.evaluate(TOOLTIP_ROWS)
+    assert rows[:2][0] == "time:" and rows[1].endswith(" UTC")
+    assert rows[2] == "PM2.5:" and rows[4] == "PM10:"
+    page.screenshot(path=str(ARTIFACTS / "charts-hover.png"))
     page.get_by_text("Data last fetched").scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "charts-stats.png"))
     # BokehJS came inline from the notebook: the page fetched nothing from anywhere else.
