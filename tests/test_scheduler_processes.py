@@ -65,7 +65,7 @@ def test_a_sigkilled_handler_is_redelivered_after_its_lease(db_path, tmp_path):
         got = []
         sched = airq_nb.Scheduler(store)
         sched.listen_queue(got.append, topic="work")
-        summary = asyncio.run(sched.run_until_idle(until=timedelta(seconds=2), timeout=20))
+        summary = asyncio.run(sched.run_until_idle(until=timedelta(seconds=3), timeout=20))
         assert got == [{"job": 1}] and summary.delivered == 1
         rows = airq_nb.read_delivery_log(store).to_dict("records")
         assert [(r["message_id"], r["attempt"], r["outcome"]) for r in rows] == [
