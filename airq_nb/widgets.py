@@ -458,7 +458,11 @@ class QueueInspector(PeriodicRefresh, w.VBox):
         head = ("name", "when", "topic", "next run", "last run", "last outcome", "last error")
         rows = []
         for info in schedules:
-            when = f"every {info.every}" if info.every is not None else f"cron {info.cron}"
+            when = (
+                f"every {span_text(info.every.total_seconds())}"
+                if info.every is not None
+                else f"cron {info.cron}"
+            )
             if info.tz and info.tz != "UTC":
                 when += f" ({info.tz})"
             if info.paused:

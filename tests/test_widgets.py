@@ -221,7 +221,7 @@ def test_schedules_table_and_its_buttons_act_through_the_scheduler(clocked_store
     scheduler.schedule("hourly <b>job</b>", every=timedelta(hours=1), topic="collect")
     panel = inspector(store, scheduler)
     assert "hourly &lt;b&gt;job&lt;/b&gt;" in panel.schedules_table.value
-    assert "every 1:00:00" in panel.schedules_table.value
+    assert "every 1.0 h" in panel.schedules_table.value
     assert panel.schedule_picker.value == "hourly <b>job</b>"
     panel.run_now_button.click()
     (queued,) = store.queue.list(topic="collect")
