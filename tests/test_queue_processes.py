@@ -63,7 +63,8 @@ def test_sigkilled_consumer_loses_its_lease_and_nothing_else(db_path: Path) -> N
         for n in range(20):
             atomic.enqueue({"n": n})
         atomic.commit()
-        holder = _start("hold", str(db_path), "1.0")
+        # Long enough that the claims below finish well inside it, even on a loaded machine.
+        holder = _start("hold", str(db_path), "3.0")
         try:
             line = holder.stdout.readline() if holder.stdout else ""
             assert line, holder.stderr.read() if holder.stderr else ""
@@ -79,9 +80,11 @@ def test_sigkilled_consumer_loses_its_lease_and_nothing_else(db_path: Path) -> N
             assert store.ack(delivery)
         assert held["n"] not in got
         assert len(got) == 19
-        assert store.queue.get(held["id"]).state == "leased"
+        leased = store.queue.get(held["id"])
+        assert leased.state == "leased" and leased.lease_expires_at is not None
+        assert store.claim() is None  # still held by the dead consumer
 
-        time.sleep(1.1)
+        time.sleep(max(0.0, leased.lease_expires_at - time.time()) + 0.05)
         again = store.claim()
         assert again is not None
         assert (again.id, again.value["n"], again.attempt) == (held["id"], held["n"], 2)
