@@ -204,3 +204,13 @@ def test_a_closed_store_says_so(db_path: Path) -> None:
         store.set(("k",), 1)
     with pytest.raises(airq_nb.StoreError, match="closed"):
         store.enqueue(1)
+
+
+def test_durability_sets_wal_and_synchronous(db_path: Path) -> None:
+    with airq_nb.open_store(db_path) as normal:
+        assert normal.execute("PRAGMA journal_mode") == [("wal",)]
+        assert normal.execute("PRAGMA synchronous") == [(1,)]
+    with airq_nb.open_store(db_path, durability="full") as full:
+        assert full.execute("PRAGMA synchronous") == [(2,)]
+        full.set(("k",), 1)
+        assert full.get(("k",)).value == 1
