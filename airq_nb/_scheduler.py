@@ -66,8 +66,7 @@ _PRUNE_EVERY_SECONDS = 3600.0
 _MAX_ERROR_CHARS = 2000
 #: The background runtime claims a message this long before it is due, then starts it on time.
 _EARLY_CLAIM_SECONDS = 0.010
-#: While running, checkpoint the WAL from a side connection this often, if enough was written.
-_CHECKPOINT_EVERY_SECONDS = 0.1
+#: While running, checkpoint the WAL from a side connection after this many commits.
 _CHECKPOINT_AFTER_WRITES = 50
 
 
@@ -198,8 +197,7 @@ class Scheduler:
         self._counts = _Counts()
         self._next_token = -math.inf
         self._lead = 0.0
-        self._writes = 0
-        self._checkpoints_stop = threading.Event()
+        self._checkpointer: _WalCheckpointer | None = None
         self._last_prune = -math.inf
         self._data_version: int | None = None
         self._runtime_error: str | None = None
@@ -322,7 +320,7 @@ class Scheduler:
         the next poll (within ``poll_interval``); this one is on time to the millisecond.
         """
         message_id = self.store.enqueue(value, delay=delay, topic=topic, **options)
-        self._writes += 1
+        self._note_writes(1)
         self.wake()
         return message_id
 
@@ -391,19 +389,14 @@ class Scheduler:
             raise SchedulerError("run_until_idle() is in progress; start() after it returns")
         self._begin_session(loop, lead=_EARLY_CLAIM_SECONDS)
         self._task = loop.create_task(self._run_forever(), name="airq_nb scheduler")
-        self._checkpoints_stop = threading.Event()
-        threading.Thread(
-            target=self._checkpoint_wal,
-            args=(self._checkpoints_stop,),
-            name="airq-checkpoint",
-            daemon=True,
-        ).start()
+        self._checkpointer = _WalCheckpointer(self.store.path)
         self._task.add_done_callback(self._runtime_ended)
 
     def _runtime_ended(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             self._runtime_error = _describe(task.exception())  # type: ignore[arg-type]
             log.error("the airq_nb scheduler stopped: %s", self._runtime_error)
+        self._close_checkpointer()
         self._session = False
 
     async def stop(self, *, grace: float = 0.0) -> None:
@@ -432,7 +425,7 @@ class Scheduler:
         if task is None:
             return
         self._stopping = True
-        self._checkpoints_stop.set()
+        self._close_checkpointer()
         self.wake()
         running = [f.task for f in self._in_flight.values() if f.task is not None]
         if running and grace > 0:
@@ -443,8 +436,18 @@ class Scheduler:
 
     def close(self) -> None:
         """Free the worker threads (after :meth:`stop`); the store stays open."""
-        self._checkpoints_stop.set()
+        self._close_checkpointer()
         self._store_pool.shutdown(wait=False)
+
+    def _close_checkpointer(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
+
+    def _note_writes(self, count: int) -> None:
+        checkpointer = self._checkpointer
+        if checkpointer is not None and count:
+            checkpointer.note_writes(count)
 
     # -- headless -----------------------------------------------------------------------
 
@@ -575,29 +578,8 @@ class Scheduler:
             if rate is not None:
                 self._next_token = max(self._next_token, now) + 1.0 / rate
         wake_at = self._next_wake(free - len(claims))
-        self._writes += len(queued) + len(claims)
+        self._note_writes(len(queued) + len(claims))
         return _Tick(len(queued), planned, broken, claims, wake_at)
-
-    def _checkpoint_wal(self, stop: threading.Event) -> None:
-        """Checkpoint the WAL from a side connection while the runtime runs.
-
-        Otherwise SQLite checkpoints inside whichever commit crosses the WAL size limit,
-        and the fsyncs stall that commit, and so a delivery, for several ms. A PASSIVE
-        checkpoint on its own connection runs beside the store's reads and writes.
-        """
-        try:
-            conn = sqlite3.connect(str(self.store.path), timeout=5.0, check_same_thread=False)
-        except sqlite3.Error:
-            return
-        try:
-            while not stop.wait(_CHECKPOINT_EVERY_SECONDS):
-                if self._writes >= _CHECKPOINT_AFTER_WRITES:
-                    self._writes = 0
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.Error as exc:  # only an optimisation: SQLite still checkpoints itself
-            log.info("airq_nb scheduler: WAL checkpoint failed: %s", exc)
-        finally:
-            conn.close()
 
     def _claim(self, topics: tuple[str, ...], now: float) -> tuple[Delivery, float] | None:
         due = self.store.next_due(topics=topics)
@@ -734,7 +716,7 @@ class Scheduler:
         """Ack, fail or release a delivery and log it, in one transaction."""
         store = self.store
         finished = self.clock.now()
-        self._writes += 1
+        self._note_writes(1)
         error = None if failure is None else failure.error
         with store.transaction() as conn:
             if release:
@@ -857,6 +839,50 @@ class Scheduler:
             tasks.append(flight.task)
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _WalCheckpointer:
+    """Checkpoints the store's WAL from a side connection and thread while the runtime runs.
+
+    Otherwise SQLite checkpoints inside whichever commit crosses the WAL size limit, and
+    its fsyncs stall that commit, and so a delivery, for several ms. A PASSIVE checkpoint
+    on its own connection runs beside the store's reads and writes. The thread sleeps
+    until enough commits were noted, so an idle scheduler never wakes it.
+    """
+
+    def __init__(self, path: os.PathLike[str] | str) -> None:
+        self._path = str(path)
+        self._writes = 0
+        self._due = threading.Event()
+        self._closed = False
+        threading.Thread(target=self._run, name="airq-checkpoint", daemon=True).start()
+
+    def note_writes(self, count: int) -> None:
+        self._writes += count
+        if self._writes >= _CHECKPOINT_AFTER_WRITES:
+            self._due.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._due.set()
+
+    def _run(self) -> None:
+        try:
+            conn = sqlite3.connect(self._path, timeout=5.0, check_same_thread=False)
+        except sqlite3.Error:
+            return
+        try:
+            while True:
+                self._due.wait()
+                if self._closed:
+                    return
+                self._due.clear()
+                self._writes = 0
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:  # only an optimisation: SQLite still checkpoints itself
+            log.info("airq_nb scheduler: WAL checkpoint failed: %s", exc)
+        finally:
+            conn.close()
 
 
 def _qualified_name(handler: Handler) -> str:
