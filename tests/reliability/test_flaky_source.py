@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import traceback
 from datetime import timedelta
 from pathlib import Path
@@ -53,7 +54,7 @@ def test_readings_after_a_run_of_failures_equal_a_healthy_servers(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     server, key = openweathermap_server, openweathermap_server.api_key
-    source = OpenWeatherMapSource(api_key=key, base_url=server.url, timeout=0.3)
+    source = OpenWeatherMapSource(api_key=key, base_url=server.url, timeout=0.2)
 
     healthy_clock, flaky_clock = FakeClock(START), FakeClock(START)
     healthy = airq_nb.open_store(tmp_path / "healthy.db", clock=healthy_clock)
@@ -63,9 +64,11 @@ def test_readings_after_a_run_of_failures_equal_a_healthy_servers(
         server.reset()
 
         # Phase 1: the server hangs past the client's time-out, on every try of the run.
-        server.delay = 1.0
+        server.delay = 0.5
         run_collector(flaky, flaky_clock, source)
         assert read_readings(flaky).empty
+        # Let the hung requests' handlers finish first, or they would take phase 2's script.
+        time.sleep(server.delay)
         server.delay = 0.0
         # Phase 2: each request fails differently, in turn, then the server recovers.
         server.fail(500, times=1)
