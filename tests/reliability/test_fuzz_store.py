@@ -365,7 +365,10 @@ class StoreMachine(RuleBasedStateMachine):
         only=st.none() | st.sampled_from([["a"], ["b"], ["a", "b"]]),
     )
     def claim(self, lease, only) -> None:
-        delivery = self.store.claim(lease_seconds=lease, topics=only)
+        self.expect_claim(self.store.claim(lease_seconds=lease, topics=only), lease, only)
+
+    def expect_claim(self, delivery: airq_nb.Delivery | None, lease: float, only) -> None:
+        """Check ``delivery`` is what the model says a claim gets now, and record the lease."""
         now = self.clock.now()
         while True:
             due = [
@@ -414,6 +417,37 @@ class StoreMachine(RuleBasedStateMachine):
         assert self.store.ack(delivery) is (message is not None)
         if message is not None:
             del self.messages[message.id]
+
+    @precondition(lambda self: self.deliveries)
+    @rule(data=st.data(), lease=st.sampled_from([1.0, 10.0]), only=st.none() | st.just(["a"]))
+    def ack_and_claim(self, data, lease, only) -> None:
+        delivery = data.draw(st.sampled_from(self.deliveries))
+        message = self.holder(delivery)
+        acked, following = self.store.ack_and_claim(delivery, lease_seconds=lease, topics=only)
+        assert acked is (message is not None)
+        if message is not None:
+            del self.messages[message.id]
+        self.expect_claim(following, lease, only)
+
+    @precondition(lambda self: self.deliveries)
+    @rule(data=st.data(), seconds=st.sampled_from([0.5, 20.0]))
+    def extend_lease(self, data, seconds) -> None:
+        delivery = data.draw(st.sampled_from(self.deliveries))
+        message = self.holder(delivery)
+        assert self.store.extend_lease(delivery, seconds) is (message is not None)
+        if message is not None:
+            message.due = self.clock.now() + seconds
+
+    @rule(topic=st.none() | topics, state=st.none() | st.sampled_from(["queued", "leased", "dead"]))
+    def purge(self, topic, state) -> None:
+        doomed = [
+            m.id
+            for m in self.messages.values()
+            if (topic is None or m.topic == topic) and (state is None or m.state == state)
+        ]
+        assert self.store.queue.purge(topic=topic, state=state) == len(doomed)
+        for message_id in doomed:
+            del self.messages[message_id]
 
     @precondition(lambda self: self.deliveries)
     @rule(data=st.data(), retry=st.booleans(), retry_in=st.none() | st.sampled_from([0.0, 3.0]))

@@ -1,9 +1,13 @@
 """kill -9 consumers at every point of a delivery: at-least-once holds, nothing is lost or stuck.
 
-1,000 messages, two worker processes at a time (``workers/kill_worker.py``), 50 SIGKILLs in
-all: 30 that workers deal themselves at named points (5 at each of 6 points, including
-"claim written but not committed" and "ack written but not committed") and 20 that the test
-sends from outside at random moments. Dead workers are replaced; leases are 0.5 s.
+Store level: 1,000 messages, two worker processes at a time (``workers/kill_worker.py``),
+50 SIGKILLs in all: 30 that workers deal themselves at named points (5 at each of 6 points,
+including "claim written but not committed" and "ack written but not committed") and 20
+that the test sends from outside at random moments. Dead workers are replaced; leases are
+0.5 s.
+
+Scheduler level: the same with ``airq_nb.Scheduler`` consumers (``workers/sched_worker.py``,
+1 s leases kept alive while handlers run), killed from outside at random moments.
 """
 
 from __future__ import annotations
@@ -128,6 +132,77 @@ def test_kill9_at_random_points_loses_nothing(
     # A kill after the handler ran but before the ack committed must cause a redelivery:
     # proof that delivery is at-least-once, not at-most-once.
     assert duplicated >= faults["after_handle"] + faults["before_ack_commit"]
+    with airq_nb.open_store(db_path) as store:
+        counts = store.queue.counts()
+        assert counts.total == 0, f"left in the queue: {counts.by_state} (seed {seed})"
+        assert store.execute("PRAGMA integrity_check") == [("ok",)]
+
+
+SCHED_MESSAGES = 1000
+SCHED_ROUNDS = 10  # two kills a round, one per worker
+
+
+def test_kill9_scheduler_consumers_loses_nothing(
+    tmp_path: Path, worker_command, reliability_report
+) -> None:
+    seed = int(os.environ.get("AIRQ_NB_FAULT_SEED", random.randrange(1 << 30)))
+    rng = random.Random(seed)
+    db_path, out_dir = tmp_path / "sched-kill9.db", tmp_path / "out"
+    out_dir.mkdir()
+    with airq_nb.open_store(db_path) as store:
+        operation = store.atomic()
+        for n in range(SCHED_MESSAGES):
+            operation.enqueue({"n": n}, topic="work")
+        operation.commit()
+
+    def spawn() -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            worker_command("sched_worker.py", db_path, out_dir),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    kills, drained = 0, False
+    started = time.monotonic()
+    for _round in range(SCHED_ROUNDS):
+        workers = [spawn(), spawn()]
+        for worker in workers:
+            assert worker.stdout is not None and worker.stdout.readline() == "ready\n", (
+                worker.communicate()[1]
+            )
+        for worker in workers:
+            time.sleep(rng.uniform(0.02, 0.25))
+            worker.send_signal(signal.SIGKILL)
+        for worker in workers:
+            _out, err = worker.communicate(timeout=60)
+            if worker.returncode == -signal.SIGKILL:
+                kills += 1
+            else:
+                assert worker.returncode == 0, err
+                drained = True
+        if drained:
+            break
+    finishers = [spawn(), spawn()]
+    results = [worker.communicate(timeout=DEADLINE_SECONDS) for worker in finishers]
+    assert [worker.returncode for worker in finishers] == [0, 0], [err for _o, err in results]
+    elapsed = time.monotonic() - started
+
+    handled: Counter[int] = Counter()
+    for log in out_dir.glob("handled-*.log"):
+        handled.update(int(line) for line in log.read_text().split())
+    lost = set(range(SCHED_MESSAGES)) - set(handled)
+    duplicated = sum(handled.values()) - len(handled)
+    reliability_report(
+        "kill -9 Scheduler consumers (2 processes)",
+        faults=kills,
+        messages=SCHED_MESSAGES,
+        lost=len(lost),
+        duplicated=duplicated,
+        notes=f"external kills at random moments; 1 s leases; seed {seed}; {elapsed:.0f} s",
+    )
+    assert kills == 2 * SCHED_ROUNDS, f"the workload drained after {kills} kills (seed {seed})"
+    assert not lost, f"{len(lost)} messages never handled (seed {seed}): {sorted(lost)[:20]}"
     with airq_nb.open_store(db_path) as store:
         counts = store.queue.counts()
         assert counts.total == 0, f"left in the queue: {counts.by_state} (seed {seed})"
