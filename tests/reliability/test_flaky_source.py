@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
 import time
 import traceback
 from datetime import timedelta
@@ -143,3 +146,31 @@ def test_the_api_key_is_in_no_error_or_traceback(
         assert key_leaks(key, store, shown, repr(raised.value), repr(source), caplog.text) == []
     assert server.requests, "the source was never asked"
     assert key in server.requests[0].params.get("appid", ""), "the fake never saw the key"
+
+
+def test_the_cli_never_shows_the_api_key(tmp_path: Path, openweathermap_server) -> None:
+    server, key = openweathermap_server, "wrong-secret-key-8c41d7"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRQ_NB_", "OPENWEATHER"))}
+    env.update(AIRQ_NB_OPENWEATHER_URL=server.url, OPENWEATHER_API_KEY=key)
+    db = tmp_path / "cli.db"
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "airq_nb", "--db", str(db), "--source", "openweathermap"]
+        return subprocess.run(
+            [*command, *args], env=env, capture_output=True, text=True, timeout=60
+        )
+
+    # The wrong key is refused (HTTP 401): by `collect`, and by the scheduled run, which
+    # dead-letters at once; then everything that shows state is asked to show it.
+    results = [cli("collect"), cli("run", "--until-idle")]
+    assert all(r.returncode != 0 for r in results), [r.stdout for r in results]
+    shows = [cli("status"), cli("queue", "list", "--state", "dead"), cli("schedules")]
+    shows += [cli("--json", "status"), cli("--json", "queue", "list")]
+    assert all(r.returncode == 0 for r in shows), [r.stderr for r in shows]
+    results += shows
+    assert "401" in "".join(r.stdout + r.stderr for r in results)
+    with airq_nb.open_store(db) as store:
+        assert len(store.queue.dead_letters()) == 1
+        texts = [r.stdout + r.stderr for r in results]
+        assert key_leaks(key, store, *texts) == []
+    assert all(r.params.get("appid") == key for r in server.requests)
