@@ -6,10 +6,17 @@ Charts (``airq_nb.charts``) and widgets (``airq_nb.widgets``) are imported on de
 """
 
 from ._clock import Clock, FakeClock, SystemClock
-from ._collector import CollectResult, collect_now, collect_once, start_collector
+from ._collector import (
+    CollectResult,
+    collect_now,
+    collect_once,
+    collect_until_idle,
+    start_collector,
+)
 from ._delivery_log import read_delivery_log
 from ._errors import (
     AirqError,
+    CollectionFailedError,
     ConfigurationError,
     InvalidApiKeyError,
     InvalidDelayError,
@@ -53,6 +60,7 @@ __all__ = [
     "AtomicOperation",
     "Clock",
     "CollectResult",
+    "CollectionFailedError",
     "CommitResult",
     "ConfigurationError",
     "Delivery",
@@ -88,6 +96,7 @@ __all__ = [
     "SystemClock",
     "collect_now",
     "collect_once",
+    "collect_until_idle",
     "open_store",
     "read_delivery_log",
     "read_readings",

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ._errors import (
+    CollectionFailedError,
     ConfigurationError,
     InvalidApiKeyError,
     RateLimitedError,
@@ -50,6 +51,7 @@ __all__ = [
     "CollectResult",
     "collect_now",
     "collect_once",
+    "collect_until_idle",
     "install_collector",
     "last_collection",
     "schedule_name",
@@ -331,13 +333,50 @@ def start_collector(
     this process's scheduler for the store, and starts it on the running event loop.
     Calling it again (a re-run cell) updates the schedule; it never starts a second one.
     """
-    import airq_nb
-
+    from ._scheduler import scheduler_for
     from ._store import open_store
 
     if store is None:
         store = open_store()
-    scheduler = airq_nb.scheduler_for(store)
+    scheduler = scheduler_for(store)
     install_collector(scheduler, store, source=source, location=location, every=every)
     scheduler.start()
     return scheduler
+
+
+async def collect_until_idle(
+    store: Store | None = None,
+    *,
+    source: Source | None = None,
+    location: Location = LONDON,
+    every: timedelta = timedelta(hours=1),
+    timeout: float | None = None,
+) -> Any:
+    """Headless collection (papermill, cron): register the schedule, run what is due, return.
+
+    A first run backfills at once; after that only a due slot runs (missed slots coalesce
+    into one). Returns the scheduler's ``RunSummary``. Raises :class:`CollectionFailedError`
+    naming the last error if a run failed; that run stays queued for its retry.
+    """
+    from ._scheduler import Scheduler
+    from ._status import store_status
+    from ._store import open_store
+
+    if store is None:
+        store = open_store()
+    scheduler = Scheduler(store)
+    try:
+        install_collector(scheduler, store, source=source, location=location, every=every)
+        summary = await scheduler.run_until_idle(timeout=timeout)
+    finally:
+        scheduler.close()
+    if summary.failed or summary.dead_lettered:
+        if summary.dead_lettered:
+            fate = "it is now a dead letter: fix the cause, then `airq-nb queue redrive ID`"
+        else:
+            fate = "it will be retried by back-off (`airq-nb queue list` shows when)"
+        raise CollectionFailedError(
+            f"collecting {location.name} failed: {store_status(store).last_error}; {fate}",
+            summary=summary,
+        )
+    return summary

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "AirqError",
+    "CollectionFailedError",
     "ConfigurationError",
     "InvalidApiKeyError",
     "InvalidDelayError",
@@ -25,6 +26,14 @@ __all__ = [
 
 class AirqError(Exception):
     """Base class of every error airq_nb raises on purpose."""
+
+
+class CollectionFailedError(AirqError):
+    """A headless collection run failed; the run stays queued for its retry, nothing is lost."""
+
+    def __init__(self, message: str, *, summary: object = None) -> None:
+        super().__init__(message)
+        self.summary = summary
 
 
 class StoreError(AirqError):

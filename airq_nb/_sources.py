@@ -83,6 +83,20 @@ class Location:
         return {"name": self.name, "latitude": self.latitude, "longitude": self.longitude}
 
     @classmethod
+    def parse(cls, text: str) -> Location:
+        """A location from text: ``"London"``, or ``"name,latitude,longitude"``."""
+        if text.strip().lower() == LONDON.name.lower():
+            return LONDON
+        try:
+            name, latitude, longitude = (part.strip() for part in text.split(","))
+            return cls(name, float(latitude), float(longitude))
+        except ValueError:
+            raise ConfigurationError(
+                f"location {text!r}: use 'London' or 'name,latitude,longitude', "
+                "e.g. 'Paris,48.8566,2.3522'"
+            ) from None
+
+    @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Location:
         """Rebuild a location from :meth:`as_dict` output."""
         try:

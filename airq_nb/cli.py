@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -17,8 +18,8 @@ from datetime import datetime
 from typing import Any
 
 from . import __version__
-from ._collector import collect_once, install_collector, last_collection
-from ._errors import AirqError, ConfigurationError
+from ._collector import collect_once, collect_until_idle, install_collector, last_collection
+from ._errors import AirqError, CollectionFailedError, ConfigurationError
 from ._readings import readings_summary
 from ._sources import LONDON, SOURCES, Location, mask_secrets, source_from_env
 from ._store import Store, open_store
@@ -216,52 +217,56 @@ def _collect(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ._scheduler import Scheduler
-
     location = _location(args)
     source = source_from_env(getattr(args, "source", None))
     with _open(args) as store:
-
-        async def deliver() -> Any:
-            scheduler = Scheduler(store)
+        if args.until_idle:
             try:
-                install_collector(scheduler, store, source=source, location=location)
-                if args.until_idle:
-                    return await scheduler.run_until_idle(timeout=args.timeout)
-                scheduler.start()
-                stop = asyncio.Event()
-                loop = asyncio.get_running_loop()
-                # systemd stops services with SIGTERM: finish or hand back work, then exit 0.
-                for signum in (signal.SIGTERM, signal.SIGINT):
-                    loop.add_signal_handler(signum, stop.set)
-                try:
-                    await asyncio.wait_for(stop.wait(), args.timeout)
-                except TimeoutError:
-                    pass
-                finally:
-                    await scheduler.stop(grace=5.0)
-                return scheduler.status()
-            finally:
-                scheduler.close()
-
+                summary = asyncio.run(
+                    collect_until_idle(
+                        store, source=source, location=location, timeout=args.timeout
+                    )
+                )
+            except CollectionFailedError as exc:
+                _emit_summary(args, exc.summary)
+                raise
+            _emit_summary(args, summary)
+            return 0
         try:
-            outcome = asyncio.run(deliver())
+            asyncio.run(_serve(store, source, location, args.timeout))
         except KeyboardInterrupt:
             return 130
-        last_error = _status_of(store).last_error
-    if args.until_idle:
-        _emit(
-            args,
-            outcome,
-            [
-                f"delivered {outcome.delivered}, failed {outcome.failed}, "
-                f"dead-lettered {outcome.dead_lettered}; next due {_when(outcome.next_due)}"
-            ],
-        )
-        if outcome.failed or outcome.dead_lettered:
-            _error(f"a delivery failed: {last_error}")
-            return 1
     return 0
+
+
+def _emit_summary(args: argparse.Namespace, summary: Any) -> None:
+    line = (
+        f"delivered {summary.delivered}, failed {summary.failed}, "
+        f"dead-lettered {summary.dead_lettered}; next due {_when(summary.next_due)}"
+    )
+    _emit(args, summary, [line])
+
+
+async def _serve(store: Store, source: Any, location: Location, timeout: float | None) -> None:
+    """Run the collector as a service until SIGTERM/SIGINT (or ``timeout`` seconds)."""
+    from ._scheduler import Scheduler
+
+    scheduler = Scheduler(store)
+    try:
+        install_collector(scheduler, store, source=source, location=location)
+        scheduler.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        # systemd stops services with SIGTERM: finish or hand back work, then exit 0.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout)
+        finally:
+            await scheduler.stop(grace=5.0)
+    finally:
+        scheduler.close()
 
 
 def _status_of(store: Store) -> Any:

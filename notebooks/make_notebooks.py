@@ -52,16 +52,7 @@ headless = False  # True: collect what is due, print a record, exit (papermill, 
 import airq_nb
 
 store = airq_nb.open_store(db_path or None)
-if location.strip().lower() == airq_nb.LONDON.name.lower():
-    where = airq_nb.LONDON
-else:
-    try:
-        name, latitude, longitude = (part.strip() for part in location.split(","))
-        where = airq_nb.Location(name, float(latitude), float(longitude))
-    except ValueError as exc:
-        raise airq_nb.ConfigurationError(
-            f"location {location!r}: use 'London' or 'name,latitude,longitude'"
-        ) from exc
+where = airq_nb.Location.parse(location)
 collector_source = airq_nb.source_from_env(source or None)
 print(f"store {store.path}; source {collector_source.name}; location {where.name}")
 """
@@ -69,16 +60,14 @@ print(f"store {store.path}; source {collector_source.name}; location {where.name
     code(
         """
 if headless:
-    # Fetch what is missing now; a failure raises here and fails the papermill run.
-    result = await airq_nb.collect_once(store, source=collector_source, location=where)
-    if result.up_to_date:
-        print(f"{result.location} from {result.source}: up to date, nothing fetched")
-    else:
-        print(
-            f"{result.location} from {result.source}: asked for {result.start:%Y-%m-%d %H:%M}"
-            f" to {result.end:%Y-%m-%d %H:%M} UTC, received {result.received} hours,"
-            f" stored {result.stored}, deleted {result.deleted} older than 7 days"
-        )
+    # Run what is due (a first run backfills 7 days; missed hours coalesce into one run) and
+    # return; a failed run raises here and fails the papermill run with its error.
+    summary = await airq_nb.collect_until_idle(store, source=collector_source, location=where)
+    next_due = f"{summary.next_due:%Y-%m-%d %H:%M} UTC" if summary.next_due else "not planned"
+    print(
+        f"{where.name} from {collector_source.name}: {summary.delivered} collection run(s)"
+        f" delivered; next run due {next_due}"
+    )
 else:
     from airq_nb.widgets import StatusPanel
 

@@ -88,8 +88,18 @@ def test_collector_headless_stores_readings_and_says_what_it_fetched(tmp_path, o
     assert len(openmeteo_server.requests) == 1
     text = stream_text(notebook)
     assert "source open-meteo; location London" in text
-    assert f"received {len(readings)} hours, stored {len(readings)}" in text
+    assert "London from open-meteo: 1 collection run(s) delivered; next run due" in text
     assert f"{len(readings)} hourly readings stored for London" in text
+    with airq_nb.open_store(db) as store:
+        (schedule,) = airq_nb.Scheduler(store).schedules()
+    assert schedule.name == "collect:London" and schedule.last_outcome == "ok"
+    assert schedule.next_run_at.minute == 0 and schedule.next_run_at.second == 0
+
+    # A second scheduled run within the hour finds nothing due: no request, no new run.
+    again, notebook = papermill("collector", tmp_path, env, db_path=db, headless=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "London from open-meteo: 0 collection run(s) delivered" in stream_text(notebook)
+    assert len(openmeteo_server.requests) == 1
 
 
 def closed_port() -> int:
@@ -105,10 +115,11 @@ def test_collector_headless_fails_visibly_when_the_source_is_unreachable(tmp_pat
     )
     done, notebook = papermill("collector", tmp_path, env, db_path=db, headless=True)
     assert done.returncode != 0
-    assert "SourceUnavailableError" in done.stderr
+    assert "CollectionFailedError" in done.stderr
     errors = [out for out in outputs(notebook) if out.output_type == "error"]
-    assert [e.ename for e in errors] == ["SourceUnavailableError"]
-    assert "Open-Meteo" in errors[0].evalue
+    assert [e.ename for e in errors] == ["CollectionFailedError"]
+    assert "SourceUnavailableError" in errors[0].evalue and "Open-Meteo" in errors[0].evalue
+    assert "retried by back-off" in errors[0].evalue
     with airq_nb.open_store(db) as store:
         assert airq_nb.read_readings(store).empty
 
