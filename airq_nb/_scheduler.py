@@ -23,6 +23,7 @@ import os
 import sqlite3
 import threading
 import warnings
+import weakref
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future as ConcurrentFuture
 from concurrent.futures import ThreadPoolExecutor
@@ -185,6 +186,8 @@ class Scheduler:
         self.poll_interval = _positive(poll_interval, "poll_interval")
         ensure_schedules_table(store)
         ensure_delivery_log_table(store)
+        # A message enqueued in this process (a notebook cell) wakes the runtime at once.
+        self._unsubscribe = store.on_queue_change(_weak_call(self.wake))
         self._handlers: dict[str, Handler] = {}
         self._store_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="airq-store")
         self._in_flight: dict[str, _InFlight] = {}
@@ -314,14 +317,13 @@ class Scheduler:
     def enqueue(
         self, value: Any, *, delay: float = 0, topic: str = "default", **options: Any
     ) -> int:
-        """Queue a message (as :meth:`Store.enqueue`) and wake the runtime at once.
+        """Queue a message (as :meth:`Store.enqueue`); the runtime is woken at once.
 
-        A plain ``store.enqueue`` from this process is also delivered, but noticed only at
-        the next poll (within ``poll_interval``); this one is on time to the millisecond.
+        A plain ``store.enqueue`` on the same store object wakes it too; a message from
+        another process is noticed within ``poll_interval``.
         """
         message_id = self.store.enqueue(value, delay=delay, topic=topic, **options)
         self._note_writes(1)
-        self.wake()
         return message_id
 
     def wake(self) -> None:
@@ -436,6 +438,7 @@ class Scheduler:
 
     def close(self) -> None:
         """Free the worker threads (after :meth:`stop`); the store stays open."""
+        self._unsubscribe()
         self._close_checkpointer()
         self._store_pool.shutdown(wait=False)
 
@@ -906,6 +909,19 @@ def _as_unix(when: datetime | timedelta | float, now: float) -> float:
 
 _registry: dict[str, Scheduler] = {}
 _registry_lock = threading.Lock()
+
+
+def _weak_call(method: Callable[[], None]) -> Callable[[], None]:
+    """A callback that calls ``method`` while its object lives, so the store keeps no
+    scheduler alive just by having it subscribed."""
+    ref = weakref.WeakMethod(method)
+
+    def call() -> None:
+        bound = ref()
+        if bound is not None:
+            bound()
+
+    return call
 
 
 def scheduler_for(store: Store, **options: Any) -> Scheduler:

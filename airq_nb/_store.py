@@ -7,11 +7,13 @@ share one file. Tables are created with sqlite-utils.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import os
 import sqlite3
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,8 @@ from ._errors import (
 from ._json import dump_value, load_value
 from ._keys import Key, decode_key, encode_key, prefix_range
 from ._queue import Delivery, FailOutcome, Message, PreparedMessage, QueueCounts
+
+log = logging.getLogger("airq_nb.store")
 
 __all__ = [
     "DEFAULT_DB_PATH",
@@ -150,6 +154,7 @@ class Store:
         self._lock = threading.RLock()
         self._last_sweep = -math.inf
         self._busy_timeout = busy_timeout
+        self._queue_listeners: list[Callable[[], None]] = []
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -352,6 +357,29 @@ class Store:
             except sqlite3.Error as exc:
                 raise self._translate(exc) from exc
 
+    def on_queue_change(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` after this store adds deliverable work; returns an unsubscriber.
+
+        SQLite tells a connection nothing about its own commits, so a scheduler in this
+        process subscribes here to start a message enqueued by a notebook cell on time,
+        rather than at its next ``data_version`` poll. Callbacks must be quick and
+        thread-safe (they run on the writing thread).
+        """
+        self._queue_listeners.append(callback)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._queue_listeners.remove(callback)
+
+        return unsubscribe
+
+    def _queue_changed(self) -> None:
+        for callback in tuple(self._queue_listeners):
+            try:
+                callback()
+            except Exception:  # a listener's bug must not fail the write that already committed
+                log.exception("an on_queue_change callback failed")
+
     def data_version(self) -> int:
         """A number that changes whenever another connection commits to the file.
 
@@ -492,9 +520,12 @@ class Store:
         now = self.now()
         if dedup_key is None:
             _rows, cursor = self._write(*_queue.insert_statement(prepared, now))
-            return cursor.lastrowid
-        with self.transaction() as conn:
-            return _queue.insert_messages(conn, [prepared], now)[0]
+            message_id = cursor.lastrowid
+        else:
+            with self.transaction() as conn:
+                message_id = _queue.insert_messages(conn, [prepared], now)[0]
+        self._queue_changed()
+        return message_id
 
     def _prepare(
         self,
@@ -766,6 +797,8 @@ class AtomicOperation:
                 ids = _queue.insert_many_plain(conn, self._messages, now)
             if self._mutations:
                 store._sweep_expired(conn, now)
+        if ids:
+            store._queue_changed()
         return CommitResult(ok=True, versionstamp=stamp, message_ids=tuple(ids))
 
     @staticmethod
@@ -886,6 +919,7 @@ class QueueManager:
                 conn.execute("DELETE FROM paused_topics")
             else:
                 conn.execute("DELETE FROM paused_topics WHERE topic = ?", (topic,))
+        self._store._queue_changed()
 
     def paused_topics(self) -> tuple[str, ...]:
         """Paused topics; ``"*"`` means everything is paused."""
@@ -913,17 +947,20 @@ class QueueManager:
                 "dead_at = NULL WHERE id = ?",
                 (at, at, message_id),
             )
+        self._store._queue_changed()
 
     def redrive_all(self, *, topic: str | None = None) -> int:
         """Re-drive every dead letter (of ``topic``); returns how many."""
         now = self._store.now()
         where, params = _filters(state="dead", topic=topic)
         with self._store.transaction() as conn:
-            return conn.execute(
+            count = conn.execute(
                 "UPDATE queue SET state = 'queued', attempts = 0, deliver_at = ?, due_at = ?, "
                 f"dead_at = NULL WHERE {' AND '.join(where)}",
                 [now, now, *params],
             ).rowcount
+        self._store._queue_changed()
+        return count
 
     def counts(self) -> QueueCounts:
         """Messages per state, overall and per topic, and the paused topics."""

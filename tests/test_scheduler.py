@@ -517,6 +517,40 @@ def test_sched_enqueue_wakes_the_runtime_at_once(store):
     assert [r["outcome"] for r in log_rows(store)] == ["ok"]
 
 
+def _pause_then_enqueue(store):
+    store.queue.pause()
+    store.enqueue({"x": 1})
+
+
+@pytest.mark.parametrize(
+    ("before_start", "add_work"),
+    [
+        pytest.param(None, lambda store: store.enqueue({"x": 1}), id="store.enqueue"),
+        pytest.param(None, lambda store: store.atomic().enqueue({"x": 1}).commit(), id="atomic"),
+        pytest.param(_pause_then_enqueue, lambda store: store.queue.resume(), id="resume"),
+    ],
+)
+def test_work_added_through_the_store_in_this_process_wakes_the_runtime(
+    store, before_start, add_work
+):
+    async def main():
+        sched = airq_nb.Scheduler(store, poll_interval=60)  # polling would take a minute
+        got = asyncio.Event()
+        sched.listen_queue(lambda value: got.set())
+        if before_start:
+            before_start(store)
+        sched.start()
+        await asyncio.sleep(0.05)  # asleep: nothing deliverable yet
+        assert not got.is_set()
+        add_work(store)
+        await asyncio.wait_for(got.wait(), 5)
+        await sched.stop()
+        sched.close()
+
+    run(main())
+    assert [r["outcome"] for r in log_rows(store)] == ["ok"]
+
+
 def test_until_accepts_datetimes_and_refuses_naive_ones(sched, fake_clock):
     sched.schedule("job", every=timedelta(hours=1))
     sched.listen_queue(lambda value: None, topic="job")
