@@ -113,6 +113,8 @@ class _Tick:
     broken: list[tuple[str, str]]
     claims: list[tuple[Delivery, float]]
     wake_at: float | None
+    #: Due work is waiting only for the rate limit (not idle: look again at ``wake_at``).
+    throttled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,14 +486,17 @@ class Scheduler:
             async with asyncio.timeout(timeout):
                 while True:
                     self._wake.clear()  # type: ignore[union-attr]
-                    progress, wake_at = await self._tick()
+                    progress, wake_at, throttled = await self._tick()
                     if self._in_flight:
                         await self._wait_for_event(self.poll_interval)
                         continue
                     now = self.clock.now()
                     if wake_at is None or wake_at > horizon:
-                        if now >= horizon:
+                        if now >= horizon and not throttled:
                             break
+                        if throttled:  # a due backlog drains at max_deliveries_per_second
+                            await self._sleep(wake_at - now)  # type: ignore[operator]
+                            continue
                         await self._sleep(horizon - now)
                         continue
                     if wake_at <= now:
@@ -538,7 +543,7 @@ class Scheduler:
         while not self._stopping:
             self._wake.clear()
             try:
-                _, wake_at = await self._tick()
+                _, wake_at, _ = await self._tick()
                 self._runtime_error = None
             except Exception as exc:  # e.g. disk full: keep the runtime alive, try again
                 self._runtime_error = _describe(exc)
@@ -550,8 +555,11 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._store_pool, functools.partial(fn, *args, **kwargs))
 
-    async def _tick(self) -> tuple[int, float | None]:
-        """Queue due schedule runs, start due messages; returns (progress, when to look again)."""
+    async def _tick(self) -> tuple[int, float | None, bool]:
+        """Queue due schedule runs, start due messages.
+
+        Returns (progress, when to look again, whether due work is held by the rate limit).
+        """
         topics = tuple(self._handlers)
         free = 0 if self._stopping else self.concurrency - len(self._in_flight)
         tick = await self._call_store(self._tick_in_store, topics, free)
@@ -560,7 +568,7 @@ class Scheduler:
             log.error("airq_nb scheduler paused schedule %r: %s", name, error)
         for delivery, scheduled_at in tick.claims:
             self._launch(delivery, scheduled_at)
-        return tick.planned + len(tick.claims), tick.wake_at
+        return tick.planned + len(tick.claims), tick.wake_at, tick.throttled
 
     def _tick_in_store(self, topics: tuple[str, ...], free: int) -> _Tick:
         """One trip to the store thread: plan schedules, claim what is due, find the next wake."""
@@ -571,8 +579,11 @@ class Scheduler:
         queued, planned, broken = plan_due_runs(self.store, now=now, horizon=horizon)
         claims: list[tuple[Delivery, float]] = []
         rate = self.max_deliveries_per_second
+        throttled = False
         while topics and len(claims) < free:
             if rate is not None and self._next_token > horizon:
+                due = self.store.next_due(topics=topics)
+                throttled = due is not None and due <= horizon
                 break
             claimed = self._claim(topics, horizon)
             if claimed is None:
@@ -582,7 +593,7 @@ class Scheduler:
                 self._next_token = max(self._next_token, now) + 1.0 / rate
         wake_at = self._next_wake(free - len(claims))
         self._note_writes(len(queued) + len(claims))
-        return _Tick(len(queued), planned, broken, claims, wake_at)
+        return _Tick(len(queued), planned, broken, claims, wake_at, throttled)
 
     def _claim(self, topics: tuple[str, ...], now: float) -> tuple[Delivery, float] | None:
         due = self.store.next_due(topics=topics)
