@@ -328,13 +328,19 @@ _CLAIM = (
     "enqueued_at, schedule"
 )
 _CLAIM_ANY_TOPIC = _CLAIM.format(topics="")
+# The batch form: the same selection, ``LIMIT ?`` rows, one commit (the last parameter).
+_CLAIM_MANY = _CLAIM.replace("WHERE id = (", "WHERE id IN (").replace("LIMIT 1)", "LIMIT ?)")
 
 
-def claim_statement(topics: Sequence[str] | None) -> str:
-    """The statement that leases the next due message (of ``topics``, if given)."""
+def claim_statement(topics: Sequence[str] | None, *, many: bool = False) -> str:
+    """The statement that leases the next due message (of ``topics``, if given).
+
+    With ``many`` it leases up to a number of messages given as its last parameter.
+    """
+    template = _CLAIM_MANY if many else _CLAIM
     if topics is None:
-        return _CLAIM_ANY_TOPIC
-    return _CLAIM.format(topics=f"AND topic IN ({','.join('?' * len(topics))}) ")
+        return _CLAIM_ANY_TOPIC if not many else template.format(topics="")
+    return template.format(topics=f"AND topic IN ({','.join('?' * len(topics))}) ")
 
 
 class UndeliverableRow(Exception):

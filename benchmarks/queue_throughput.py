@@ -137,6 +137,36 @@ class AirqOneCommit(Airq):
         return self.held is not None
 
 
+class AirqBatched(Airq):
+    """airq_nb consuming with ``claim_many`` + ``ack_many``: 8 leases, then 8 acks, per 2 commits."""
+
+    name = "airq_nb, claim_many/ack_many (8 per commit)"
+    deliver_only = True
+    batch_size = 8
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.held: list[airq_nb.Delivery] = []
+        self.done: list[airq_nb.Delivery] = []
+
+    def deliver(self) -> bool:
+        # One message "handled" per call; leases are taken and acks sent in batches.
+        if not self.held:
+            if self.done:
+                self.store.ack_many(self.done)
+                self.done = []
+            self.held = self.store.claim_many(self.batch_size)
+            if not self.held:
+                return False
+        self.done.append(self.held.pop(0))
+        return True
+
+    def close(self) -> None:
+        if self.done:
+            self.store.ack_many(self.done)
+        super().close()
+
+
 class Huey:
     """huey's SqliteStorage: ``enqueue``; ``dequeue`` (take and delete in one commit)."""
 
@@ -238,7 +268,15 @@ class LiteQueue:
         self.queue.conn.close()
 
 
-SYSTEMS: list[Callable[[Path], Any]] = [Raw, Airq, AirqOneCommit, Huey, PersistQueue, LiteQueue]
+SYSTEMS: list[Callable[[Path], Any]] = [
+    Raw,
+    Airq,
+    AirqOneCommit,
+    AirqBatched,
+    Huey,
+    PersistQueue,
+    LiteQueue,
+]
 
 
 def interleaved(

@@ -508,3 +508,48 @@ def test_bad_management_filters_are_refused(store: Store) -> None:
         store.queue.purge(topic=5)  # type: ignore[arg-type]
     with pytest.raises(airq_nb.InvalidValueError, match="now"):
         store.claim(now="later")  # type: ignore[arg-type]
+
+
+def test_claim_many_leases_a_batch_earliest_first(
+    clocked_store: Store, db_path: Path, fake_clock: FakeClock
+) -> None:
+    late = clocked_store.enqueue("late", delay=5)
+    ids = [clocked_store.enqueue(n, topic="work") for n in range(6)]
+    other = clocked_store.enqueue("other", topic="elsewhere")
+
+    batch = clocked_store.claim_many(4, topics=["work"])
+    assert [d.id for d in batch] == ids[:4]
+    assert all(d.attempt == 1 for d in batch)
+    # Another connection (another consumer) never gets a message of this batch.
+    with airq_nb.open_store(db_path, clock=fake_clock) as rival:
+        theirs = rival.claim_many(10)
+    assert [d.id for d in theirs] == [*ids[4:], other]
+    assert late not in {d.id for d in batch + theirs}
+
+    # Each message of a batch is its own delivery: fail one, ack the rest in one commit.
+    assert clocked_store.fail(batch[0], "boom") == "retry"
+    assert clocked_store.ack_many(batch[1:]) == 3
+    assert clocked_store.ack_many(batch[1:]) == 0  # already acked: nothing held
+    assert {m.id: m.state for m in clocked_store.queue.list()} == {
+        late: "queued",
+        batch[0].id: "queued",
+        **{d.id: "leased" for d in theirs},
+    }
+
+
+def test_claim_many_dead_letters_corrupt_rows_and_delivers_the_rest(
+    clocked_store: Store, db_path: Path
+) -> None:
+    good = [clocked_store.enqueue(n) for n in range(3)]
+    broken = clocked_store.enqueue("x")
+    _damage(db_path, "UPDATE queue SET value = '{not json' WHERE id = ?", (broken,))
+    assert [d.id for d in clocked_store.claim_many(10)] == good
+    assert clocked_store.queue.get(broken).state == "dead"
+
+
+@pytest.mark.parametrize("limit", [0, -1, 1.5, True, None])
+def test_claim_many_refuses_a_bad_limit(store: Store, limit: object) -> None:
+    store.enqueue("x")
+    with pytest.raises(airq_nb.InvalidValueError, match="limit"):
+        store.claim_many(limit)  # type: ignore[arg-type]
+    assert store.queue.list()[0].state == "queued"
