@@ -102,8 +102,9 @@ def test_script_tags_are_stored_verbatim_and_escaped_in_the_inspector(store: air
     (message,) = store.queue.list()
     assert message.value == {"html": hostile}
 
-    widgets = pytest.importorskip("airq_nb.widgets")
-    inspector = widgets.QueueInspector(store, autostart=False)
+    from airq_nb.widgets import QueueInspector
+
+    inspector = QueueInspector(store, autostart=False)
     inspector.refresh()
     shown = [
         child.value
