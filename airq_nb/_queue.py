@@ -320,14 +320,16 @@ def new_lease_token() -> str:
 _CLAIM = (
     "UPDATE queue SET state = 'leased', attempts = attempts + 1, lease_token = ?, "
     "lease_expires_at = ?, due_at = ? WHERE id = ("
+    # Queued messages are claimable up to a look-ahead horizon; an expired lease only once
+    # it has really expired (never from a holder that still has a few ms left).
     "SELECT id FROM queue WHERE state IN ('queued', 'leased') AND due_at <= ? "
+    "AND (state = 'queued' OR due_at <= ?) "
     "AND topic NOT IN (SELECT topic FROM paused_topics) "
     "AND NOT EXISTS (SELECT 1 FROM paused_topics WHERE topic = '*') {topics}"
     "ORDER BY due_at, id LIMIT 1) "
     "RETURNING id, topic, value, deliver_at, attempts, backoff_schedule, keys_if_undelivered, "
     "enqueued_at, schedule"
 )
-_CLAIM_ANY_TOPIC = _CLAIM.format(topics="")
 # The batch form: the same selection, ``LIMIT ?`` rows, one commit (the last parameter).
 _CLAIM_MANY = _CLAIM.replace("WHERE id = (", "WHERE id IN (").replace("LIMIT 1)", "LIMIT ?)")
 
@@ -339,7 +341,7 @@ def claim_statement(topics: Sequence[str] | None, *, many: bool = False) -> str:
     """
     template = _CLAIM_MANY if many else _CLAIM
     if topics is None:
-        return _CLAIM_ANY_TOPIC if not many else template.format(topics="")
+        return template.format(topics="")
     return template.format(topics=f"AND topic IN ({','.join('?' * len(topics))}) ")
 
 

@@ -578,21 +578,26 @@ class Store:
         topics: Collection[str] | None = None,
         lease_seconds: float = 30.0,
         now: float | None = None,
+        lookahead: float = 0.0,
     ) -> Delivery | None:
         """Lease the next due message (earliest first) to this consumer, or return ``None``.
 
         Until the lease expires no other consumer, in any process, gets the message; a
         consumer that dies loses it, and the message is delivered again. Corrupt rows met
-        on the way are dead-lettered, never raised.
+        on the way are dead-lettered, never raised. ``lookahead`` seconds let a scheduler
+        claim a queued message just before it is due (to start it on time); an expired
+        lease is only ever taken once it has expired.
         """
         lease_seconds = _queue.check_delay(lease_seconds, what="lease_seconds")
+        lookahead = _queue.check_delay(lookahead, what="lookahead")
         topic_list = _queue.check_topics(topics)
         sql = _queue.claim_statement(topic_list)
         now = self.now() if now is None else _check_time(now, what="now")
         expires = now + lease_seconds
+        params = [now + lookahead, now, *(topic_list or ())]
         while True:
             token = _queue.new_lease_token()
-            rows, _cursor = self._write(sql, [token, expires, expires, now, *(topic_list or ())])
+            rows, _cursor = self._write(sql, [token, expires, expires, *params])
             if not rows:
                 return None
             try:
@@ -630,7 +635,7 @@ class Store:
         token = _queue.new_lease_token()
         with self.transaction() as conn:
             rows = conn.execute(
-                sql, [token, expires, expires, now, *(topic_list or ()), limit]
+                sql, [token, expires, expires, now, now, *(topic_list or ()), limit]
             ).fetchall()
             deliveries: list[Delivery] = []
             for row in rows:

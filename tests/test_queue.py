@@ -553,3 +553,19 @@ def test_claim_many_refuses_a_bad_limit(store: Store, limit: object) -> None:
     with pytest.raises(airq_nb.InvalidValueError, match="limit"):
         store.claim_many(limit)  # type: ignore[arg-type]
     assert store.queue.list()[0].state == "queued"
+
+
+def test_lookahead_claims_a_queued_message_early_but_never_a_live_lease(
+    clocked_store: Store, fake_clock: FakeClock
+) -> None:
+    held = clocked_store.enqueue("held")
+    leased = _claim(clocked_store, lease_seconds=1.0)
+    assert leased.id == held
+    soon = clocked_store.enqueue("soon", delay=1.005)
+    fake_clock.advance(0.995)  # the lease has 5 ms left; "soon" is due in 10 ms
+    early = clocked_store.claim(lookahead=0.02)
+    assert early is not None and early.id == soon
+    assert clocked_store.claim(lookahead=0.02) is None  # the live lease is not taken
+    fake_clock.advance(0.006)
+    again = clocked_store.claim()
+    assert again is not None and again.id == held and again.attempt == 2
