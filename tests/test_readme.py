@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -52,3 +53,25 @@ def test_readme_cli_lines_parse():
     assert "run --until-idle" in lines and "run" in lines
     for line in lines:
         parser.parse_args(line.split())
+
+
+def test_readme_cron_recipe_runs_as_written_in_a_fresh_checkout(tmp_path, openmeteo_server):
+    line = next(ln.strip() for ln in README.splitlines() if ln.strip().startswith("5 * * * *"))
+    command = line.removeprefix("5 * * * * ").replace("\\%", "%")  # crontab escapes %
+    checkout = tmp_path / "airq_nb"
+    (checkout / "notebooks").mkdir(parents=True)
+    shutil.copy(ROOT / "notebooks" / "collector.ipynb", checkout / "notebooks")
+    (checkout / ".venv").symlink_to(ROOT / ".venv")
+    env = {
+        **os.environ,
+        "AIRQ_NB_DB": str(tmp_path / "cron.db"),
+        "AIRQ_NB_SOURCE": "open-meteo",
+        "AIRQ_NB_OPENMETEO_URL": openmeteo_server.url,
+    }
+    done = subprocess.run(
+        ["bash", "-c", command.replace("/path/to/airq_nb", str(checkout))],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, (checkout / "notebooks" / "out" / "cron.log").read_text()[-3000:]
+    assert len(list((checkout / "notebooks" / "out").glob("collector-*Z.ipynb"))) == 1
+    assert len(openmeteo_server.requests) == 1
