@@ -434,8 +434,10 @@ class Scheduler:
         running = [f.task for f in self._in_flight.values() if f.task is not None]
         if running and grace > 0:
             await asyncio.wait(running, timeout=grace)
-        await self._release_in_flight()
+        # The runtime finishes first: a store call it has under way may still come back
+        # with claims (it releases them, see _tick); then in-flight work goes back.
         await asyncio.gather(task, return_exceptions=True)
+        await self._release_in_flight()
         self._task = None
 
     def close(self) -> None:
@@ -566,6 +568,11 @@ class Scheduler:
         self._counts.scheduled_runs += tick.scheduled
         for name, error in tick.broken:
             log.error("airq_nb scheduler paused schedule %r: %s", name, error)
+        if self._stopping and tick.claims:
+            # stop() began while the store call was under way: give the claims back, so
+            # stop() never returns with a handler running or a message leased.
+            await self._call_store(self._release_claims, [d for d, _ in tick.claims])
+            return tick.planned, tick.wake_at, tick.throttled
         for delivery, scheduled_at in tick.claims:
             self._launch(delivery, scheduled_at)
         return tick.planned + len(tick.claims), tick.wake_at, tick.throttled
@@ -594,6 +601,11 @@ class Scheduler:
         wake_at = self._next_wake(free - len(claims))
         self._note_writes(len(queued) + len(claims))
         return _Tick(len(queued), planned, broken, claims, wake_at, throttled)
+
+    def _release_claims(self, deliveries: list[Delivery]) -> None:
+        with self.store.transaction():
+            for delivery in deliveries:
+                self.store.release(delivery)
 
     def _claim(self, topics: tuple[str, ...], now: float) -> tuple[Delivery, float] | None:
         due = self.store.next_due(topics=topics)

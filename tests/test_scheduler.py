@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sqlite3
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -433,6 +434,32 @@ def test_stop_gives_back_the_lease_of_unfinished_work(store):
     message = store.queue.get(message_id)
     assert message.state == "queued" and message.attempts == 0
     assert log_rows(store)[-1]["outcome"] == "released"
+
+
+def test_stop_while_a_claim_waits_for_the_write_lock_starts_nothing(store, db_path):
+    async def main():
+        sched = airq_nb.Scheduler(store)
+        seen = []
+        sched.listen_queue(seen.append)
+        message_id = store.enqueue("x")
+        rival = sqlite3.connect(db_path, isolation_level=None)  # another process writing
+        rival.execute("BEGIN IMMEDIATE")
+        try:
+            sched.start()
+            await asyncio.sleep(0.3)  # the runtime's claim now waits for the write lock
+            stopping = asyncio.ensure_future(sched.stop())
+            await asyncio.sleep(0.1)
+            assert not stopping.done()
+        finally:
+            rival.execute("ROLLBACK")
+            rival.close()
+        await stopping
+        # The claim that came back after stop() began is given back, not started.
+        return sched.status().in_flight, store.queue.get(message_id), seen
+
+    in_flight, message, seen = run(main())
+    assert in_flight == 0 and seen == []
+    assert message.state == "queued" and message.attempts == 0
 
 
 def test_run_until_idle_timeout_releases_work(store):
