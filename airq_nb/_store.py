@@ -151,7 +151,12 @@ class Store:
         self.path = path
         self.clock: Clock = clock or SystemClock()
         self.durability = durability
+        # Writes go through one connection under ``_lock``; reads through a second one under
+        # ``_read_lock``, so a read (a widget refresh, status()) never queues behind a write
+        # that is waiting out another process's lock. WAL lets the reader run meanwhile.
         self._lock = threading.RLock()
+        self._read_lock = threading.RLock()
+        self._writer_thread: int | None = None
         self._last_sweep = -math.inf
         self._busy_timeout = busy_timeout
         self._queue_listeners: list[Callable[[], None]] = []
@@ -177,6 +182,11 @@ class Store:
             self._conn.execute(f"PRAGMA synchronous = {durability.upper()}")
             self.db = sqlite_utils.Database(self._conn)
             self._create_schema()
+            self._reader = sqlite3.connect(
+                str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            self._reader.execute("PRAGMA query_only = ON")
+            self._reader.execute(f"PRAGMA synchronous = {durability.upper()}")
         except sqlite3.DatabaseError as exc:
             self._conn.close()
             raise StoreError(
@@ -289,20 +299,24 @@ class Store:
                 self._conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise self._translate(exc) from exc
+            self._writer_thread = threading.get_ident()
             try:
-                yield self._conn
-            except BaseException as exc:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error) and _is_environmental(exc):
+                try:
+                    yield self._conn
+                except BaseException as exc:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    if isinstance(exc, sqlite3.Error) and _is_environmental(exc):
+                        raise self._translate(exc) from exc
+                    raise
+                try:
+                    self._conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
                     raise self._translate(exc) from exc
-                raise
-            try:
-                self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise self._translate(exc) from exc
+            finally:
+                self._writer_thread = None
 
     def _translate(self, exc: sqlite3.Error) -> Exception:
         """Our error for a failure of the file or of the lock; programming errors stay as they are."""
@@ -336,12 +350,25 @@ class Store:
         )
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Run one read statement (parameterised) and return all its rows."""
-        with self._lock:
+        """Run one read statement (parameterised) and return all its rows.
+
+        Inside this thread's own :meth:`transaction` it sees that transaction's writes;
+        anywhere else it reads the last committed state without waiting for writers.
+        """
+        with self._reading() as conn:
             try:
-                return self._conn.execute(sql, params).fetchall()
+                return conn.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
                 raise self._translate(exc) from exc
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        if self._writer_thread == threading.get_ident():
+            with self._lock:
+                yield self._conn
+        else:
+            with self._read_lock:
+                yield self._reader
 
     def _write(self, sql: str, params: Sequence[Any]) -> tuple[list[Any], sqlite3.Cursor]:
         """Run one write statement: its own commit, or part of the caller's open transaction.
@@ -381,15 +408,20 @@ class Store:
                 log.exception("an on_queue_change callback failed")
 
     def data_version(self) -> int:
-        """A number that changes whenever another connection commits to the file.
+        """A number that changes whenever a commit changes the file (any process's, or ours).
 
         Cheap enough to poll: the scheduler uses it to notice work from other processes.
         """
-        return self.execute("PRAGMA data_version")[0][0]
+        with self._read_lock:
+            try:
+                return self._reader.execute("PRAGMA data_version").fetchone()[0]
+            except sqlite3.Error as exc:
+                raise self._translate(exc) from exc
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._read_lock:
             self._conn.close()
+            self._reader.close()
 
     def __enter__(self) -> Store:
         return self
@@ -439,14 +471,17 @@ class Store:
 
     def get_many(self, keys: Sequence[Key]) -> list[Entry]:
         """Entries for several keys, read in one consistent snapshot."""
-        with self._lock:
-            if self._conn.in_transaction:
+        with self._reading() as conn:
+            if conn.in_transaction:
                 return [self.get(key) for key in keys]
-            self.execute("BEGIN")
             try:
-                return [self.get(key) for key in keys]
-            finally:
-                self._conn.execute("COMMIT")
+                conn.execute("BEGIN")
+                try:
+                    return [self.get(key) for key in keys]
+                finally:
+                    conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise self._translate(exc) from exc
 
     def set(self, key: Key, value: Any, *, expire_in: float | None = None) -> CommitResult:
         """Store ``value`` (JSON) at ``key``; with ``expire_in`` seconds it disappears after that."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -214,3 +216,30 @@ def test_durability_sets_wal_and_synchronous(db_path: Path) -> None:
         assert full.execute("PRAGMA synchronous") == [(2,)]
         full.set(("k",), 1)
         assert full.get(("k",)).value == 1
+
+
+def test_reads_do_not_wait_behind_a_write_that_waits_for_another_process(db_path: Path) -> None:
+    with airq_nb.open_store(db_path, busy_timeout=30) as store:
+        store.set(("k",), "before")
+        other = sqlite3.connect(db_path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        started = threading.Event()
+
+        def write() -> None:
+            started.set()
+            store.set(("k",), "after")  # waits for `other`, holding the store's write lock
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        started.wait()
+        time.sleep(0.2)  # let the writer reach SQLite's busy wait
+        try:
+            # These would block for as long as the writer waits if reads shared its lock.
+            assert store.get(("k",)).value == "before"
+            assert store.queue.counts().total == 0
+            assert writer.is_alive(), "the read returned while the write was still waiting"
+        finally:
+            other.execute("COMMIT")
+            other.close()
+            writer.join(30)
+        assert store.get(("k",)).value == "after"
