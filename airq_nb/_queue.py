@@ -39,7 +39,7 @@ MAX_BACKOFF_SECONDS = 24 * 3600.0
 FailOutcome = Literal["retry", "dead", "lost"]
 MessageState = Literal["queued", "leased", "dead"]
 
-_MESSAGE_COLUMNS = (
+MESSAGE_COLUMNS = (
     "id, topic, value, state, deliver_at, attempts, backoff_schedule, keys_if_undelivered, "
     "last_error, enqueued_at, lease_expires_at, dedup_key, schedule, dead_at"
 )
@@ -529,6 +529,3 @@ def row_to_message(row: Sequence[Any], paused_topics: Collection[str]) -> Messag
         max_attempts=max_attempts,
         corrupt=corrupt,
     )
-
-
-MESSAGE_COLUMNS = _MESSAGE_COLUMNS

@@ -1007,7 +1007,9 @@ class QueueManager:
             if topic is None:
                 conn.execute("DELETE FROM paused_topics")
             else:
-                conn.execute("DELETE FROM paused_topics WHERE topic = ?", (topic,))
+                conn.execute(
+                    "DELETE FROM paused_topics WHERE topic = ?", (_queue.check_topic(topic),)
+                )
         self._store._queue_changed()
 
     def paused_topics(self) -> tuple[str, ...]:
@@ -1076,6 +1078,8 @@ def _check_id(message_id: object) -> int:
         raise InvalidValueError(
             f"message ids are integers (Message.id, Delivery.id), got {message_id!r}"
         )
+    if not -(2**63) <= message_id < 2**63:
+        raise _not_found(message_id)  # SQLite ids are 64-bit: no message can have this one
     return message_id
 
 

@@ -569,3 +569,14 @@ def test_lookahead_claims_a_queued_message_early_but_never_a_live_lease(
     fake_clock.advance(0.006)
     again = clocked_store.claim()
     assert again is not None and again.id == held and again.attempt == 2
+
+
+def test_out_of_range_ids_and_non_string_topics_get_our_errors(store: Store) -> None:
+    kept = store.enqueue("kept")
+    for verb in (store.queue.get, store.queue.delete, store.queue.redrive):
+        with pytest.raises(airq_nb.MessageNotFoundError):
+            verb(2**70)
+    for verb in (store.queue.pause, store.queue.resume):
+        with pytest.raises(airq_nb.InvalidValueError, match="topic"):
+            verb(["collect"])  # type: ignore[arg-type]
+    assert store.queue.get(kept).value == "kept" and store.queue.paused_topics() == ()
