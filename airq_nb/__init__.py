@@ -34,7 +34,7 @@ from ._errors import (
     SourceUnavailableError,
     StoreError,
 )
-from ._queue import DEFAULT_BACKOFF_SCHEDULE, Delivery, Message, QueueCounts
+from ._queue import DEFAULT_BACKOFF_SCHEDULE, DeadLettered, Delivery, Message, QueueCounts
 from ._readings import read_readings
 from ._scheduler import RunSummary, Scheduler, scheduler_for
 from ._schedules import ScheduleInfo
@@ -63,6 +63,7 @@ __all__ = [
     "CollectionFailedError",
     "CommitResult",
     "ConfigurationError",
+    "DeadLettered",
     "Delivery",
     "Entry",
     "FakeClock",

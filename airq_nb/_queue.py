@@ -21,6 +21,7 @@ __all__ = [
     "MAX_BACKOFF_ENTRIES",
     "MAX_BACKOFF_SECONDS",
     "MAX_DELAY_SECONDS",
+    "DeadLettered",
     "Delivery",
     "FailOutcome",
     "Message",
@@ -345,14 +346,32 @@ def claim_statement(topics: Sequence[str] | None, *, many: bool = False) -> str:
     return template.format(topics=f"AND topic IN ({','.join('?' * len(topics))}) ")
 
 
+@dataclass(frozen=True, slots=True)
+class DeadLettered:
+    """A message the store dead-lettered while claiming (a corrupt row, or a lease that
+    expired on its last attempt), so a consumer can log it; fields are best-effort."""
+
+    id: int
+    topic: str | None
+    schedule: str | None
+    attempt: int | None
+    deliver_at: float | None
+    error: str
+
+
 class UndeliverableRow(Exception):
     """A leased row that must become a dead letter instead of a delivery."""
 
-    def __init__(self, msg_id: int, error: str, *, write_undelivered: bool) -> None:
-        super().__init__(error)
-        self.msg_id = msg_id
-        self.error = error
+    def __init__(self, dead: DeadLettered, *, write_undelivered: bool) -> None:
+        super().__init__(dead.error)
+        self.dead = dead
+        self.msg_id = dead.id
+        self.error = dead.error
         self.write_undelivered = write_undelivered
+
+
+def _or_none(value: Any, kind: type) -> Any:
+    return value if isinstance(value, kind) and not isinstance(value, bool) else None
 
 
 def delivery_from_claimed(row: Sequence[Any], lease_token: str, expires: float) -> Delivery:
@@ -384,17 +403,23 @@ def delivery_from_claimed(row: Sequence[Any], lease_token: str, expires: float) 
         if schedule is not None and not isinstance(schedule, str):
             raise ValueError(f"schedule is {schedule!r}")
     except (TypeError, ValueError) as exc:
-        raise UndeliverableRow(
-            msg_id, f"corrupt queue row, not delivered: {exc}", write_undelivered=False
-        ) from None
+        dead = DeadLettered(
+            msg_id,
+            _or_none(topic, str),
+            _or_none(schedule, str),
+            _or_none(attempt, int),
+            _or_none(deliver_at, float),
+            f"corrupt queue row, not delivered: {exc}",
+        )
+        raise UndeliverableRow(dead, write_undelivered=False) from None
     max_attempts = len(backoff) + 1
     if attempt > max_attempts:
-        raise UndeliverableRow(
-            msg_id,
+        error = (
             f"lease expired on attempt {max_attempts} of {max_attempts}: "
-            "the consumer died or hung while handling it",
-            write_undelivered=True,
+            "the consumer died or hung while handling it"
         )
+        dead = DeadLettered(msg_id, topic, schedule, max_attempts, deliver_at, error)
+        raise UndeliverableRow(dead, write_undelivered=True)
     return Delivery(
         id=msg_id,
         topic=topic,

@@ -32,7 +32,7 @@ from ._errors import (
 )
 from ._json import dump_value, load_value
 from ._keys import Key, decode_key, encode_key, prefix_range
-from ._queue import Delivery, FailOutcome, Message, PreparedMessage, QueueCounts
+from ._queue import DeadLettered, Delivery, FailOutcome, Message, PreparedMessage, QueueCounts
 
 log = logging.getLogger("airq_nb.store")
 
@@ -614,6 +614,7 @@ class Store:
         lease_seconds: float = 30.0,
         now: float | None = None,
         lookahead: float = 0.0,
+        on_dead_letter: Callable[[DeadLettered], None] | None = None,
     ) -> Delivery | None:
         """Lease the next due message (earliest first) to this consumer, or return ``None``.
 
@@ -621,7 +622,9 @@ class Store:
         consumer that dies loses it, and the message is delivered again. Corrupt rows met
         on the way are dead-lettered, never raised. ``lookahead`` seconds let a scheduler
         claim a queued message just before it is due (to start it on time); an expired
-        lease is only ever taken once it has expired.
+        lease is only ever taken once it has expired. ``on_dead_letter`` is called, inside
+        the dead-lettering transaction, for each message dead-lettered on the way (so a
+        consumer can log it atomically with it).
         """
         lease_seconds = _queue.check_delay(lease_seconds, what="lease_seconds")
         lookahead = _queue.check_delay(lookahead, what="lookahead")
@@ -639,13 +642,7 @@ class Store:
                 return _queue.delivery_from_claimed(rows[0], token, expires)
             except _queue.UndeliverableRow as bad:
                 with self.transaction() as conn:
-                    _queue.dead_letter_claimed(
-                        conn,
-                        bad,
-                        token,
-                        now,
-                        lambda keys, value_json: self._write_raw(conn, keys, value_json),
-                    )
+                    self._dead_letter_claimed(conn, bad, token, now, on_dead_letter)
 
     def claim_many(
         self,
@@ -654,6 +651,7 @@ class Store:
         topics: Collection[str] | None = None,
         lease_seconds: float = 30.0,
         now: float | None = None,
+        on_dead_letter: Callable[[DeadLettered], None] | None = None,
     ) -> list[Delivery]:
         """Lease up to ``limit`` due messages in one commit, earliest first.
 
@@ -677,16 +675,28 @@ class Store:
                 try:
                     deliveries.append(_queue.delivery_from_claimed(row, token, expires))
                 except _queue.UndeliverableRow as bad:
-                    _queue.dead_letter_claimed(
-                        conn,
-                        bad,
-                        token,
-                        now,
-                        lambda keys, value_json: self._write_raw(conn, keys, value_json),
-                    )
+                    self._dead_letter_claimed(conn, bad, token, now, on_dead_letter)
         # RETURNING gives rows in no promised order; deliver earliest first, as claim() does.
         deliveries.sort(key=lambda d: (d.deliver_at, d.id))
         return deliveries
+
+    def _dead_letter_claimed(
+        self,
+        conn: sqlite3.Connection,
+        bad: _queue.UndeliverableRow,
+        token: str,
+        now: float,
+        on_dead_letter: Callable[[DeadLettered], None] | None,
+    ) -> None:
+        _queue.dead_letter_claimed(
+            conn,
+            bad,
+            token,
+            now,
+            lambda keys, value_json: self._write_raw(conn, keys, value_json),
+        )
+        if on_dead_letter is not None:
+            on_dead_letter(bad.dead)
 
     def ack_many(self, deliveries: Sequence[Delivery]) -> int:
         """Ack several deliveries in one commit; returns how many leases were still held."""

@@ -580,3 +580,24 @@ def test_out_of_range_ids_and_non_string_topics_get_our_errors(store: Store) -> 
         with pytest.raises(airq_nb.InvalidValueError, match="topic"):
             verb(["collect"])  # type: ignore[arg-type]
     assert store.queue.get(kept).value == "kept" and store.queue.paused_topics() == ()
+
+
+def test_on_dead_letter_reports_rows_dead_lettered_while_claiming(
+    clocked_store: Store, db_path: Path, fake_clock: FakeClock
+) -> None:
+    dying = clocked_store.enqueue("y", topic="t", backoff_schedule=[], schedule="job")
+    assert _claim(clocked_store, lease_seconds=1).id == dying  # its only attempt; then it dies
+    broken = clocked_store.enqueue("x", topic="t")
+    _damage(db_path, "UPDATE queue SET value = '{not json' WHERE id = ?", (broken,))
+    seen: list[airq_nb.DeadLettered] = []
+
+    def log(dead: airq_nb.DeadLettered) -> None:
+        seen.append(dead)
+        clocked_store.set(("logged", dead.id), dead.error)  # joins the dead-lettering commit
+
+    fake_clock.advance(2)
+    assert clocked_store.claim(on_dead_letter=log) is None
+    assert [(d.id, d.topic, d.schedule) for d in seen] == [(broken, "t", None), (dying, "t", "job")]
+    assert "corrupt queue row" in seen[0].error and seen[1].attempt == 1
+    assert "lease expired" in clocked_store.get(("logged", dying)).value
+    assert {m.id: m.state for m in clocked_store.queue.list()} == {broken: "dead", dying: "dead"}
