@@ -230,6 +230,12 @@ async def _get_json(
             f"{source} sent a reply that is not valid JSON ({shown}): {exc}; "
             f"it begins {_snippet(text, secret)}"
         ) from None
+    except RecursionError:
+        # Deeply nested arrays or objects exhaust the parser's stack; no real reply nests so.
+        raise MalformedReplyError(
+            f"{source} sent JSON nested too deeply to read ({shown}); "
+            f"it begins {_snippet(text, secret)}"
+        ) from None
 
 
 @functools.cache
@@ -282,7 +288,7 @@ def _error_detail(response: httpx.Response, secret: str | None) -> str:
     # Both APIs explain errors in JSON: OWM {"cod", "message"}, Open-Meteo {"error", "reason"}.
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return ""
     if isinstance(body, dict):
         for key in ("reason", "message"):

@@ -10,8 +10,10 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
+import traceback
 from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
 from datetime import datetime
@@ -411,4 +413,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except OSError as exc:
         _error(f"{exc}")
+        return 1
+    except Exception as exc:
+        # A bug (ours or a third-party source's): cron mails and logs want one line, a
+        # developer wants the traceback, so AIRQ_NB_DEBUG=1 shows it above that line.
+        if os.environ.get("AIRQ_NB_DEBUG", "").strip() not in ("", "0"):
+            traceback.print_exc()
+            hint = ""
+        else:
+            hint = "; set AIRQ_NB_DEBUG=1 to see the traceback"
+        _error(f"unexpected {type(exc).__name__}: {exc}{hint}")
         return 1

@@ -49,6 +49,7 @@ MALFORMED_KINDS = (
     "outside_window",  # an hour before the window asked for
     "non_hourly",  # a time at half past
     "missing_field",  # a required field left out
+    "deep",  # arrays nested 100,000 deep (valid JSON that exhausts a recursive parser)
 )
 
 Value = float | None | Callable[[int], float | None]
@@ -313,6 +314,9 @@ def _with_nan(body: Any) -> tuple[str, str]:
     return json.dumps(body).replace(f'"{_NAN_MARK}"', "NaN"), "application/json"
 
 
+# Valid JSON, but deeper than Python's json module (or any sane reply) goes.
+DEEP_JSON = "[" * 100_000 + "]" * 100_000
+
 _HTML = (
     "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
     "<body><h1>Bad Gateway</h1><p>nginx</p></body></html>"
@@ -379,6 +383,8 @@ class FakeOpenWeatherMap(FakeServer):
             return _HTML, "text/html; charset=utf-8"
         if kind == "not_json":
             return "Internal error, please try later", "text/plain"
+        if kind == "deep":
+            return DEEP_JSON, "application/json"
         if kind == "missing_field":
             del items[len(items) // 2]["components"]["pm2_5"]
         elif kind == "wrong_types":
@@ -470,6 +476,8 @@ class FakeOpenMeteo(FakeServer):
             return _HTML, "text/html; charset=utf-8"
         if kind == "not_json":
             return "Internal error, please try later", "text/plain"
+        if kind == "deep":
+            return DEEP_JSON, "application/json"
         if kind == "missing_field":
             del hourly["pm2_5"]
         elif kind == "wrong_types":

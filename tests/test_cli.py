@@ -248,3 +248,39 @@ def test_fake_api_env_selects_openweathermap_in_a_subprocess(
 def test_unusable_base_url_is_a_configuration_error(cli):
     line = one_line_error(cli("collect", extra_env={"AIRQ_NB_OPENMETEO_URL": "notaurl"}))
     assert "must start with http:// or https://" in line
+
+
+def test_deeply_nested_reply_fails_with_one_line(cli, db_path, openmeteo_server):
+    openmeteo_server.malform("deep")
+    line = one_line_error(cli("collect", "--once"))
+    assert "nested too deeply" in line and "Traceback" not in line
+    assert readings(db_path).empty
+
+
+class _BrokenSource:
+    """A third-party source with a bug: it raises something that is no SourceError."""
+
+    name = "broken"
+
+    async def fetch(self, location, *, start, end):
+        raise KeyError("pm2_5")
+
+
+@pytest.mark.parametrize("debug", [None, "1"])
+def test_an_unexpected_error_is_one_line_unless_debugging(db_path, capsys, monkeypatch, debug):
+    from airq_nb import _sources
+    from airq_nb.cli import main
+
+    monkeypatch.setitem(_sources.SOURCES, "broken", lambda url, key, timeout: _BrokenSource())
+    monkeypatch.setenv("AIRQ_NB_SOURCE", "broken")
+    if debug is None:
+        monkeypatch.delenv("AIRQ_NB_DEBUG", raising=False)
+    else:
+        monkeypatch.setenv("AIRQ_NB_DEBUG", debug)
+    assert main(["--db", str(db_path), "collect", "--once"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith("airq-nb: error: unexpected KeyError: 'pm2_5'")
+    if debug is None:
+        assert len(err) == 1 and "AIRQ_NB_DEBUG=1" in err[0]
+    else:
+        assert err[0] == "Traceback (most recent call last):" and len(err) > 2

@@ -239,7 +239,16 @@ def test_slow_server_times_out_and_writes_nothing(clocked_store, openmeteo_serve
 
 @pytest.mark.parametrize(
     "kind",
-    ["truncated", "html", "wrong_types", "negative", "absurd", "outside_window", "missing_field"],
+    [
+        "truncated",
+        "html",
+        "wrong_types",
+        "negative",
+        "absurd",
+        "outside_window",
+        "missing_field",
+        "deep",
+    ],
 )
 def test_malformed_reply_writes_nothing_and_keeps_old_data(
     clocked_store, fake_clock, owm, openweathermap_server, kind

@@ -9,6 +9,7 @@ from email.utils import format_datetime
 
 import pytest
 from fake_sources import (
+    DEEP_JSON,
     MALFORMED_KINDS,
     FakeOpenMeteo,
     FakeOpenWeatherMap,
@@ -100,6 +101,7 @@ EXPECTED_PROBLEM = {
     "outside_window": "outside the window",
     "non_hourly": "not on the hour",
     "missing_field": "has no 'pm2_5' field",
+    "deep": "nested too deeply",
 }
 
 
@@ -115,6 +117,13 @@ def test_each_malformed_reply_is_rejected_with_its_problem_named(kind, which, re
     )
     with pytest.raises(airq_nb.MalformedReplyError, match=EXPECTED_PROBLEM[kind]):
         fetch(source)
+
+
+def test_a_deeply_nested_error_body_still_gives_the_status_error(openmeteo_server):
+    # The error's detail is read from the body too; nesting there must not escape either.
+    openmeteo_server.fail(502, body=DEEP_JSON)
+    with pytest.raises(airq_nb.SourceUnavailableError, match="HTTP 502"):
+        fetch(airq_nb.OpenMeteoSource(base_url=openmeteo_server.url))
 
 
 def test_duplicate_hours_are_malformed(openweathermap_server):
