@@ -158,8 +158,9 @@ class Scheduler:
 
     ``concurrency`` bounds handlers running at once and ``max_deliveries_per_second`` the
     rate at which a backlog is started (flood control). A handler's lease is extended while
-    it runs; one that runs longer than ``handler_timeout`` counts as failed. Delivery log
-    rows older than ``log_retention`` are deleted.
+    it runs; one that runs longer than ``handler_timeout`` counts as failed (an async one is
+    cancelled then; a sync one keeps its lease until its thread returns, see
+    :meth:`listen_queue`). Delivery log rows older than ``log_retention`` are deleted.
     """
 
     def __init__(
@@ -223,9 +224,11 @@ class Scheduler:
         """Deliver messages of ``topic`` to ``handler`` (sync handlers run in a thread).
 
         A different handler already listening on ``topic`` is replaced with a warning; the
-        same function defined again (a re-run notebook cell) replaces it silently. A sync
-        handler that overruns ``handler_timeout`` is failed but keeps running in its thread
-        (Python cannot stop a thread); what it returns then is ignored.
+        same function defined again (a re-run notebook cell) replaces it silently. An async
+        handler that overruns ``handler_timeout`` is cancelled and its attempt failed. A sync
+        one cannot be stopped (Python cannot stop a thread): a warning is logged, its message
+        stays leased until the thread returns, and then the attempt counts as failed ("handler
+        timed out"), so a retry or the next scheduled run never overlaps it.
         """
         if not callable(handler):
             raise SchedulerError(f"handler must be callable, got {type(handler).__name__}")
@@ -673,24 +676,59 @@ class Scheduler:
         handler = self._handlers.get(delivery.topic)
         if handler is None:
             return _Failure(f"no handler for topic {delivery.topic!r} in this scheduler")
+        timed_out = _Failure(f"handler timed out after {self.handler_timeout:g} s")
         try:
-            async with asyncio.timeout(self.handler_timeout) as deadline:
-                if _is_async(handler):
-                    result = await handler(delivery.value)
-                else:
-                    result = await self._in_thread(handler, delivery.value)
-                    if inspect.isawaitable(result):
-                        await result
-        except TimeoutError as exc:
-            if deadline.expired():
-                return _Failure(f"handler timed out after {self.handler_timeout:g} s")
-            return _Failure(_describe(exc))
+            if _is_async(handler):
+                try:
+                    async with asyncio.timeout(self.handler_timeout) as deadline:
+                        await handler(delivery.value)
+                except TimeoutError:
+                    if deadline.expired():  # not the handler's own TimeoutError
+                        return timed_out
+                    raise
+            elif not await self._run_sync(handler, delivery):
+                return timed_out
         except SourceError as exc:
             return _Failure(_describe(exc), exc.retryable, _retry_in(exc.retry_after))
         except Exception as exc:
             log.info("handler for %r failed: %s", delivery.topic, _describe(exc))
             return _Failure(_describe(exc))
         return None
+
+    async def _run_sync(self, handler: Handler, delivery: Delivery) -> bool:
+        """Run a sync handler in its thread; False if it overran ``handler_timeout``.
+
+        Python cannot stop a thread, so an overrunning one keeps its message leased (and
+        its schedule's next run waiting) until it returns: two runs never overlap.
+        """
+        future = self._in_thread(handler, delivery.value)
+        try:
+            async with asyncio.timeout(self.handler_timeout) as deadline:
+                result = await asyncio.shield(future)
+                if inspect.isawaitable(result):
+                    await result
+            return True
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+        except asyncio.CancelledError:
+            future.cancel()  # nobody waits for the thread's result now (stop())
+            raise
+        log.warning(
+            "handler for topic %r is still running after handler_timeout (%g s); message %d "
+            "stays leased until it returns, then the attempt counts as failed",
+            delivery.topic,
+            self.handler_timeout,
+            delivery.id,
+        )
+        try:
+            await future
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception:  # the attempt already counts as timed out
+            pass
+        return False
 
     def _in_thread(self, fn: Callable[[Any], Any], value: Any) -> Awaitable[Any]:
         """Run a sync handler on its own daemon thread, so a hung one never blocks others."""

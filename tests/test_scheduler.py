@@ -413,6 +413,37 @@ def test_handler_timeout_fails_the_attempt(store):
     assert log_rows(store)[0]["error"] == "handler timed out after 0.2 s"
 
 
+def test_a_timed_out_sync_handler_keeps_its_message_until_its_thread_returns(store):
+    lock = threading.Lock()
+    calls = running = peak = 0
+
+    def slow_first_time(value):
+        nonlocal calls, running, peak
+        with lock:
+            calls += 1
+            running += 1
+            peak = max(peak, running)
+            first = calls == 1
+        if first:
+            time.sleep(0.7)  # overruns the 0.2 s timeout and the 0.1 s retry delay
+        with lock:
+            running -= 1
+
+    async def main():
+        sched = airq_nb.Scheduler(store, handler_timeout=0.2)
+        sched.listen_queue(slow_first_time)
+        store.enqueue("x", backoff_schedule=[0.1])
+        return await sched.run_until_idle(timeout=10, until=timedelta(seconds=1.2))
+
+    summary = run(main())
+    assert peak == 1  # the retry never overlapped the first run's thread
+    rows = log_rows(store)
+    assert [r["outcome"] for r in rows] == ["retry", "ok"]
+    assert rows[0]["error"] == "handler timed out after 0.2 s"
+    assert rows[0]["finished_at"] - rows[0]["started_at"] >= timedelta(seconds=0.7)
+    assert summary.delivered == 1 and summary.failed == 1
+
+
 def test_stop_gives_back_the_lease_of_unfinished_work(store):
     async def main():
         sched = airq_nb.Scheduler(store)
