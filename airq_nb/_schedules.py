@@ -9,8 +9,10 @@ lives in ``_scheduler.py``; everything here is plain functions over a store.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,8 +32,6 @@ from ._json import dump_value, load_value
 from ._queue import check_backoff, check_topic
 
 if TYPE_CHECKING:
-    import sqlite3
-
     from ._store import Store
 
 __all__ = [
@@ -65,6 +65,11 @@ MAX_NAME_LENGTH = 200
 _IN_FLIGHT = (
     "EXISTS (SELECT 1 FROM queue q WHERE q.id = s.run_id AND q.state IN ('queued', 'leased'))"
 )
+
+
+#: What a damaged schedule definition raises when planned (croniter errors are ValueErrors,
+#: an unknown stored time zone a KeyError); a failing store is never one of these.
+_DEFINITION_ERRORS = (ValueError, TypeError, KeyError, ZoneInfoNotFoundError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,6 +476,8 @@ def plan_due_runs(
         ).fetchall()
         for row in rows:
             name, every_seconds, cron, tz, misfire, max_catch_up, next_run_at = (row[0], *row[4:])
+            # Each row in its own savepoint: a row that fails half-way leaves no trace.
+            conn.execute("SAVEPOINT plan_row")
             try:
                 spec = ScheduleSpec(every_seconds=every_seconds, cron=cron, tz=tz)
                 slot, following = plan_slot(
@@ -483,7 +490,9 @@ def plan_due_runs(
                 if slot is not None:
                     delay = max(0.0, slot - now)
                     queued.append(_enqueue_run(store, conn, row[:4], slot, delay=delay))
-            except Exception as exc:  # a damaged row must not stop the other schedules
+            except _DEFINITION_ERRORS as exc:  # a damaged row must not stop the other schedules
+                conn.execute("ROLLBACK TO plan_row")
+                conn.execute("RELEASE plan_row")
                 error = f"cannot plan schedule {name!r}: {type(exc).__name__}: {exc}"
                 conn.execute(
                     "UPDATE schedules SET paused = 1, last_outcome = 'error', last_error = ? "
@@ -492,7 +501,15 @@ def plan_due_runs(
                 )
                 broken.append((name, error))
                 continue
+            except BaseException:
+                # The store failed (locked, disk full): nothing is marked; the runtime retries.
+                # (SQLite may have rolled the whole transaction back already.)
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK TO plan_row")
+                    conn.execute("RELEASE plan_row")
+                raise
             conn.execute("UPDATE schedules SET next_run_at = ? WHERE name = ?", (following, name))
+            conn.execute("RELEASE plan_row")
     return queued, len(rows), broken
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import airq_nb
-from airq_nb._schedules import ScheduleSpec, parse_spec, plan_slot
+from airq_nb._schedules import ScheduleSpec, parse_spec, plan_due_runs, plan_slot
 
 HOUR = 3600.0
 T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
@@ -218,3 +219,37 @@ def test_cron_plan_never_runs_more_than_allowed_and_moves_forward(now, misfire, 
         if misfire == "catch_up":
             assert len(spec.latest_slots(low=slot, high=now, limit=10)) <= 3
     assert following > now or misfire == "catch_up"
+
+
+def test_a_failing_store_while_planning_never_pauses_the_schedule(clocked_store, fake_clock):
+    sched = airq_nb.Scheduler(clocked_store, clock=fake_clock)
+    sched.schedule("job", every=timedelta(hours=1))
+    fake_clock.advance(3600)
+    # The queue write fails (as on a full disk or an I/O error) for as long as this trigger lives.
+    clocked_store.db.execute(
+        "CREATE TEMP TRIGGER fail_writes BEFORE INSERT ON queue "
+        "BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END"
+    )
+    with pytest.raises((airq_nb.StoreError, sqlite3.Error)):
+        plan_due_runs(clocked_store, now=fake_clock.now())
+    info = sched.get_schedule("job")
+    assert not info.paused and info.last_outcome is None and info.last_error is None
+    assert clocked_store.queue.counts().total == 0
+    clocked_store.db.execute("DROP TRIGGER fail_writes")
+    queued, planned, broken = plan_due_runs(clocked_store, now=fake_clock.now())
+    assert len(queued) == 1 and planned == 1 and broken == []
+
+
+def test_a_damaged_definition_pauses_only_that_schedule(clocked_store, fake_clock):
+    sched = airq_nb.Scheduler(clocked_store, clock=fake_clock)
+    sched.schedule("good", every=timedelta(hours=1))
+    sched.schedule("bad", cron="0 * * * *")
+    with clocked_store.transaction() as conn:
+        conn.execute("UPDATE schedules SET tz = 'Not/AZone' WHERE name = 'bad'")
+    fake_clock.advance(3600)
+    queued, _, broken = plan_due_runs(clocked_store, now=fake_clock.now())
+    assert len(queued) == 1 and [name for name, _ in broken] == ["bad"]
+    bad = sched.get_schedule("bad")
+    assert bad.paused and bad.last_outcome == "error"
+    assert "registering the schedule again" in bad.last_error
+    assert not sched.get_schedule("good").paused
