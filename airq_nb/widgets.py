@@ -376,9 +376,13 @@ class QueueInspector(PeriodicRefresh, w.VBox):
         """Re-drive the ticked dead letters, or every dead letter in the topic filter."""
 
         def redrive() -> str:
-            dead = {m.id for m in self._messages if m.state == "dead"}
-            chosen = sorted(self.selected & dead)
-            if chosen:
+            if self.selected:
+                # Ticked messages limit the action to them, even when none of them is dead:
+                # falling back to "all" would re-drive letters the user did not pick.
+                dead = {m.id for m in self._messages if m.state == "dead"}
+                chosen = sorted(self.selected & dead)
+                if not chosen:
+                    return "None of the ticked messages is a dead letter: nothing re-driven."
                 for message_id in chosen:
                     self.store.queue.redrive(message_id)
                     self.selected.discard(message_id)

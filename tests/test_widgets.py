@@ -140,6 +140,18 @@ def test_redrive_ticked_dead_letters_or_all_of_them(store):
     assert store.queue.get(third).state == "dead"
 
 
+def test_redrive_with_only_live_messages_ticked_redrives_nothing(store):
+    first = make_dead(store, {"n": 1})
+    second = make_dead(store, {"n": 2})
+    live = store.enqueue({"n": 3}, topic="collect", delay=60)
+    panel = inspector(store)
+    tick(panel, live)
+    panel.redrive_button.click()
+    assert {store.queue.get(i).state for i in (first, second)} == {"dead"}
+    assert store.queue.get(live).state == "queued"
+    assert panel.result.value == "None of the ticked messages is a dead letter: nothing re-driven."
+
+
 def test_state_filter_shows_only_that_state(store):
     store.enqueue({"n": 1}, topic="later", delay=60)
     dead = make_dead(store, {"n": 2})
