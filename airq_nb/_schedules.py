@@ -280,12 +280,17 @@ def ensure_schedules_table(store: Store) -> None:
                 "run_slot": float,
                 "created_at": float,
                 "updated_at": float,
+                "broken": int,
             },
             pk="name",
-            not_null={"tz", "topic", "message", "misfire", "max_catch_up", "paused"},
-            defaults={"paused": 0},
+            not_null={"tz", "topic", "message", "misfire", "max_catch_up", "paused", "broken"},
+            defaults={"paused": 0, "broken": 0},
             if_not_exists=True,
         )
+        # Files made before the column existed get it (additive: old readers ignore it).
+        # ``broken``: paused by the planner because the definition is damaged, not by the user.
+        if "broken" not in store.db["schedules"].columns_dict:
+            store.db.execute("ALTER TABLE schedules ADD COLUMN broken INTEGER NOT NULL DEFAULT 0")
 
 
 _SELECT = (
@@ -360,7 +365,10 @@ def register_schedule(store: Store, name: str, *, now: float, **options: Any) ->
             "INSERT INTO schedules (name, every_seconds, cron, tz, topic, message, misfire, "
             "max_catch_up, backoff_schedule, next_run_at, updated_at, paused, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?) ON CONFLICT(name) DO UPDATE SET "
-            + ", ".join(f"{column} = excluded.{column}" for column in _UPDATED_ON_REGISTER),
+            + ", ".join(f"{column} = excluded.{column}" for column in _UPDATED_ON_REGISTER)
+            # Registering again is how a damaged schedule is fixed: it runs again. A pause
+            # the user asked for stays.
+            + ", paused = CASE WHEN schedules.broken THEN 0 ELSE schedules.paused END, broken = 0",
             (
                 name,
                 d.spec.every_seconds,
@@ -396,7 +404,7 @@ def list_schedules(store: Store) -> list[ScheduleInfo]:
 def set_paused(store: Store, name: str, paused: bool, *, now: float) -> None:
     with store.transaction() as conn:
         cursor = conn.execute(
-            "UPDATE schedules SET paused = ?, updated_at = ? WHERE name = ?",
+            "UPDATE schedules SET paused = ?, broken = 0, updated_at = ? WHERE name = ?",
             (int(paused), now, name),
         )
         if cursor.rowcount == 0:
@@ -495,8 +503,8 @@ def plan_due_runs(
                 conn.execute("RELEASE plan_row")
                 error = f"cannot plan schedule {name!r}: {type(exc).__name__}: {exc}"
                 conn.execute(
-                    "UPDATE schedules SET paused = 1, last_outcome = 'error', last_error = ? "
-                    "WHERE name = ?",
+                    "UPDATE schedules SET paused = 1, broken = 1, last_outcome = 'error', "
+                    "last_error = ? WHERE name = ?",
                     (error + "; fix it by registering the schedule again", name),
                 )
                 broken.append((name, error))

@@ -253,3 +253,34 @@ def test_a_damaged_definition_pauses_only_that_schedule(clocked_store, fake_cloc
     assert bad.paused and bad.last_outcome == "error"
     assert "registering the schedule again" in bad.last_error
     assert not sched.get_schedule("good").paused
+
+
+def test_registering_a_damaged_schedule_again_resumes_it_but_a_user_pause_stays(
+    clocked_store, fake_clock
+):
+    sched = airq_nb.Scheduler(clocked_store, clock=fake_clock)
+    sched.schedule("bad", cron="0 * * * *")
+    sched.schedule("held", cron="0 * * * *")
+    sched.pause_schedule("held")
+    with clocked_store.transaction() as conn:
+        conn.execute("UPDATE schedules SET tz = 'Not/AZone' WHERE name = 'bad'")
+    fake_clock.advance(3600)
+    assert [name for name, _ in plan_due_runs(clocked_store, now=fake_clock.now())[2]] == ["bad"]
+    assert sched.get_schedule("bad").paused
+    assert not sched.schedule("bad", cron="0 * * * *").paused  # as the error message says
+    assert sched.schedule("held", cron="0 * * * *").paused
+    fake_clock.advance(3600)
+    queued, _, broken = plan_due_runs(clocked_store, now=fake_clock.now())
+    assert len(queued) == 1 and broken == []
+
+
+def test_a_file_from_before_the_broken_column_gets_it(db_path, fake_clock):
+    with airq_nb.open_store(db_path, clock=fake_clock) as store:
+        airq_nb.Scheduler(store).schedule("old", every=timedelta(hours=1))
+        store.db.execute("ALTER TABLE schedules DROP COLUMN broken")
+    with airq_nb.open_store(db_path, clock=fake_clock) as store:
+        sched = airq_nb.Scheduler(store)
+        assert "broken" in store.db["schedules"].columns_dict
+        assert [info.name for info in sched.schedules()] == ["old"]
+        sched.pause_schedule("old")
+        assert sched.schedule("old", every=timedelta(hours=1)).paused
