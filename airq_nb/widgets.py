@@ -254,7 +254,10 @@ class QueueInspector(PeriodicRefresh, w.VBox):
         target_paused = "*" in paused or (self.topic is not None and self.topic in paused)
         self.pause_button.description = "Resume" if target_paused else "Pause"
         self.pause_button.icon = "play" if target_paused else "pause"
-        scope = "all topics" if self.topic is None else f"topic {self.topic}"
+        # With everything paused a click resumes everything (see toggle_pause), whatever the
+        # topic filter says, so the tooltip must say so too.
+        everything = self.topic is None or "*" in paused
+        scope = "all topics" if everything else f"topic {self.topic}"
         self.pause_button.tooltip = f"{self.pause_button.description} delivery of {scope}"
         self._show_schedules(now)
 

@@ -152,6 +152,19 @@ def test_redrive_with_only_live_messages_ticked_redrives_nothing(store):
     assert panel.result.value == "None of the ticked messages is a dead letter: nothing re-driven."
 
 
+def test_with_everything_paused_the_button_says_it_resumes_all_topics(store):
+    store.enqueue({"n": 1}, topic="collect")
+    store.queue.pause(None)
+    panel = inspector(store)
+    panel.topic_filter.value = "collect"
+    assert panel.pause_button.description == "Resume"
+    assert panel.pause_button.tooltip == "Resume delivery of all topics"
+    panel.pause_button.click()
+    assert store.queue.paused_topics() == ()
+    assert panel.result.value == "Resumed delivery of all topics."
+    assert panel.pause_button.tooltip == "Pause delivery of topic collect"
+
+
 def test_state_filter_shows_only_that_state(store):
     store.enqueue({"n": 1}, topic="later", delay=60)
     dead = make_dead(store, {"n": 2})
