@@ -595,7 +595,7 @@ class Scheduler:
                 due = self.store.next_due(topics=topics)
                 throttled = due is not None and due <= horizon
                 break
-            claimed = self._claim(topics, horizon)
+            claimed = self._claim(topics, now)
             if claimed is None:
                 break
             claims.append(claimed)
@@ -611,17 +611,25 @@ class Scheduler:
                 self.store.release(delivery)
 
     def _claim(self, topics: tuple[str, ...], now: float) -> tuple[Delivery, float] | None:
+        """Claim the next message due by ``now`` plus the early-claim window, if any.
+
+        The window only applies to queued messages: a lease held by another consumer is
+        taken only once it has really expired (the store's ``lookahead``).
+        """
         due = self.store.next_due(topics=topics)
         # Read first: an empty write transaction would still take the file's write lock.
-        if due is None or due > now:
+        if due is None or due > now + self._lead:
             return None
         with self.store.transaction() as conn:
-            delivery = self.store.claim(topics=topics, lease_seconds=self.lease_seconds, now=now)
+            delivery = self.store.claim(
+                topics=topics, lease_seconds=self.lease_seconds, now=now, lookahead=self._lead
+            )
             if delivery is None:
                 return None
             scheduled_at = delivery.deliver_at
             if delivery.schedule is not None:
-                slot = claim_absorbs_slots(conn, delivery.schedule, delivery.id, now)
+                # The run starts at the end of the window at the latest (see _deliver).
+                slot = claim_absorbs_slots(conn, delivery.schedule, delivery.id, now + self._lead)
                 if slot is not None and delivery.attempt == 1:
                     scheduled_at = slot
         return delivery, scheduled_at

@@ -533,6 +533,32 @@ def test_lease_is_kept_alive_while_a_handler_runs(store):
     assert [r["outcome"] for r in log_rows(store)] == ["ok"]
 
 
+def test_early_claims_never_take_a_lease_that_has_not_expired(clocked_store, fake_clock):
+    clocked_store.enqueue("held")
+    rival = clocked_store.claim(lease_seconds=1.0)  # another consumer is working on it
+    fake_clock.advance(0.995)  # its lease has 5 ms left: inside the early-claim window
+    clocked_store.enqueue("signal")
+
+    async def main():
+        sched = airq_nb.Scheduler(clocked_store, clock=fake_clock)
+        seen = []
+        got_signal = asyncio.Event()
+
+        async def handler(value):
+            seen.append(value)
+            if value == "signal":
+                got_signal.set()
+
+        sched.listen_queue(handler)
+        sched.start()
+        await asyncio.wait_for(got_signal.wait(), 10)
+        await sched.stop()
+        return seen
+
+    assert run(main()) == ["signal"]
+    assert clocked_store.ack(rival)  # the rival still held its lease all along
+
+
 def test_calls_from_another_thread_go_through_the_loop(store):
     async def main():
         # Created on the loop, as in a notebook cell. Polling is slowed right down, so only
