@@ -88,7 +88,7 @@ class ScheduleSpec:
             return slot if slot > t else slot + period
         it = croniter(self.cron, datetime.fromtimestamp(t, ZoneInfo(self.tz)))
         slot = it.get_next(float)
-        while slot <= t:
+        while slot <= t or self._repeated(slot):
             slot = it.get_next(float)
         return slot
 
@@ -107,13 +107,21 @@ class ScheduleSpec:
             slot = it.get_prev(float)
             if slot < low:
                 break
-            if slot <= high:
+            if slot <= high and not self._repeated(slot):
                 found.append(slot)
         return found[::-1]
 
-    @property
-    def every(self) -> timedelta | None:
-        return None if self.every_seconds is None else timedelta(seconds=self.every_seconds)
+    def _repeated(self, slot: float) -> bool:
+        """Is ``slot`` the second occurrence of a fixed local time repeated at a DST fall-back?
+
+        As classic cron does, a job at a fixed time (no ``*`` in its minute or hour field)
+        runs once, at the first occurrence; jobs like ``0 * * * *`` run in both hours.
+        """
+        assert self.cron is not None
+        minute, hour = self.cron.split(" ")[:2]
+        if minute.startswith("*") or hour.startswith("*"):
+            return False
+        return datetime.fromtimestamp(slot, ZoneInfo(self.tz)).fold == 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -284,3 +284,23 @@ def test_a_file_from_before_the_broken_column_gets_it(db_path, fake_clock):
         assert [info.name for info in sched.schedules()] == ["old"]
         sched.pause_schedule("old")
         assert sched.schedule("old", every=timedelta(hours=1)).paused
+
+
+def test_a_fixed_time_repeated_at_the_dst_fall_back_runs_once():
+    london = ZoneInfo("Europe/London")
+    spec = parse_spec(cron="30 1 * * *", tz="Europe/London")
+    before = datetime(2026, 10, 24, 12, tzinfo=london).timestamp()
+    first = spec.next_after(before)
+    second = spec.next_after(first)
+    assert datetime.fromtimestamp(first, UTC) == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
+    assert datetime.fromtimestamp(second, UTC) == datetime(2026, 10, 26, 1, 30, tzinfo=UTC)
+    after = datetime(2026, 10, 26, 12, tzinfo=london).timestamp()
+    assert spec.latest_slots(low=before, high=after, limit=10) == [first, second]
+    # A job with a wildcard hour runs in both repeated hours, as in classic cron.
+    hourly = parse_spec(cron="0 * * * *", tz="Europe/London")
+    night = hourly.latest_slots(
+        low=datetime(2026, 10, 25, 0, tzinfo=london).timestamp(),
+        high=datetime(2026, 10, 25, 3, tzinfo=london).timestamp(),
+        limit=10,
+    )
+    assert [b - a for a, b in zip(night, night[1:], strict=False)] == [3600.0] * 4
