@@ -118,8 +118,10 @@ class _Window:
 
 
 def _window(now: pd.Timestamp, days: float) -> _Window:
+    """The ``days`` × 24 whole hours up to ``now``'s hour: the hours the collector keeps."""
     end = now.floor("h")
-    return _Window(start=end - pd.Timedelta(days=days), end=end)
+    # The same rule as the collector's first hour; one hour more would always be empty.
+    return _Window(start=end - pd.Timedelta(days=days) + _HOUR, end=end)
 
 
 def _read_readings(store: Store, window: _Window, location: str | None) -> pd.DataFrame:

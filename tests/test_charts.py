@@ -92,7 +92,7 @@ def test_missing_hours_are_gaps_not_joined_lines():
     data = only_source(fig).data
     times = pd.DatetimeIndex(data["time"]).tz_localize("UTC")
     # Hourly over the whole seven-day window, so a missing hour is a NaN that breaks the line.
-    assert len(times) == 7 * 24 + 1
+    assert len(times) == 7 * 24
     assert (np.diff(times) == pd.Timedelta(hours=1)).all()
     at = pd.Series(data["pm2_5"], index=times)
     assert at[missing].isna().all()
@@ -135,7 +135,17 @@ def test_a_single_reading_is_visible_as_a_marker():
 def test_readings_older_than_the_window_are_left_out():
     frame = readings_frame(24 * 10)
     data = only_source(charts.readings_chart(frame, now=NOW, days=7)).data
-    assert np.isfinite(data["pm2_5"]).sum() == 7 * 24 + 1  # both ends of the window
+    assert np.isfinite(data["pm2_5"]).sum() == 7 * 24  # the 168 hours up to now's
+
+
+def test_the_window_is_the_hours_the_collector_keeps(clocked_store, openmeteo_server):
+    # Seven days of retention keep exactly 168 hours; the chart shows those and no more, so
+    # its first point is a reading, not an always-empty hour before the oldest kept one.
+    source = airq_nb.OpenMeteoSource(base_url=openmeteo_server.url)
+    assert airq_nb.collect_now(clocked_store, source=source).stored == 168
+    data = only_source(charts.readings_chart(clocked_store, days=7)).data
+    assert len(data["time"]) == 168
+    assert np.isfinite(data["pm2_5"]).all()
 
 
 def test_two_locations_get_their_own_series():
