@@ -160,6 +160,11 @@ def parse_spec(*, every: Any = None, cron: Any = None, tz: Any = "UTC") -> Sched
             f"unknown time zone {tz!r}: use an IANA name such as 'UTC' or 'Europe/London'"
         ) from exc
     if every is not None:
+        if tz != "UTC":
+            raise InvalidScheduleError(
+                "every= runs on multiples of the interval from the Unix epoch (UTC); for "
+                "wall-clock times in a time zone use cron=..., tz=..."
+            )
         if isinstance(every, timedelta):
             seconds = every.total_seconds()
         elif isinstance(every, int | float) and not isinstance(every, bool):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -303,4 +304,14 @@ def test_a_fixed_time_repeated_at_the_dst_fall_back_runs_once():
         high=datetime(2026, 10, 25, 3, tzinfo=london).timestamp(),
         limit=10,
     )
-    assert [b - a for a, b in zip(night, night[1:], strict=False)] == [3600.0] * 4
+    assert [b - a for a, b in itertools.pairwise(night)] == [3600.0] * 4
+
+
+def test_every_refuses_a_time_zone_it_would_ignore(store):
+    sched = airq_nb.Scheduler(store)
+    with pytest.raises(
+        airq_nb.InvalidScheduleError, match="for wall-clock times in a time zone use cron="
+    ):
+        sched.schedule("daily", every=timedelta(days=1), tz="Europe/London")
+    assert sched.schedules() == []
+    assert sched.schedule("daily", every=timedelta(days=1), tz="UTC").tz == "UTC"
