@@ -207,6 +207,7 @@ class Scheduler:
         self._last_prune = -math.inf
         self._data_version: int | None = None
         self._runtime_error: str | None = None
+        self._closed = False
         try:
             # Remember the kernel's loop so start() from a widget thread can hand over to it.
             self._loop = asyncio.get_running_loop()
@@ -347,7 +348,9 @@ class Scheduler:
     @property
     def running(self) -> bool:
         """True while the background runtime started by :meth:`start` is alive."""
-        return self._task is not None and not self._task.done()
+        task = self._task
+        # A task on a closed loop (the kernel restarted its loop) never finishes: not running.
+        return task is not None and not task.done() and not task.get_loop().is_closed()
 
     def status(self) -> Status:
         """Next due time, last delivery's accuracy and outcome, backlog, dead letters."""
@@ -445,9 +448,17 @@ class Scheduler:
 
     def close(self) -> None:
         """Free the worker threads (after :meth:`stop`); the store stays open."""
+        if self._closed:
+            return
+        self._closed = True
         self._unsubscribe()
         self._close_checkpointer()
         self._store_pool.shutdown(wait=False)
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` freed the worker threads (this scheduler cannot run again)."""
+        return self._closed
 
     def _close_checkpointer(self) -> None:
         if self._checkpointer is not None:
@@ -1004,6 +1015,8 @@ def scheduler_for(store: Store, **options: Any) -> Scheduler:
         existing = _registry.get(key)
         if existing is not None and (existing.running or _usable(existing.store)):
             return existing
+        if existing is not None:  # its store was closed (a re-run cell opened a new one)
+            existing.close()
         created = Scheduler(store, **options)
         _registry[key] = created
         return created

@@ -338,6 +338,16 @@ def test_scheduler_for_returns_one_scheduler_per_file(db_path):
         assert airq_nb.scheduler_for(one) is airq_nb.scheduler_for(two)
 
 
+def test_scheduler_for_closes_the_scheduler_it_replaces(db_path):
+    first_store = airq_nb.open_store(db_path)
+    first = airq_nb.scheduler_for(first_store)
+    first_store.close()  # a re-run cell opens the store again
+    with airq_nb.open_store(db_path) as second_store:
+        second = airq_nb.scheduler_for(second_store)
+        assert second is not first and second.store is second_store
+        assert first.closed and not second.closed
+
+
 # -- the background runtime, in real time ------------------------------------------------
 
 
