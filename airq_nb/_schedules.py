@@ -15,7 +15,7 @@ import math
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -145,8 +145,18 @@ class ScheduleInfo:
     in_flight: bool = False
 
 
-def parse_spec(*, every: Any = None, cron: Any = None, tz: Any = "UTC") -> ScheduleSpec:
-    """Validate ``every``/``cron``/``tz`` into a spec; raise InvalidScheduleError saying why."""
+#: Where a cron expression is checked to fire when no clock is at hand (2024-01-01 UTC), so
+#: validation never depends on the machine's wall clock.
+_REFERENCE_TIME = 1_704_067_200.0
+
+
+def parse_spec(
+    *, every: Any = None, cron: Any = None, tz: Any = "UTC", now: float | None = None
+) -> ScheduleSpec:
+    """Validate ``every``/``cron``/``tz`` into a spec; raise InvalidScheduleError saying why.
+
+    ``now`` (the store's clock) is where a cron expression must still fire from.
+    """
     if (every is None) == (cron is None):
         raise InvalidScheduleError(
             "give exactly one of every= (e.g. timedelta(hours=1)) or cron= (e.g. '0 * * * *')"
@@ -188,7 +198,7 @@ def parse_spec(*, every: Any = None, cron: Any = None, tz: Any = "UTC") -> Sched
         )
     spec = ScheduleSpec(every_seconds=None, cron=expression, tz=tz)
     try:
-        spec.next_after(datetime.now(UTC).timestamp())
+        spec.next_after(_REFERENCE_TIME if now is None else now)
     except (CroniterBadDateError, CroniterBadCronError, CroniterError) as exc:
         raise InvalidScheduleError(f"cron expression {cron!r} never fires: {exc}") from exc
     return spec
@@ -240,13 +250,14 @@ def _validate(
     misfire: Any,
     max_catch_up: Any,
     backoff_schedule: Iterable[float] | None,
+    now: float | None = None,
 ) -> _Definition:
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_LENGTH:
         raise InvalidScheduleError(
             f"schedule name must be a non-empty string of at most {MAX_NAME_LENGTH} characters, "
             f"got {name!r}"
         )
-    spec = parse_spec(every=every, cron=cron, tz=tz)
+    spec = parse_spec(every=every, cron=cron, tz=tz, now=now)
     if misfire not in MISFIRE_POLICIES:
         raise InvalidScheduleError(
             f"unknown misfire policy {misfire!r}: use one of {', '.join(MISFIRE_POLICIES)}"
@@ -367,7 +378,7 @@ _UPDATED_ON_REGISTER = (
 
 def register_schedule(store: Store, name: str, *, now: float, **options: Any) -> ScheduleInfo:
     """Create or update the schedule ``name``; keeps its next run if its timing is unchanged."""
-    d = _validate(name, **options)
+    d = _validate(name, now=now, **options)
     with store.transaction() as conn:
         row = conn.execute(
             "SELECT every_seconds, cron, tz, next_run_at FROM schedules WHERE name = ?", (name,)
