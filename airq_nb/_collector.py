@@ -1,8 +1,12 @@
 """The collection job: fetch the hours a location is missing, store them, forget old ones.
 
-Each run asks its source for the window from just after the newest stored reading (at most
-the retention back) to now, so a first run backfills 7 days and a run after downtime fills
-the whole gap in one request. The upsert and the retention delete share one transaction.
+Each run makes one request, for the window from the first hour it lacks up to now: just
+after the newest stored reading (at most the retention back), so a first run backfills
+7 days and a run after downtime fills the whole gap; or, when an hour of the last day is
+missing in the middle (a null hour from Open-Meteo, an hour OpenWeatherMap left out), from
+that hour, so it is asked for again. The look-back is bounded to a day, so an hour that
+never gets a value costs at most a day's window per run, not seven days. The upsert and
+the retention delete share one transaction.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from ._readings import (
     DEFAULT_RETENTION,
     delete_older_than,
     ensure_readings_table,
+    first_missing_hour,
     newest_reading_time,
     upsert_readings,
 )
@@ -48,6 +53,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COLLECT_TOPIC",
+    "GAP_LOOKBACK_HOURS",
     "CollectResult",
     "collect_now",
     "collect_once",
@@ -67,6 +73,10 @@ COLLECT_TOPIC = "collect"
 DEFAULT_TRIES = 3
 #: Waits between those tries, in seconds (a 429's Retry-After replaces them).
 DEFAULT_BACKOFF = (1.0, 4.0)
+#: How far back a run looks for hours missing in the middle of what is stored, to ask for
+#: them again; older holes are left alone (a source that never fills them would otherwise
+#: make every run fetch the whole retention).
+GAP_LOOKBACK_HOURS = 24
 #: A Retry-After longer than this is not waited out inside a run; the scheduler retries later.
 MAX_WAIT_IN_RUN = 30.0
 
@@ -115,6 +125,9 @@ async def collect_once(
 ) -> CollectResult:
     """Fetch the hours ``location`` is missing from ``source`` and store them; one request.
 
+    The window starts at the earliest hour of the last day that is missing or all-null
+    (see :data:`GAP_LOOKBACK_HOURS`), else just after the newest stored hour.
+
     Transient failures are tried again up to ``tries`` times in all, then raised as the
     :class:`~airq_nb.SourceError` subclass that says what happened. A malformed reply writes
     nothing. Readings older than ``retention`` are deleted in the same transaction.
@@ -133,7 +146,7 @@ async def collect_once(
     first = math.floor(cutoff / HOUR) * HOUR + HOUR
     last = math.floor(now / HOUR) * HOUR
     newest = newest_reading_time(store, source=source.name, location=location.name)
-    start = first if newest is None else max(first, newest + HOUR)
+    start = _window_start(store, source.name, location.name, first, last, newest)
     if start > last:
         with store.transaction():
             deleted = delete_older_than(store, cutoff)
@@ -170,6 +183,17 @@ async def collect_once(
         attempts,
         _utc(newest_now),
     )
+
+
+def _window_start(
+    store: Store, source: str, location: str, first: int, last: int, newest: int | None
+) -> int:
+    """The first hour to ask for: a hole in the last day's stored hours, else after the newest."""
+    if newest is None:
+        return first
+    recent = max(first, last - (GAP_LOOKBACK_HOURS - 1) * HOUR)
+    hole = first_missing_hour(store, source=source, location=location, start=recent, end=newest)
+    return hole if hole is not None else max(first, newest + HOUR)
 
 
 async def _fetch(

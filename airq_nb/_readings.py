@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigurationError
-from ._sources import Location, Reading
+from ._sources import HOUR, Location, Reading
 
 if TYPE_CHECKING:
     import pandas
@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_RETENTION",
     "delete_older_than",
     "ensure_readings_table",
+    "first_missing_hour",
     "newest_reading_time",
     "read_readings",
     "readings_summary",
@@ -65,6 +66,27 @@ def newest_reading_time(store: Store, *, source: str, location: str) -> int | No
         "SELECT MAX(time) FROM readings WHERE source = ? AND location = ?", (source, location)
     )
     return None if newest is None else int(newest)
+
+
+def first_missing_hour(
+    store: Store, *, source: str, location: str, start: int, end: int
+) -> int | None:
+    """The earliest whole hour from ``start`` to ``end`` with no reading that has a value
+    (missing, or both pm2_5 and pm10 null) for (``source``, ``location``), or None."""
+    if not _has_table(store):
+        return start if start <= end else None
+    rows = store.execute(
+        "SELECT time FROM readings WHERE source = ? AND location = ? AND time BETWEEN ? AND ? "
+        "AND (pm2_5 IS NOT NULL OR pm10 IS NOT NULL) ORDER BY time",
+        (source, location, start, end),
+    )
+    expected = start
+    for (when,) in rows:
+        if when > expected:
+            return expected
+        if when == expected:
+            expected += HOUR
+    return expected if expected <= end else None
 
 
 def upsert_readings(

@@ -545,7 +545,8 @@ class OpenMeteoSource:
                 source, columns["pm10"][index], f"hourly.pm10[{index}]", nullable=True
             )
             # Open-Meteo lists every hour asked for, with nulls where the model has no value
-            # yet; those hours are not stored, so the next run asks for them again.
+            # yet; those hours are not stored, and the collector asks for them again while
+            # they are within its look-back (a day).
             if pm2_5 is not None or pm10 is not None:
                 readings.append(Reading(time=when, pm2_5=pm2_5, pm10=pm10))
         return _checked_readings(source, readings)

@@ -12,11 +12,11 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from fake_sources import default_pm2_5
+from fake_sources import FakeOpenMeteo, default_pm2_5
 
 import airq_nb
 
@@ -90,6 +90,71 @@ def test_three_day_outage_is_filled_by_one_request(
     stored = hours(clocked_store)
     assert len(stored) == 168 and stored == sorted(set(stored))
     assert all(b - a == HOUR for a, b in itertools.pairwise(stored))
+
+
+def serve_with_a_hole(server, hole: int) -> None:
+    """Serve ten days around T0 except ``hole``: null (Open-Meteo) or left out (OWM)."""
+    around = T0 // HOUR * HOUR
+    if isinstance(server, FakeOpenMeteo):
+        server.set_data(around - 10 * DAY, around + 3 * DAY)
+        server.set_data(hole, hole, pm2_5=None, pm10=None)
+    else:
+        server.set_data(around - 10 * DAY, hole - HOUR)
+        server.set_data(hole + HOUR, around + 3 * DAY)
+
+
+def window_start(server) -> int:
+    params = server.requests[-1].params
+    if "start" in params:
+        return int(params["start"])
+    return int(datetime.fromisoformat(params["start_hour"]).replace(tzinfo=UTC).timestamp())
+
+
+@pytest.mark.parametrize("which", ["open-meteo", "openweathermap"])
+def test_an_hour_missing_mid_reply_is_asked_for_again(clocked_store, fake_clock, request, which):
+    server = request.getfixturevalue(
+        "openmeteo_server" if which == "open-meteo" else "openweathermap_server"
+    )
+    source = request.getfixturevalue("meteo" if which == "open-meteo" else "owm")
+    last = T0 // HOUR * HOUR
+    hole = last - 5 * HOUR
+    serve_with_a_hole(server, hole)
+    assert collect(clocked_store, source).stored == 167
+    assert hole not in hours(clocked_store)
+    server.set_data(hole, hole)  # the source has the hour now
+    fake_clock.advance(HOUR)
+    result = collect(clocked_store, source)
+    assert len(server.requests) == 2  # still one request per run
+    assert window_start(server) == hole and result.start.timestamp() == hole
+    assert hole in hours(clocked_store) and len(hours(clocked_store)) == 168
+
+
+def test_a_hole_is_asked_for_for_a_day_then_left_alone(
+    clocked_store, fake_clock, meteo, openmeteo_server
+):
+    last = T0 // HOUR * HOUR
+    hole = last - 5 * HOUR
+    serve_with_a_hole(openmeteo_server, hole)  # and it never gets a value
+    collect(clocked_store, meteo)
+    fake_clock.advance(HOUR)
+    collect(clocked_store, meteo)
+    assert window_start(openmeteo_server) == hole
+    # 21 hours later the hole is more than a day old: only the new hours are asked for.
+    fake_clock.advance(20 * HOUR)
+    result = collect(clocked_store, meteo)
+    assert window_start(openmeteo_server) == last + 2 * HOUR
+    assert result.stored == 20 and len(openmeteo_server.requests) == 3
+
+
+def test_a_hole_older_than_a_day_is_not_asked_for(
+    clocked_store, fake_clock, owm, openweathermap_server
+):
+    last = T0 // HOUR * HOUR
+    serve_with_a_hole(openweathermap_server, last - 30 * HOUR)
+    collect(clocked_store, owm)
+    fake_clock.advance(HOUR)
+    assert collect(clocked_store, owm).stored == 1
+    assert window_start(openweathermap_server) == last + HOUR
 
 
 def test_outage_longer_than_retention_asks_only_for_seven_days(
