@@ -6,9 +6,12 @@ a configurable period, and read back as a pandas DataFrame for status and charts
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+from ._errors import InvalidValueError
 
 if TYPE_CHECKING:
     import sqlite3
@@ -121,14 +124,28 @@ def prune_delivery_log(conn: sqlite3.Connection, *, older_than: float) -> int:
     return conn.execute("DELETE FROM delivery_log WHERE finished_at < ?", (older_than,)).rowcount
 
 
-def _as_unix(since: Any, now: float) -> float:
+def _since_as_unix(since: Any, now: float) -> float:
+    """``since`` as Unix seconds; a timedelta means that long *before* ``now``."""
     if isinstance(since, timedelta):
         return now - since.total_seconds()
     if isinstance(since, datetime):
         if since.tzinfo is None:
-            raise ValueError("since must be an aware datetime (e.g. with tzinfo=UTC)")
+            raise InvalidValueError("since must be an aware datetime (e.g. with tzinfo=UTC)")
         return since.timestamp()
+    if isinstance(since, bool) or not isinstance(since, int | float) or not math.isfinite(since):
+        raise InvalidValueError(
+            f"since must be an aware datetime, a timedelta (that long ago) or Unix seconds, "
+            f"got {since!r}"
+        )
     return float(since)
+
+
+def _check_limit(limit: Any) -> int:
+    if limit is None:
+        return -1
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise InvalidValueError(f"limit must be a non-negative integer or None, got {limit!r}")
+    return limit
 
 
 def read_delivery_log(
@@ -153,13 +170,15 @@ def read_delivery_log(
             return read_delivery_log(
                 opened, since=since, schedule=schedule, topic=topic, limit=limit
             )
+    sql_limit = _check_limit(limit)
+    since_at = None if since is None else _since_as_unix(since, store.now())
     rows: list[tuple[Any, ...]] = []
     if table_exists(store, "delivery_log"):
         where: list[str] = []
         params: list[Any] = []
-        if since is not None:
+        if since_at is not None:
             where.append("finished_at >= ?")
-            params.append(_as_unix(since, store.now()))
+            params.append(since_at)
         if schedule is not None:
             where.append("schedule = ?")
             params.append(schedule)
@@ -170,7 +189,7 @@ def read_delivery_log(
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
-        params.append(-1 if limit is None else int(limit))
+        params.append(sql_limit)
         rows = store.execute(sql, params)[::-1]
     frame = pandas.DataFrame.from_records(rows, columns=list(LOG_COLUMNS))
     for column in _TIME_COLUMNS:

@@ -69,7 +69,7 @@ _IN_FLIGHT = (
 
 #: What a damaged schedule definition raises when planned (croniter errors are ValueErrors,
 #: an unknown stored time zone a KeyError); a failing store is never one of these.
-_DEFINITION_ERRORS = (ValueError, TypeError, KeyError, ZoneInfoNotFoundError)
+_DEFINITION_ERRORS = (ValueError, TypeError, KeyError, OverflowError, ZoneInfoNotFoundError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,11 +252,7 @@ def _validate(
     backoff_schedule: Iterable[float] | None,
     now: float | None = None,
 ) -> _Definition:
-    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_LENGTH:
-        raise InvalidScheduleError(
-            f"schedule name must be a non-empty string of at most {MAX_NAME_LENGTH} characters, "
-            f"got {name!r}"
-        )
+    _check_name(name)
     spec = parse_spec(every=every, cron=cron, tz=tz, now=now)
     if misfire not in MISFIRE_POLICIES:
         raise InvalidScheduleError(
@@ -279,6 +275,15 @@ def _validate(
     except (InvalidValueError, InvalidDelayError) as exc:
         raise InvalidScheduleError(f"schedule {name!r}: {exc}") from exc
     return _Definition(name, spec, topic, message_json, misfire, max_catch_up, backoff_json)
+
+
+def _check_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_LENGTH:
+        raise InvalidScheduleError(
+            f"schedule name must be a non-empty string of at most {MAX_NAME_LENGTH} characters, "
+            f"got {name!r}; sched.schedules() lists the registered ones"
+        )
+    return name
 
 
 def ensure_schedules_table(store: Store) -> None:
@@ -342,21 +347,34 @@ def _info(row: tuple[Any, ...]) -> ScheduleInfo:
         last_error,
         in_flight,
     ) = row
+    try:
+        every = None if every_seconds is None else timedelta(seconds=every_seconds)
+        message = load_value(message_json)
+        backoff = None if backoff_json is None else tuple(json.loads(backoff_json))
+        next_run, last_run = utc(next_run_at), utc(last_run_at)
+    except _DEFINITION_ERRORS as exc:
+        # Listing must still work with one damaged row: show it as corrupt instead.
+        every = message = backoff = next_run = last_run = None
+        last_outcome = "error"
+        last_error = (
+            f"the stored schedule {name!r} is corrupt ({type(exc).__name__}: {exc}); "
+            "register it again to fix it"
+        )
     return ScheduleInfo(
         name=name,
-        every=None if every_seconds is None else timedelta(seconds=every_seconds),
+        every=every,
         cron=cron,
         tz=tz,
         topic=topic,
-        message=load_value(message_json),
+        message=message,
         misfire=misfire,
         max_catch_up=max_catch_up,
         paused=bool(paused),
-        next_run_at=utc(next_run_at),
-        last_run_at=utc(last_run_at),
+        next_run_at=next_run,
+        last_run_at=last_run,
         last_outcome=last_outcome,
         last_error=last_error,
-        backoff_schedule=None if backoff_json is None else tuple(json.loads(backoff_json)),
+        backoff_schedule=backoff,
         in_flight=bool(in_flight),
     )
 
@@ -412,6 +430,7 @@ def register_schedule(store: Store, name: str, *, now: float, **options: Any) ->
 
 
 def get_schedule(store: Store, name: str) -> ScheduleInfo:
+    _check_name(name)
     rows = store.execute(f"{_SELECT} WHERE s.name = ?", (name,))
     if not rows:
         raise ScheduleNotFoundError(
@@ -426,6 +445,7 @@ def list_schedules(store: Store) -> list[ScheduleInfo]:
 
 
 def set_paused(store: Store, name: str, paused: bool, *, now: float) -> None:
+    _check_name(name)
     with store.transaction() as conn:
         cursor = conn.execute(
             "UPDATE schedules SET paused = ?, broken = 0, updated_at = ? WHERE name = ?",
@@ -437,6 +457,7 @@ def set_paused(store: Store, name: str, paused: bool, *, now: float) -> None:
 
 def remove_schedule(store: Store, name: str) -> None:
     """Delete the schedule; runs already in the queue stay there (see ``store.queue``)."""
+    _check_name(name)
     with store.transaction() as conn:
         if conn.execute("DELETE FROM schedules WHERE name = ?", (name,)).rowcount == 0:
             get_schedule(store, name)
@@ -468,6 +489,7 @@ def _enqueue_run(
 
 def run_schedule_now(store: Store, name: str, *, now: float) -> int:
     """Queue a run of ``name`` now, unless one is queued or running (then return that one's id)."""
+    _check_name(name)
     with store.transaction() as conn:
         row = conn.execute(
             f"SELECT s.name, s.topic, s.message, s.backoff_schedule, s.run_id, {_IN_FLIGHT} "

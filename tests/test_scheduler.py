@@ -270,6 +270,20 @@ def test_delivery_log_retention_and_filters(clocked_store, fake_clock):
     assert airq_nb.read_delivery_log(clocked_store, since=since).empty
 
 
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"limit": "x"}, "limit must be"),
+        ({"limit": -1}, "limit must be"),
+        ({"since": "yesterday"}, "since must be"),
+        ({"since": datetime(2026, 1, 1)}, "aware datetime"),
+    ],
+)
+def test_read_delivery_log_refuses_bad_options(store, options, fragment):
+    with pytest.raises(airq_nb.InvalidValueError, match=fragment):
+        airq_nb.read_delivery_log(store, **options)
+
+
 def test_read_delivery_log_opens_the_default_store(db_path, monkeypatch):
     monkeypatch.setenv("AIRQ_NB_DB", str(db_path))
     assert airq_nb.read_delivery_log().empty  # no scheduler has ever run on this file

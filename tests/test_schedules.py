@@ -315,3 +315,35 @@ def test_every_refuses_a_time_zone_it_would_ignore(store):
         sched.schedule("daily", every=timedelta(days=1), tz="Europe/London")
     assert sched.schedules() == []
     assert sched.schedule("daily", every=timedelta(days=1), tz="UTC").tz == "UTC"
+
+
+@pytest.mark.parametrize("name", [["x"], 3, None])
+def test_schedule_calls_refuse_a_name_that_is_not_a_string(store, name):
+    sched = airq_nb.Scheduler(store)
+    for call in (
+        sched.pause_schedule,
+        sched.resume_schedule,
+        sched.remove_schedule,
+        sched.run_now,
+        sched.get_schedule,
+    ):
+        with pytest.raises(airq_nb.InvalidScheduleError, match="schedule name must be"):
+            call(name)
+
+
+def test_a_corrupt_stored_schedule_is_listed_as_corrupt(store):
+    sched = airq_nb.Scheduler(store)
+    sched.schedule("fine", every=timedelta(hours=1))
+    sched.schedule("damaged", every=timedelta(hours=1), backoff_schedule=[1.0])
+    with store.transaction() as conn:
+        conn.execute(
+            "UPDATE schedules SET message = 'not json', backoff_schedule = '[' "
+            "WHERE name = 'damaged'"
+        )
+    listed = {info.name: info for info in sched.schedules()}
+    assert listed["fine"].last_error is None
+    damaged = listed["damaged"]
+    assert damaged.message is None and damaged.last_outcome == "error"
+    assert "corrupt" in damaged.last_error and "register it again" in damaged.last_error
+    fixed = sched.schedule("damaged", every=timedelta(hours=1), message={"ok": 1})
+    assert fixed.message == {"ok": 1}
