@@ -3,8 +3,11 @@
 It runs as one background task on the running event loop (a Jupyter kernel's), or headless
 through :meth:`Scheduler.run_until_idle`. It sleeps until the next message or schedule slot
 is due and checks the database's ``data_version`` every ``poll_interval`` seconds, so work
-queued by other processes is noticed quickly without busy polling. Store calls run on one
-worker thread so a lock held by another process never blocks the kernel's loop.
+queued by other processes is noticed quickly without busy polling. The runtime's store calls
+(planning, claiming, acking) run on one worker thread, so a write lock held by another
+process does not block the kernel's loop. Calls made from the loop itself, such as
+:meth:`Scheduler.status` or :meth:`Scheduler.schedule` from a notebook cell, use the store
+directly and can wait for that lock (up to the store's ``busy_timeout``).
 
 Messages are only claimed for topics that have a handler here: a message of another topic
 stays queued for the process that handles it (``status().backlog`` shows it waiting).
@@ -108,8 +111,10 @@ class _InFlight:
 
 @dataclass(frozen=True, slots=True)
 class _Tick:
-    scheduled: int
-    planned: int
+    #: Schedule runs queued (counted in RunSummary.scheduled_runs).
+    queued_runs: int
+    #: Due schedules handled, including ``skip`` ones that queued nothing (progress).
+    planned_schedules: int
     broken: list[tuple[str, str]]
     claims: list[tuple[Delivery, float]]
     wake_at: float | None
@@ -494,7 +499,7 @@ class Scheduler:
             )
         loop = asyncio.get_running_loop()
         now = self.clock.now()
-        horizon = now if until is None else _as_unix(until, now)
+        horizon = now if until is None else _until_as_unix(until, now)
         self._begin_session(loop)
         timed_out = False
         stalls = 0
@@ -579,17 +584,17 @@ class Scheduler:
         topics = tuple(self._handlers)
         free = 0 if self._stopping else self.concurrency - len(self._in_flight)
         tick = await self._call_store(self._tick_in_store, topics, free)
-        self._counts.scheduled_runs += tick.scheduled
+        self._counts.scheduled_runs += tick.queued_runs
         for name, error in tick.broken:
             log.error("airq_nb scheduler paused schedule %r: %s", name, error)
         if self._stopping and tick.claims:
             # stop() began while the store call was under way: give the claims back, so
             # stop() never returns with a handler running or a message leased.
             await self._call_store(self._release_claims, [d for d, _ in tick.claims])
-            return tick.planned, tick.wake_at, tick.throttled
+            return tick.planned_schedules, tick.wake_at, tick.throttled
         for delivery, scheduled_at in tick.claims:
             self._launch(delivery, scheduled_at)
-        return tick.planned + len(tick.claims), tick.wake_at, tick.throttled
+        return tick.planned_schedules + len(tick.claims), tick.wake_at, tick.throttled
 
     def _tick_in_store(self, topics: tuple[str, ...], free: int) -> _Tick:
         """One trip to the store thread: plan schedules, claim what is due, find the next wake."""
@@ -975,7 +980,8 @@ def _qualified_name(handler: Handler) -> str:
     return f"{module}.{name}" if module else name
 
 
-def _as_unix(when: datetime | timedelta | float, now: float) -> float:
+def _until_as_unix(when: datetime | timedelta | float, now: float) -> float:
+    """``until`` as Unix seconds; a timedelta means that long *after* ``now``."""
     if isinstance(when, timedelta):
         return now + when.total_seconds()
     if isinstance(when, datetime):
