@@ -97,7 +97,10 @@ class ScheduleSpec:
         if self.every_seconds is not None:
             period = self.every_seconds
             newest = math.floor(high / period) * period
-            oldest = max(math.ceil(low / period) * period, newest - (limit - 1) * period)
+            first = math.ceil(low / period) * period
+            if first < low:  # ``low / period`` underflowed to a whole number
+                first += period
+            oldest = max(first, newest - (limit - 1) * period)
             count = round((newest - oldest) / period) + 1
             return [oldest + i * period for i in range(max(count, 0))]
         # Slots are whole minutes, so starting one second past ``high`` cannot skip one.

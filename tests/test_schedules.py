@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import airq_nb
@@ -189,6 +189,7 @@ def test_plan_slot_on_time_and_not_yet_due():
     back=st.floats(min_value=0, max_value=1e7, allow_nan=False),
     limit=st.integers(min_value=1, max_value=50),
 )
+@example(period=2, now=5e-324, back=0.0, limit=1)  # low / period underflows to 0
 def test_every_slot_arithmetic_properties(period, now, back, limit):
     spec = ScheduleSpec(every_seconds=float(period), cron=None, tz="UTC")
     following = spec.next_after(now)
