@@ -16,6 +16,10 @@ values (:func:`default_pm2_5` etc.). Scripted behaviour::
     server.delay = 2.0                                  # answer slowly (client time-outs)
     server.drop_connection(times=1)                     # hang up without a reply
     server.requests                                     # what it received (RecordedRequest)
+    server.wait_idle(requests=3)                        # 3 arrived and all were answered
+
+A request takes its scripted action the moment it arrives, before any ``delay``, so a
+request a client gave up on never takes a failure scripted after it arrived.
 
 Use ``.url`` as ``base_url=`` or in ``AIRQ_NB_OPENWEATHER_URL`` / ``AIRQ_NB_OPENMETEO_URL``.
 """
@@ -108,6 +112,11 @@ class FakeServer:
     _data: dict[int, dict[str, Any]] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
+    _in_flight: int = 0
+
+    def __post_init__(self) -> None:
+        # Signalled whenever a request arrives or is answered (wait_requests, wait_idle).
+        self._changed = threading.Condition(self._lock)
 
     # -- controlling the fake ------------------------------------------------------------
 
@@ -173,6 +182,27 @@ class FakeServer:
         """Close the next ``times`` connections (all, if None) without sending a reply."""
         self._script.append((_Drop(), times))
 
+    def wait_requests(self, count: int, *, timeout: float = 10.0) -> None:
+        """Wait until at least ``count`` requests have arrived (each has taken its action)."""
+        self._wait(lambda: len(self.requests) >= count, f"{count} request(s)", timeout)
+
+    def wait_idle(self, *, requests: int = 0, timeout: float = 10.0) -> None:
+        """Wait until at least ``requests`` have arrived and none is still being answered
+        (e.g. one still in its ``delay`` after the client gave up on it)."""
+        self._wait(
+            lambda: len(self.requests) >= requests and not self._in_flight,
+            f"{requests} request(s) answered",
+            timeout,
+        )
+
+    def _wait(self, done: Callable[[], bool], what: str, timeout: float) -> None:
+        with self._changed:
+            if not self._changed.wait_for(done, timeout):
+                raise TimeoutError(
+                    f"fake server: waited {timeout:g} s for {what}; "
+                    f"{len(self.requests)} arrived, {self._in_flight} in flight"
+                )
+
     def reset(self) -> None:
         """Forget scripted failures, delay, data and recorded requests."""
         self._script.clear()
@@ -214,36 +244,51 @@ class FakeServer:
 
     # -- serving ----------------------------------------------------------------------------
 
-    def _next_scripted(self) -> Any:
-        with self._lock:
-            if not self._script:
-                return None
-            action, times = self._script[0]
-            if times is not None:
-                if times <= 1:
-                    self._script.pop(0)
-                else:
-                    self._script[0] = (action, times - 1)
-            return action
+    def _take_scripted(self) -> Any:
+        """The next scripted action, used up by this request (call with the lock held)."""
+        if not self._script:
+            return None
+        action, times = self._script[0]
+        if times is not None:
+            if times <= 1:
+                self._script.pop(0)
+            else:
+                self._script[0] = (action, times - 1)
+        return action
 
     def _respond(self, handler: BaseHTTPRequestHandler) -> None:
         split = urlsplit(handler.path)
         params = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
-        with self._lock:
+        with self._changed:
             self.requests.append(
                 RecordedRequest(
                     handler.command, split.path, params, dict(handler.headers), time.time()
                 )
             )
-        if self.delay:
-            time.sleep(self.delay)
-        action = self._next_scripted()
+            # On arrival, in the same step as the record: a request still in its delay when
+            # the test scripts the next failure must not take that failure.
+            action = self._take_scripted()
+            delay = self.delay
+            self._in_flight += 1
+            self._changed.notify_all()
+        try:
+            if delay:
+                time.sleep(delay)
+            self._act(handler, split.path, params, action)
+        finally:
+            with self._changed:
+                self._in_flight -= 1
+                self._changed.notify_all()
+
+    def _act(
+        self, handler: BaseHTTPRequestHandler, path: str, params: dict[str, str], action: Any
+    ) -> None:
         if isinstance(action, _Drop):
             handler.close_connection = True
             return None
         if isinstance(action, _Failure):
             return _send(handler, action.status, action.body, action.content_type, action.headers)
-        if split.path != self.path:
+        if path != self.path:
             return _send(handler, 404, json.dumps(self.error_body(404)), "application/json")
         status, body = self.answer(params)
         if isinstance(action, _Malformation) and status == 200:

@@ -201,6 +201,23 @@ def test_slow_server_times_out_as_unavailable(openmeteo_server):
         fetch(source)
 
 
+def test_a_request_given_up_on_does_not_take_the_next_scripted_failure(openmeteo_server):
+    server = openmeteo_server
+    server.delay = 0.3
+    with pytest.raises(airq_nb.SourceUnavailableError, match="did not answer"):
+        fetch(airq_nb.OpenMeteoSource(base_url=server.url, timeout=0.05))
+    server.wait_requests(1)
+    # The first request is still in its delay when this failure is scripted: it is for the
+    # next request, not for the one the client already gave up on, even once that one is
+    # answered (the flaky-source suite's phases rely on this).
+    server.delay = 0.0
+    server.fail(503, times=1)
+    server.wait_idle(requests=1)
+    with pytest.raises(airq_nb.SourceUnavailableError, match="HTTP 503"):
+        fetch(airq_nb.OpenMeteoSource(base_url=server.url))
+    assert len(server.requests) == 2
+
+
 def test_connection_dropped_without_a_reply_is_unavailable(openweathermap_server):
     openweathermap_server.drop_connection()
     with pytest.raises(airq_nb.SourceUnavailableError, match="cannot reach OpenWeatherMap") as info:

@@ -13,7 +13,6 @@ import logging
 import os
 import subprocess
 import sys
-import time
 import traceback
 from datetime import timedelta
 from pathlib import Path
@@ -70,8 +69,9 @@ def test_readings_after_a_run_of_failures_equal_a_healthy_servers(
         server.delay = 0.5
         run_collector(flaky, flaky_clock, source)
         assert read_readings(flaky).empty
-        # Let the hung requests' handlers finish first, or they would take phase 2's script.
-        time.sleep(server.delay)
+        # The three hung requests took their (empty) action on arrival; wait until they are
+        # answered so that none is still in flight when phase 2's failures are scripted.
+        server.wait_idle(requests=3)
         server.delay = 0.0
         # Phase 2: each request fails differently, in turn, then the server recovers.
         server.fail(500, times=1)
