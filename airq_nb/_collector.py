@@ -18,7 +18,7 @@ import math
 import weakref
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ._errors import (
@@ -36,6 +36,7 @@ from ._readings import (
     first_missing_hour,
     newest_reading_time,
     upsert_readings,
+    utc_datetime,
 )
 from ._sources import (
     HOUR,
@@ -106,10 +107,6 @@ def schedule_name(location: Location) -> str:
     return f"collect:{location.name}"
 
 
-def _utc(when: float | None) -> datetime | None:
-    return None if when is None else datetime.fromtimestamp(when, UTC)
-
-
 def _collector_key(source: str, location: str) -> tuple[str, ...]:
     return ("airq_nb", "collector", location, source)
 
@@ -152,7 +149,9 @@ async def collect_once(
             deleted = delete_older_than(store, cutoff)
             _remember(store, source.name, location.name, now, "ok", None)
         logger.info("%s for %s is up to date", source.name, location.name)
-        return CollectResult(source.name, location.name, None, None, 0, 0, deleted, 0, _utc(newest))
+        return CollectResult(
+            source.name, location.name, None, None, 0, 0, deleted, 0, utc_datetime(newest)
+        )
     try:
         readings, attempts = await _fetch(store, source, location, start, last, tries, backoff)
     except SourceError as exc:
@@ -170,18 +169,18 @@ async def collect_once(
     newest_now = newest_reading_time(store, source=source.name, location=location.name)
     logger.info(
         "%s for %s: %d hours from %s to %s stored, %d old ones deleted",
-        source.name, location.name, stored, _utc(start), _utc(last), deleted,
+        source.name, location.name, stored, utc_datetime(start), utc_datetime(last), deleted,
     )  # fmt: skip
     return CollectResult(
         source.name,
         location.name,
-        _utc(start),
-        _utc(last),
+        utc_datetime(start),
+        utc_datetime(last),
         len(readings),
         stored,
         deleted,
         attempts,
-        _utc(newest_now),
+        utc_datetime(newest_now),
     )
 
 
@@ -246,7 +245,7 @@ def _remember(
 def last_collection(store: Store) -> list[dict[str, Any]]:
     """The outcome of the last run per (location, source): at (UTC), outcome, error."""
     return [
-        {**entry.value, "at": _utc(entry.value.get("at"))}
+        {**entry.value, "at": utc_datetime(entry.value.get("at"))}
         for entry in store.list(prefix=("airq_nb", "collector"))
     ]
 

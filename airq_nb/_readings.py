@@ -23,6 +23,7 @@ __all__ = [
     "read_readings",
     "readings_summary",
     "upsert_readings",
+    "utc_datetime",
 ]
 
 #: How long readings are kept; older ones are deleted by each collection run.
@@ -133,15 +134,16 @@ def readings_summary(store: Store) -> list[dict[str, Any]]:
             "source": source,
             "location": location,
             "hours": count,
-            "oldest": _utc(oldest),
-            "newest": _utc(newest),
-            "last_fetched": _utc(fetched),
+            "oldest": utc_datetime(oldest),
+            "newest": utc_datetime(newest),
+            "last_fetched": utc_datetime(fetched),
         }
         for source, location, count, oldest, newest, fetched in rows
     ]
 
 
-def _utc(when: float | None) -> datetime | None:
+def utc_datetime(when: float | None) -> datetime | None:
+    """Unix seconds as an aware UTC datetime (None stays None), as results and summaries show."""
     return None if when is None else datetime.fromtimestamp(when, UTC)
 
 

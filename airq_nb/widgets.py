@@ -77,7 +77,8 @@ def _row_texts(message: Message, now: float) -> list[str]:
     ]
 
 
-def _utc(when: Any) -> str:
+def _utc_text(when: Any) -> str:
+    """A time (datetime or Unix seconds) as "YYYY-MM-DD HH:MM:SS UTC"; "—" for none."""
     if when is None:
         return "—"
     if isinstance(when, int | float):
@@ -331,7 +332,7 @@ class QueueInspector(PeriodicRefresh, w.VBox):
             for info in self.scheduler.schedules():
                 lines.append(
                     f"schedule {info.name}: topic={info.topic} paused={info.paused} "
-                    f"next_run={_utc(info.next_run_at)} last_outcome={info.last_outcome or '-'}"
+                    f"next_run={_utc_text(info.next_run_at)} last_outcome={info.last_outcome or '-'}"
                 )
         return "\n".join(lines)
 
@@ -479,8 +480,8 @@ class QueueInspector(PeriodicRefresh, w.VBox):
                     info.name,
                     when,
                     info.topic,
-                    _utc(info.next_run_at),
-                    _utc(info.last_run_at),
+                    _utc_text(info.next_run_at),
+                    _utc_text(info.last_run_at),
                     info.last_outcome or "—",
                     info.last_error or "",
                 )
@@ -558,9 +559,7 @@ class StatusPanel(PeriodicRefresh, w.HTML):
             next_due = "nothing scheduled"
         else:
             left = status.next_due.timestamp() - now
-            next_due = (
-                f"{_utc(status.next_due)} ({'due now' if left <= 0 else 'in ' + span_text(left)})"
-            )
+            next_due = f"{_utc_text(status.next_due)} ({'due now' if left <= 0 else 'in ' + span_text(left)})"
         paused = ", ".join("everything" if t == "*" else t for t in status.paused_topics)
         rows = [
             ("Next delivery due", next_due),
@@ -578,8 +577,8 @@ class StatusPanel(PeriodicRefresh, w.HTML):
             rows.append(
                 (
                     _escape(f"Readings {summary['location']} ({summary['source']})"),
-                    f"{summary['hours']} hours, newest {_utc(summary['newest'])}, "
-                    f"last fetched {_utc(summary['last_fetched'])}",
+                    f"{summary['hours']} hours, newest {_utc_text(summary['newest'])}, "
+                    f"last fetched {_utc_text(summary['last_fetched'])}",
                 )
             )
         if not summaries:
