@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 from ._errors import (
     CollectionFailedError,
     ConfigurationError,
-    InvalidApiKeyError,
     RateLimitedError,
+    SourceConfigurationError,
     SourceError,
     SourceUnavailableError,
 )
@@ -335,9 +335,9 @@ def _handler(store: Store, sources: dict[str, Source]) -> Any:
             try:
                 source = source_from_env(name)
             except ConfigurationError as exc:
-                # No key in this process (e.g. cron without OPENWEATHER_API_KEY): retrying
-                # cannot help, so fail the run at once with what to do.
-                raise InvalidApiKeyError(str(exc)) from None
+                # No key in this process (cron without OPENWEATHER_API_KEY), an unknown source
+                # name: retrying cannot help, so fail the run at once with the real cause.
+                raise SourceConfigurationError(str(exc)) from None
         await collect_once(store, source=source, location=location)
 
     return collect

@@ -18,6 +18,7 @@ __all__ = [
     "RequestRejectedError",
     "ScheduleNotFoundError",
     "SchedulerError",
+    "SourceConfigurationError",
     "SourceError",
     "SourceUnavailableError",
     "StoreError",
@@ -99,6 +100,12 @@ class RateLimitedError(SourceError):
 
 class RequestRejectedError(SourceError):
     """The source refused the request itself (HTTP 400/404, Open-Meteo ``"error": true``)."""
+
+    retryable = False
+
+
+class SourceConfigurationError(ConfigurationError, SourceError):
+    """A collection run cannot pick its source here (unknown name, no API key); not retried."""
 
     retryable = False
 

@@ -616,3 +616,30 @@ def test_a_run_for_openweathermap_without_a_key_dead_letters_at_once(
     assert summary.dead_lettered == 1
     (dead,) = clocked_store.queue.dead_letters()
     assert dead.attempts == 1 and "OPENWEATHER_API_KEY" in dead.last_error
+
+
+def test_a_run_for_an_unknown_source_dead_letters_naming_the_real_cause(
+    clocked_store, meteo, monkeypatch
+):
+    import asyncio
+
+    from airq_nb._collector import install_collector
+
+    monkeypatch.delenv("AIRQ_NB_SOURCE", raising=False)
+    clocked_store.enqueue({"location": airq_nb.LONDON.as_dict(), "source": "laqn"}, topic="collect")
+
+    async def run():
+        scheduler = airq_nb.Scheduler(clocked_store)
+        try:
+            install_collector(scheduler, clocked_store, source=meteo)
+            return await scheduler.run_until_idle(timeout=30)
+        finally:
+            scheduler.close()
+
+    assert asyncio.run(run()).dead_lettered == 1
+    (dead,) = clocked_store.queue.dead_letters()
+    assert dead.attempts == 1
+    # Not an API-key problem: the error names the unknown source and what to set instead.
+    assert dead.last_error.startswith("SourceConfigurationError: unknown air-quality source")
+    assert "AIRQ_NB_SOURCE" in dead.last_error
+    assert issubclass(airq_nb.SourceConfigurationError, airq_nb.ConfigurationError)
