@@ -39,7 +39,7 @@ def test_two_processes_one_schedule_row_and_one_run_per_slot(db_path):
         assert 2 <= len(slots) <= 6
         assert len(set(slots)) == len(slots)  # never two runs for one slot
         assert all(slot.microsecond == 0 for slot in slots)  # on whole seconds
-        assert set(log["outcome"]) == {"ok"}
+        assert set(log["outcome"]) == {"ok"}, log.to_string()
         runs = sum(entry.value for entry in store.list(prefix=("runs",)))
         assert runs == len(log)  # each logged run is one handler call, in either process
         assert store.queue.counts().by_state.get("leased", 0) == 0
