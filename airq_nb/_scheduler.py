@@ -738,6 +738,8 @@ class Scheduler:
         except asyncio.CancelledError:
             future.cancel()  # nobody waits for the thread's result now (stop())
             raise
+        if future.done():  # the thread returned; an awaitable it returned overran (cancelled)
+            return False
         log.warning(
             "handler for topic %r is still running after handler_timeout (%g s); message %d "
             "stays leased until it returns, then the attempt counts as failed",
