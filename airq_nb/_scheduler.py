@@ -5,9 +5,10 @@ through :meth:`Scheduler.run_until_idle`. It sleeps until the next message or sc
 is due and checks the database's ``data_version`` every ``poll_interval`` seconds, so work
 queued by other processes is noticed quickly without busy polling. The runtime's store calls
 (planning, claiming, acking) run on one worker thread, so a write lock held by another
-process does not block the kernel's loop. Calls made from the loop itself, such as
-:meth:`Scheduler.status` or :meth:`Scheduler.schedule` from a notebook cell, use the store
-directly and can wait for that lock (up to the store's ``busy_timeout``).
+process does not block the kernel's loop. Calls made from the loop itself (a notebook
+cell) use the store directly: reads such as :meth:`Scheduler.status` do not wait for
+writers, but writes such as :meth:`Scheduler.schedule` or :meth:`Scheduler.pause_schedule`
+can wait for that lock (up to the store's ``busy_timeout``).
 
 Messages are only claimed for topics that have a handler here: a message of another topic
 stays queued for the process that handles it (``status().backlog`` shows it waiting).
