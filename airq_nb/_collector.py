@@ -386,7 +386,11 @@ async def collect_until_idle(
     from ._store import open_store
 
     if store is None:
-        store = open_store()
+        # Headless runs come and go (cron, papermill): close the store this call opened.
+        with open_store() as opened:
+            return await collect_until_idle(
+                opened, source=source, location=location, every=every, timeout=timeout
+            )
     scheduler = Scheduler(store)
     try:
         install_collector(scheduler, store, source=source, location=location, every=every)

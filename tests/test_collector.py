@@ -643,3 +643,27 @@ def test_a_run_for_an_unknown_source_dead_letters_naming_the_real_cause(
     assert dead.last_error.startswith("SourceConfigurationError: unknown air-quality source")
     assert "AIRQ_NB_SOURCE" in dead.last_error
     assert issubclass(airq_nb.SourceConfigurationError, airq_nb.ConfigurationError)
+
+
+def _open_files(path: Path) -> list[str]:
+    """This process's file descriptors open on ``path`` or its -wal/-shm files."""
+    import contextlib
+
+    targets = []
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):  # closed meanwhile (the listing's own descriptor)
+            targets.append(os.readlink(fd))
+    return [t for t in targets if t.startswith(str(path))]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc (Linux)")
+def test_collect_until_idle_closes_the_store_it_opened(db_path, openmeteo_server, monkeypatch):
+    import asyncio
+
+    monkeypatch.setenv("AIRQ_NB_DB", str(db_path))
+    source = airq_nb.OpenMeteoSource(base_url=openmeteo_server.url)
+    summary = asyncio.run(airq_nb.collect_until_idle(source=source, timeout=30))
+    assert summary.delivered == 1
+    assert _open_files(db_path) == []
+    with airq_nb.open_store(db_path) as store:  # it did use that file
+        assert len(airq_nb.read_readings(store)) == 168
