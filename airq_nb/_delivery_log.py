@@ -59,11 +59,13 @@ class LogEntry:
     finished_at: float
     outcome: str
     error: str | None
+    #: False for a message dead-lettered while being claimed: no handler ran, no lateness.
+    ran: bool = True
 
     @property
-    def lateness_ms(self) -> float:
-        """How long after its scheduled time the attempt started."""
-        return (self.started_at - self.scheduled_at) * 1000.0
+    def lateness_ms(self) -> float | None:
+        """How long after its scheduled time the attempt started (None if none started)."""
+        return (self.started_at - self.scheduled_at) * 1000.0 if self.ran else None
 
 
 def table_exists(store: Store, name: str) -> bool:

@@ -44,7 +44,7 @@ from ._delivery_log import (
     write_log_entry,
 )
 from ._errors import SchedulerError, SourceError
-from ._queue import MAX_DELAY_SECONDS, Delivery, check_topic
+from ._queue import MAX_DELAY_SECONDS, DeadLettered, Delivery, check_topic
 from ._schedules import (
     ScheduleInfo,
     claim_absorbs_slots,
@@ -121,6 +121,8 @@ class _Tick:
     wake_at: float | None
     #: Due work is waiting only for the rate limit (not idle: look again at ``wake_at``).
     throttled: bool = False
+    #: Messages the store dead-lettered while claiming (corrupt, or died on a last attempt).
+    dead_on_claim: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -586,6 +588,7 @@ class Scheduler:
         free = 0 if self._stopping else self.concurrency - len(self._in_flight)
         tick = await self._call_store(self._tick_in_store, topics, free)
         self._counts.scheduled_runs += tick.queued_runs
+        self._counts.dead_lettered += tick.dead_on_claim
         for name, error in tick.broken:
             log.error("airq_nb scheduler paused schedule %r: %s", name, error)
         if self._stopping and tick.claims:
@@ -605,6 +608,7 @@ class Scheduler:
         horizon = now + self._lead
         queued, planned, broken = plan_due_runs(self.store, now=now, horizon=horizon)
         claims: list[tuple[Delivery, float]] = []
+        dead_on_claim: list[DeadLettered] = []
         rate = self.max_deliveries_per_second
         throttled = False
         while topics and len(claims) < free:
@@ -612,7 +616,7 @@ class Scheduler:
                 due = self.store.next_due(topics=topics)
                 throttled = due is not None and due <= horizon
                 break
-            claimed = self._claim(topics, now)
+            claimed = self._claim(topics, now, dead_on_claim)
             if claimed is None:
                 break
             claims.append(claimed)
@@ -620,14 +624,16 @@ class Scheduler:
                 self._next_token = max(self._next_token, now) + 1.0 / rate
         wake_at = self._next_wake(free - len(claims))
         self._note_writes(len(queued) + len(claims))
-        return _Tick(len(queued), planned, broken, claims, wake_at, throttled)
+        return _Tick(len(queued), planned, broken, claims, wake_at, throttled, len(dead_on_claim))
 
     def _release_claims(self, deliveries: list[Delivery]) -> None:
         with self.store.transaction():
             for delivery in deliveries:
                 self.store.release(delivery)
 
-    def _claim(self, topics: tuple[str, ...], now: float) -> tuple[Delivery, float] | None:
+    def _claim(
+        self, topics: tuple[str, ...], now: float, dead_on_claim: list[DeadLettered]
+    ) -> tuple[Delivery, float] | None:
         """Claim the next message due by ``now`` plus the early-claim window, if any.
 
         The window only applies to queued messages: a lease held by another consumer is
@@ -639,7 +645,11 @@ class Scheduler:
             return None
         with self.store.transaction() as conn:
             delivery = self.store.claim(
-                topics=topics, lease_seconds=self.lease_seconds, now=now, lookahead=self._lead
+                topics=topics,
+                lease_seconds=self.lease_seconds,
+                now=now,
+                lookahead=self._lead,
+                on_dead_letter=lambda dead: self._log_dead_on_claim(conn, dead, now, dead_on_claim),
             )
             if delivery is None:
                 return None
@@ -650,6 +660,32 @@ class Scheduler:
                 if slot is not None and delivery.attempt == 1:
                     scheduled_at = slot
         return delivery, scheduled_at
+
+    def _log_dead_on_claim(
+        self, conn: Any, dead: DeadLettered, now: float, dead_on_claim: list[DeadLettered]
+    ) -> None:
+        """Log a message the store dead-lettered while claiming, in that same transaction."""
+        write_log_entry(
+            conn,
+            LogEntry(
+                message_id=dead.id,
+                topic=dead.topic or "(unreadable)",
+                schedule=dead.schedule,
+                attempt=dead.attempt or 0,
+                scheduled_at=now if dead.deliver_at is None else dead.deliver_at,
+                started_at=now,
+                finished_at=now,
+                outcome="dead",
+                error=dead.error,
+                ran=False,
+            ),
+        )
+        if dead.schedule is not None:
+            conn.execute(
+                "UPDATE schedules SET last_outcome = 'dead', last_error = ? WHERE name = ?",
+                (dead.error, dead.schedule),
+            )
+        dead_on_claim.append(dead)
 
     def _launch(self, delivery: Delivery, scheduled_at: float) -> None:
         flight = _InFlight(delivery)

@@ -60,11 +60,14 @@ def store_status(store: Store) -> Status:
     due = [c for c in candidates if c is not None]
     accuracy = outcome = error = None
     if table_exists(store, "delivery_log"):
-        last = store.execute(
-            "SELECT lateness_ms, outcome FROM delivery_log ORDER BY id DESC LIMIT 1"
+        last = store.execute("SELECT outcome FROM delivery_log ORDER BY id DESC LIMIT 1")
+        outcome = last[0][0] if last else None
+        # Rows of messages dead-lettered without running (no start) have no lateness.
+        started = store.execute(
+            "SELECT lateness_ms FROM delivery_log WHERE lateness_ms IS NOT NULL "
+            "ORDER BY id DESC LIMIT 1"
         )
-        if last:
-            accuracy, outcome = last[0]
+        accuracy = started[0][0] if started else None
         failed = store.execute(
             "SELECT error FROM delivery_log WHERE error IS NOT NULL ORDER BY id DESC LIMIT 1"
         )

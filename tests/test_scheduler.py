@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import sqlite3
 import threading
 import time
@@ -667,3 +668,31 @@ def test_until_accepts_datetimes_and_refuses_naive_ones(sched, fake_clock):
     assert fake_clock.now() == until.timestamp()
     with pytest.raises(airq_nb.SchedulerError, match="aware datetime"):
         run(sched.run_until_idle(until=datetime(2030, 1, 1)))
+
+
+def test_messages_dead_lettered_while_claiming_are_logged_and_counted(
+    sched, clocked_store, fake_clock, db_path
+):
+    handled = []
+    sched.listen_queue(handled.append, topic="job")
+    sched.schedule("job", every=timedelta(hours=1))
+    run_id = sched.run_now("job")
+    # A consumer elsewhere takes the run's last attempt, then dies holding it.
+    dying = clocked_store.claim(topics=["job"], lease_seconds=1)
+    assert dying is not None and dying.id == run_id
+    with sqlite3.connect(db_path) as raw:  # and its attempts are used up
+        raw.execute("UPDATE queue SET attempts = 6 WHERE id = ?", (run_id,))
+    broken = clocked_store.enqueue("x", topic="job")
+    with sqlite3.connect(db_path) as raw:
+        raw.execute("UPDATE queue SET value = '{not json' WHERE id = ?", (broken,))
+    fake_clock.advance(2)
+
+    summary = run(sched.run_until_idle())
+    assert summary.dead_lettered == 2 and handled == []
+    rows = {r["message_id"]: r for r in log_rows(clocked_store)}
+    assert rows[run_id]["outcome"] == "dead" and "lease expired" in rows[run_id]["error"]
+    assert rows[broken]["outcome"] == "dead" and "corrupt" in rows[broken]["error"]
+    assert all(math.isnan(r["lateness_ms"]) for r in rows.values())  # nothing started
+    (info,) = sched.schedules()
+    assert info.last_outcome == "dead"
+    assert airq_nb.store_status(clocked_store).last_delivery_accuracy_ms is None
