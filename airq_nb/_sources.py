@@ -30,6 +30,7 @@ from ._errors import (
     RequestRejectedError,
     SourceUnavailableError,
 )
+from ._humanize import one_line
 
 if TYPE_CHECKING:
     import ssl
@@ -251,9 +252,8 @@ def _reject_constant(name: str) -> Any:
 
 
 def _snippet(text: str, secret: str | None) -> str:
-    flat = " ".join(text.split())
-    short = flat[:_TEXT_SNIPPET] + ("…" if len(flat) > _TEXT_SNIPPET else "")
-    return repr(mask_secrets(short, secret))
+    # Mask before cutting: a key cut in half by the clip would no longer match the mask.
+    return repr(one_line(mask_secrets(text, secret), _TEXT_SNIPPET))
 
 
 def _raise_for_status(

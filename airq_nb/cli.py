@@ -22,6 +22,7 @@ from typing import Any
 from . import __version__
 from ._collector import collect_once, collect_until_idle, install_collector, last_collection
 from ._errors import AirqError, CollectionFailedError, ConfigurationError
+from ._humanize import one_line
 from ._readings import readings_summary
 from ._sources import LONDON, SOURCES, Location, mask_secrets, source_from_env
 from ._store import Store, open_store
@@ -29,6 +30,8 @@ from ._store import Store, open_store
 __all__ = ["main"]
 
 PROG = "airq-nb"
+#: Width of an error cell in the tables (the full text is in --json).
+_CELL = 60
 
 
 EPILOG = """\
@@ -192,11 +195,6 @@ def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> list[str]:
     ]
 
 
-def _one_line(text: str, limit: int = 60) -> str:
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
 # -- commands --------------------------------------------------------------------------------
 
 
@@ -292,7 +290,7 @@ def _status(args: argparse.Namespace) -> int:
             if status.last_delivery_accuracy_ms is not None
             else ""
         ),
-        f"last error:       {_one_line(status.last_error, 200) if status.last_error else '-'}",
+        f"last error:       {one_line(status.last_error, 200) if status.last_error else '-'}",
         f"backlog:          {status.backlog} due, {status.queued} queued, {status.leased} leased, "
         f"{status.dead_letters} dead",
         f"paused topics:    {', '.join(status.paused_topics) or '-'}",
@@ -305,7 +303,7 @@ def _status(args: argparse.Namespace) -> int:
         *([] if summary else ["  none yet (run: airq-nb collect --once)"]),
         *(
             f"  last collection {run['location']} / {run['source']}: {run['outcome']} at "
-            f"{_when(run['at'])}" + (f": {_one_line(run['error'], 200)}" if run["error"] else "")
+            f"{_when(run['at'])}" + (f": {one_line(run['error'], 200)}" if run["error"] else "")
             for run in runs
         ),
     ]
@@ -327,7 +325,7 @@ def _schedules(args: argparse.Namespace) -> int:
             _when(s.next_run_at),
             _when(s.last_run_at),
             s.last_outcome,
-            _one_line(s.last_error) if s.last_error else None,
+            one_line(s.last_error, _CELL) if s.last_error else None,
         )
         for s in schedules
     ]
@@ -349,8 +347,8 @@ def _queue(args: argparse.Namespace) -> int:
                     _when(m.deliver_at),
                     f"{m.attempts}/{m.max_attempts}",
                     m.schedule,
-                    _one_line(json.dumps(m.value), 40),
-                    _one_line(m.last_error) if m.last_error else None,
+                    one_line(json.dumps(m.value), 40),
+                    one_line(m.last_error, _CELL) if m.last_error else None,
                 )
                 for m in messages
             ]

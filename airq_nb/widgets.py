@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 from ._errors import AirqError
-from ._humanize import span_text
+from ._humanize import one_line, span_text
 from ._refresh import PeriodicRefresh
 
 if TYPE_CHECKING:
@@ -40,13 +40,9 @@ def _escape(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _short(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _clipped(text: str, limit: int) -> str:
     """Escaped text cut to ``limit`` characters, the whole of it in a hover title."""
-    return f"<span title='{_escape(text)}'>{_escape(_short(text, limit))}</span>"
+    return f"<span title='{_escape(text)}'>{_escape(one_line(text, limit))}</span>"
 
 
 def _due_text(message: Message, now: float) -> str:
@@ -322,8 +318,8 @@ class QueueInspector(PeriodicRefresh, w.VBox):
         lines = [html.unescape(_TAGS.sub("", self.summary.value))]
         for message in self._messages:
             cells = _row_texts(message, now)
-            cells[-2] = _short(cells[-2], _ERROR_CHARS)
-            cells[-1] = _short(cells[-1], _PREVIEW_CHARS)
+            cells[-2] = one_line(cells[-2], _ERROR_CHARS)
+            cells[-1] = one_line(cells[-1], _PREVIEW_CHARS)
             lines.append(
                 "  ".join(f"{name}={cell}" for name, cell in zip(_COLUMNS[1:], cells, strict=True))
             )

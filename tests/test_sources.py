@@ -266,6 +266,18 @@ def test_api_key_is_masked_in_errors_logs_and_repr(openweathermap_server, caplog
     assert openweathermap_server.requests[0].params["appid"] == key  # it was really sent
 
 
+def test_a_key_echoed_where_the_snippet_is_cut_is_masked_whole(openweathermap_server):
+    key = "k9Q2mZ7xW4pL8vR3"
+    # The page echoes the key across the snippet's 120-character cut.
+    page = "<html><body>" + "a" * 95 + " key " + key + " rejected</body></html>"
+    openweathermap_server.fail(200, body=page, content_type="text/html")
+    source = airq_nb.OpenWeatherMapSource(api_key=key, base_url=openweathermap_server.url)
+    with pytest.raises(airq_nb.MalformedReplyError, match="HTML page") as info:
+        fetch(source)
+    assert key[:6] not in str(info.value)
+    assert " key ***" in str(info.value)
+
+
 def test_mask_secrets_masks_query_values_and_literal_secrets():
     assert mask_secrets("http://x/y?lat=1&appid=abc123&end=2") == "http://x/y?lat=1&appid=***&end=2"
     assert mask_secrets("key s3cr3t leaked", "s3cr3t") == "key *** leaked"

@@ -165,6 +165,15 @@ def test_with_everything_paused_the_button_says_it_resumes_all_topics(store):
     assert panel.pause_button.tooltip == "Pause delivery of topic collect"
 
 
+def test_as_text_keeps_each_message_on_one_line(store):
+    message_id = store.enqueue({"n": 1}, topic="collect", backoff_schedule=[])
+    delivery = store.claim(topics=["collect"])
+    store.fail(delivery, "Traceback (most recent call last):\n  File 'x'\n    boom")
+    lines = inspector(store).as_text().splitlines()
+    (row,) = [line for line in lines if line.startswith(f"id={message_id} ")]
+    assert "last error=Traceback (most recent call last): File 'x' boom" in row
+
+
 def test_state_filter_shows_only_that_state(store):
     store.enqueue({"n": 1}, topic="later", delay=60)
     dead = make_dead(store, {"n": 2})
