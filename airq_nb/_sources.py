@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LONDON",
     "MAX_PLAUSIBLE_CONCENTRATION",
+    "MAX_REPLY_BYTES",
     "SOURCES",
     "Location",
     "OpenMeteoSource",
@@ -56,6 +57,9 @@ HOUR = 3600
 #: The worst hourly values ever recorded in cities are around 1,000–1,500 µg/m³.
 MAX_PLAUSIBLE_CONCENTRATION = 2000.0
 DEFAULT_TIMEOUT = 30.0
+#: Bytes a reply may have before it is refused unread: far above a year of hourly readings
+#: (~2 MB from OpenWeatherMap), far below what would strain a kernel's memory.
+MAX_REPLY_BYTES = 16 * 1024 * 1024
 _TEXT_SNIPPET = 120
 
 
@@ -182,6 +186,7 @@ async def _get_json(
     params: Mapping[str, str | int | float],
     *,
     timeout: float,
+    max_bytes: int = MAX_REPLY_BYTES,
     secret: str | None = None,
 ) -> Any:
     """GET ``url`` and return its JSON body, turning every failure into a typed SourceError."""
@@ -196,10 +201,13 @@ async def _get_json(
             "check the base_url argument or AIRQ_NB_OPENWEATHER_URL / AIRQ_NB_OPENMETEO_URL"
         ) from None
     try:
-        async with httpx.AsyncClient(
-            timeout=timeout, follow_redirects=True, verify=_ssl_context()
-        ) as client:
-            response = await client.get(url, params=dict(params))
+        async with (
+            httpx.AsyncClient(
+                timeout=timeout, follow_redirects=True, verify=_ssl_context()
+            ) as client,
+            client.stream("GET", url, params=dict(params)) as response,
+        ):
+            content = await _read_at_most(response, max_bytes)
     except httpx.TimeoutException:
         # `from None`: httpx exceptions carry the request URL, key included.
         raise SourceUnavailableError(
@@ -215,10 +223,15 @@ async def _get_json(
             f"cannot reach {source} ({shown}): {reason}; check the network or the base URL"
         ) from None
     status = response.status_code
+    text = "" if content is None else content.decode(response.encoding or "utf-8", "replace")
     if status >= 400:
-        _raise_for_status(source, shown, response, secret)
+        _raise_for_status(source, shown, response, text, secret)
+    if content is None:
+        raise MalformedReplyError(
+            f"{source} sent a reply larger than {max_bytes:,} bytes ({shown}); nothing was "
+            "read or written"
+        )
     content_type = response.headers.get("content-type", "")
-    text = response.text
     if "html" in content_type.lower() or text.lstrip()[:1] == "<":
         raise MalformedReplyError(
             f"{source} sent an HTML page instead of JSON ({shown}, HTTP {status}): "
@@ -239,6 +252,20 @@ async def _get_json(
         ) from None
 
 
+async def _read_at_most(response: httpx.Response, limit: int) -> bytes | None:
+    """The body, or None as soon as it proves longer than ``limit`` bytes (not read further)."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 @functools.cache
 def _ssl_context() -> ssl.SSLContext:
     # Building the default context (loading the CA bundle) costs ~50 ms; do it once.
@@ -257,10 +284,10 @@ def _snippet(text: str, secret: str | None) -> str:
 
 
 def _raise_for_status(
-    source: str, shown: str, response: httpx.Response, secret: str | None
+    source: str, shown: str, response: httpx.Response, text: str, secret: str | None
 ) -> None:
     status = response.status_code
-    detail = _error_detail(response, secret)
+    detail = _error_detail(text, secret)
     if status in (401, 403) and secret:
         raise InvalidApiKeyError(
             f"{source} rejected the API key (HTTP {status}{detail}): set OPENWEATHER_API_KEY "
@@ -284,10 +311,10 @@ def _raise_for_status(
     )
 
 
-def _error_detail(response: httpx.Response, secret: str | None) -> str:
+def _error_detail(text: str, secret: str | None) -> str:
     # Both APIs explain errors in JSON: OWM {"cod", "message"}, Open-Meteo {"error", "reason"}.
     try:
-        body = response.json()
+        body = json.loads(text)
     except (ValueError, RecursionError):
         return ""
     if isinstance(body, dict):
@@ -404,6 +431,7 @@ class OpenWeatherMapSource:
     api_key: str = field(repr=False)
     base_url: str = "https://api.openweathermap.org"
     timeout: float = DEFAULT_TIMEOUT
+    max_reply_bytes: int = MAX_REPLY_BYTES
     name: str = field(default="openweathermap", init=False)
 
     def __post_init__(self) -> None:
@@ -430,6 +458,7 @@ class OpenWeatherMapSource:
                 "appid": self.api_key,
             },
             timeout=self.timeout,
+            max_bytes=self.max_reply_bytes,
             secret=self.api_key,
         )
         if not isinstance(body, dict):
@@ -487,6 +516,7 @@ class OpenMeteoSource:
 
     base_url: str = "https://air-quality-api.open-meteo.com"
     timeout: float = DEFAULT_TIMEOUT
+    max_reply_bytes: int = MAX_REPLY_BYTES
     name: str = field(default="open-meteo", init=False)
 
     async def fetch(self, location: Location, *, start: int, end: int) -> list[Reading]:
@@ -504,6 +534,7 @@ class OpenMeteoSource:
                 "timezone": "GMT",
             },
             timeout=self.timeout,
+            max_bytes=self.max_reply_bytes,
         )
         if not isinstance(body, dict):
             raise _malformed(source, f"the reply is {_kind(body)}, expected an object")

@@ -126,6 +126,18 @@ def test_a_deeply_nested_error_body_still_gives_the_status_error(openmeteo_serve
         fetch(airq_nb.OpenMeteoSource(base_url=openmeteo_server.url))
 
 
+def test_a_reply_larger_than_the_cap_is_refused_unread(openmeteo_server):
+    source = airq_nb.OpenMeteoSource(base_url=openmeteo_server.url, max_reply_bytes=2000)
+    with pytest.raises(airq_nb.MalformedReplyError, match="larger than 2,000 bytes"):
+        fetch(source, start=END - 7 * 24 * HOUR)  # a week of hours: ~5 kB
+    assert len(fetch(source)) == 6  # six hours fit
+    # An error reply over the cap still reports its status, without the unread detail.
+    openmeteo_server.fail(503, body={"error": True, "reason": "x" * 5000})
+    with pytest.raises(airq_nb.SourceUnavailableError, match=r"HTTP 503 \("):
+        fetch(source)
+    assert airq_nb.OpenMeteoSource().max_reply_bytes == airq_nb._sources.MAX_REPLY_BYTES
+
+
 def test_duplicate_hours_are_malformed(openweathermap_server):
     class Duplicating(FakeOpenWeatherMap):
         def answer(self, params):
