@@ -737,7 +737,6 @@ class Scheduler:
         handler = self._handlers.get(delivery.topic)
         if handler is None:
             return _Failure(f"no handler for topic {delivery.topic!r} in this scheduler")
-        timed_out = _Failure(f"handler timed out after {self.handler_timeout:g} s")
         try:
             if _is_async(handler):
                 try:
@@ -745,16 +744,19 @@ class Scheduler:
                         await handler(delivery.value)
                 except TimeoutError:
                     if deadline.expired():  # not the handler's own TimeoutError
-                        return timed_out
+                        return self._timed_out()
                     raise
             elif not await self._run_sync(handler, delivery):
-                return timed_out
+                return self._timed_out()
         except SourceError as exc:
             return _Failure(_describe(exc), exc.retryable, _retry_in(exc.retry_after))
         except Exception as exc:
             log.info("handler for %r failed: %s", delivery.topic, _describe(exc))
             return _Failure(_describe(exc))
         return None
+
+    def _timed_out(self) -> _Failure:
+        return _Failure(f"handler timed out after {self.handler_timeout:g} s")
 
     async def _run_sync(self, handler: Handler, delivery: Delivery) -> bool:
         """Run a sync handler in its thread; False if it overran ``handler_timeout``.

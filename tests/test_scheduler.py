@@ -696,3 +696,18 @@ def test_messages_dead_lettered_while_claiming_are_logged_and_counted(
     (info,) = sched.schedules()
     assert info.last_outcome == "dead"
     assert airq_nb.store_status(clocked_store).last_delivery_accuracy_ms is None
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_no_handler_timeout_means_handlers_run_to_the_end(clocked_store, fake_clock, kind):
+    got = []
+
+    async def async_handler(value):
+        got.append(value)
+
+    sched = airq_nb.Scheduler(clocked_store, clock=fake_clock, handler_timeout=None)
+    sched.listen_queue(got.append if kind == "sync" else async_handler)
+    clocked_store.enqueue({"n": 1})
+    summary = run(sched.run_until_idle())
+    assert summary.delivered == 1 and got == [{"n": 1}]
+    assert [r["outcome"] for r in log_rows(clocked_store)] == ["ok"]
