@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -544,26 +544,27 @@ class FakeOpenMeteo(FakeServer):
 # -- fixtures ---------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def openweathermap_server() -> Iterator[FakeOpenWeatherMap]:
-    """A fake OpenWeatherMap on 127.0.0.1 (``.url``, ``.api_key``), stopped after the test."""
-    server = FakeOpenWeatherMap()
+_ServerT = TypeVar("_ServerT", bound=FakeServer)
+
+
+def _running(server: _ServerT) -> Iterator[_ServerT]:
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def openweathermap_server() -> Iterator[FakeOpenWeatherMap]:
+    """A fake OpenWeatherMap on 127.0.0.1 (``.url``, ``.api_key``), stopped after the test."""
+    yield from _running(FakeOpenWeatherMap())
 
 
 @pytest.fixture
 def openmeteo_server() -> Iterator[FakeOpenMeteo]:
     """A fake Open-Meteo air-quality API on 127.0.0.1 (``.url``), stopped after the test."""
-    server = FakeOpenMeteo()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _running(FakeOpenMeteo())
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ retries, nothing written on bad replies, the key never stored, and a kill mid-wr
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import os
@@ -592,28 +593,31 @@ def test_a_source_returning_hours_outside_the_window_writes_nothing(clocked_stor
     assert hours(clocked_store) == []
 
 
+def _deliver_collect_runs(store, source):
+    """Run the queued collect messages headless on a fresh scheduler with the collector."""
+    from airq_nb._collector import install_collector
+
+    async def run():
+        scheduler = airq_nb.Scheduler(store)
+        try:
+            install_collector(scheduler, store, source=source)
+            return await scheduler.run_until_idle(timeout=30)
+        finally:
+            scheduler.close()
+
+    return asyncio.run(run())
+
+
 def test_a_run_for_openweathermap_without_a_key_dead_letters_at_once(
     clocked_store, meteo, monkeypatch
 ):
-    import asyncio
-
-    from airq_nb._collector import install_collector
 
     monkeypatch.delenv("OPENWEATHER_API_KEY", raising=False)
     clocked_store.enqueue(
         {"location": airq_nb.LONDON.as_dict(), "source": "openweathermap"}, topic="collect"
     )
 
-    async def run():
-        scheduler = airq_nb.Scheduler(clocked_store)
-        try:
-            install_collector(scheduler, clocked_store, source=meteo)
-            return await scheduler.run_until_idle(timeout=30)
-        finally:
-            scheduler.close()
-
-    summary = asyncio.run(run())
-    assert summary.dead_lettered == 1
+    assert _deliver_collect_runs(clocked_store, meteo).dead_lettered == 1
     (dead,) = clocked_store.queue.dead_letters()
     assert dead.attempts == 1 and "OPENWEATHER_API_KEY" in dead.last_error
 
@@ -621,22 +625,11 @@ def test_a_run_for_openweathermap_without_a_key_dead_letters_at_once(
 def test_a_run_for_an_unknown_source_dead_letters_naming_the_real_cause(
     clocked_store, meteo, monkeypatch
 ):
-    import asyncio
-
-    from airq_nb._collector import install_collector
 
     monkeypatch.delenv("AIRQ_NB_SOURCE", raising=False)
     clocked_store.enqueue({"location": airq_nb.LONDON.as_dict(), "source": "laqn"}, topic="collect")
 
-    async def run():
-        scheduler = airq_nb.Scheduler(clocked_store)
-        try:
-            install_collector(scheduler, clocked_store, source=meteo)
-            return await scheduler.run_until_idle(timeout=30)
-        finally:
-            scheduler.close()
-
-    assert asyncio.run(run()).dead_lettered == 1
+    assert _deliver_collect_runs(clocked_store, meteo).dead_lettered == 1
     (dead,) = clocked_store.queue.dead_letters()
     assert dead.attempts == 1
     # Not an API-key problem: the error names the unknown source and what to set instead.
