@@ -2,18 +2,10 @@
 
 A KV store and durable queue in one SQLite file (Deno KV's semantics plus the management
 Deno lacks), an asyncio scheduler with durable recurring jobs, and an air-quality collector.
-Charts (``airq_nb.charts``) and widgets (``airq_nb.widgets``) are imported on demand.
+Charts and widgets (``airq_nb.ui.charts``, ``airq_nb.ui.widgets``) are imported on demand.
 """
 
 from ._clock import Clock, FakeClock, SystemClock
-from ._collector import (
-    CollectResult,
-    collect_now,
-    collect_once,
-    collect_until_idle,
-    start_collector,
-)
-from ._delivery_log import read_delivery_log
 from ._errors import (
     AirqError,
     CollectionFailedError,
@@ -35,11 +27,15 @@ from ._errors import (
     SourceUnavailableError,
     StoreError,
 )
-from ._queue import DEFAULT_BACKOFF_SCHEDULE, DeadLettered, Delivery, Message, QueueCounts
-from ._readings import read_readings
-from ._scheduler import RunSummary, Scheduler, scheduler_for
-from ._schedules import ScheduleInfo
-from ._sources import (
+from .collector._job import (
+    CollectResult,
+    collect_now,
+    collect_once,
+    collect_until_idle,
+    start_collector,
+)
+from .collector._readings import read_readings
+from .collector._sources import (
     LONDON,
     Location,
     OpenMeteoSource,
@@ -48,8 +44,12 @@ from ._sources import (
     Source,
     source_from_env,
 )
-from ._status import Status, store_status
-from ._store import DEFAULT_DB_PATH, AtomicOperation, CommitResult, Entry, Store, open_store
+from .scheduling._delivery_log import read_delivery_log
+from .scheduling._runtime import RunSummary, Scheduler, scheduler_for
+from .scheduling._schedules import ScheduleInfo
+from .scheduling._status import Status, store_status
+from .store._queue import DEFAULT_BACKOFF_SCHEDULE, DeadLettered, Delivery, Message, QueueCounts
+from .store._sqlite import DEFAULT_DB_PATH, AtomicOperation, CommitResult, Entry, Store, open_store
 
 __version__ = "0.1.0"
 

@@ -20,12 +20,12 @@ from datetime import datetime
 from typing import Any
 
 from . import __version__
-from ._collector import collect_once, collect_until_idle, install_collector, last_collection
 from ._errors import AirqError, CollectionFailedError, ConfigurationError
 from ._humanize import one_line
-from ._readings import readings_summary
-from ._sources import LONDON, SOURCES, Location, mask_secrets, source_from_env
-from ._store import Store, open_store
+from .collector._job import collect_once, collect_until_idle, install_collector, last_collection
+from .collector._readings import readings_summary
+from .collector._sources import LONDON, SOURCES, Location, mask_secrets, source_from_env
+from .store._sqlite import Store, open_store
 
 __all__ = ["main"]
 
@@ -249,7 +249,7 @@ def _emit_summary(args: argparse.Namespace, summary: Any) -> None:
 
 async def _serve(store: Store, source: Any, location: Location, timeout: float | None) -> None:
     """Run the collector as a service until SIGTERM/SIGINT (or ``timeout`` seconds)."""
-    from ._scheduler import Scheduler
+    from .scheduling._runtime import Scheduler
 
     scheduler = Scheduler(store)
     try:
@@ -270,7 +270,7 @@ async def _serve(store: Store, source: Any, location: Location, timeout: float |
 
 
 def _status_of(store: Store) -> Any:
-    from ._status import store_status
+    from .scheduling._status import store_status
 
     return store_status(store)
 
@@ -312,7 +312,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _schedules(args: argparse.Namespace) -> int:
-    from ._schedules import list_schedules
+    from .scheduling._schedules import list_schedules
 
     with _open(args) as store:
         schedules = list_schedules(store)

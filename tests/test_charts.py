@@ -13,7 +13,7 @@ from bokeh.models import ColumnDataSource, GlyphRenderer, HoverTool, Label, Span
 from bokeh.resources import INLINE
 
 import airq_nb
-from airq_nb import charts
+from airq_nb.ui import charts
 
 NOW = datetime(2026, 11, 28, 12, 30, tzinfo=UTC)
 

@@ -268,8 +268,8 @@ class _BrokenSource:
 
 @pytest.mark.parametrize("debug", [None, "1"])
 def test_an_unexpected_error_is_one_line_unless_debugging(db_path, capsys, monkeypatch, debug):
-    from airq_nb import _sources
     from airq_nb.cli import main
+    from airq_nb.collector import _sources
 
     monkeypatch.setitem(_sources.SOURCES, "broken", lambda url, key, timeout: _BrokenSource())
     monkeypatch.setenv("AIRQ_NB_SOURCE", "broken")

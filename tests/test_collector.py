@@ -196,7 +196,7 @@ def test_two_processes_fetching_the_same_window_store_each_hour_once(
 
 
 def test_an_overlapping_batch_updates_hours_instead_of_duplicating(clocked_store, owm):
-    from airq_nb._readings import upsert_readings
+    from airq_nb.collector._readings import upsert_readings
 
     collect(clocked_store, owm)
     newer = [airq_nb.Reading(t, 99.0, 100.0, 5) for t in hours(clocked_store)[-10:]]
@@ -331,7 +331,7 @@ def test_malformed_reply_writes_nothing_and_keeps_old_data(
 
 
 def test_the_last_outcome_is_remembered_for_status(clocked_store, meteo, openmeteo_server):
-    from airq_nb._collector import last_collection
+    from airq_nb.collector._job import last_collection
 
     collect(clocked_store, meteo)
     assert last_collection(clocked_store)[0]["outcome"] == "ok"
@@ -499,7 +499,7 @@ def test_hourly_schedule_headless_with_a_fake_clock(
 ):
     import asyncio
 
-    from airq_nb._collector import install_collector
+    from airq_nb.collector._job import install_collector
 
     async def run():
         scheduler = airq_nb.Scheduler(clocked_store)
@@ -529,7 +529,7 @@ def test_outage_under_the_scheduler_is_one_coalesced_run(
 ):
     import asyncio
 
-    from airq_nb._collector import install_collector
+    from airq_nb.collector._job import install_collector
 
     async def run(**options):
         scheduler = airq_nb.Scheduler(clocked_store)
@@ -555,7 +555,7 @@ def test_invalid_key_dead_letters_at_once_and_the_schedule_goes_on(
 ):
     import asyncio
 
-    from airq_nb._collector import install_collector
+    from airq_nb.collector._job import install_collector
 
     source = airq_nb.OpenWeatherMapSource(
         api_key="expired-key-0000", base_url=openweathermap_server.url
@@ -595,7 +595,7 @@ def test_a_source_returning_hours_outside_the_window_writes_nothing(clocked_stor
 
 def _deliver_collect_runs(store, source):
     """Run the queued collect messages headless on a fresh scheduler with the collector."""
-    from airq_nb._collector import install_collector
+    from airq_nb.collector._job import install_collector
 
     async def run():
         scheduler = airq_nb.Scheduler(store)

@@ -17,17 +17,11 @@ from typing import Any
 import pytest
 
 import airq_nb
-from airq_nb import (
-    FakeClock,
-    Scheduler,
-    _collector,
-    _json,
-    _keys,
-    _queue,
-    _schedules,
-    _store,
-    read_delivery_log,
-)
+from airq_nb import FakeClock, Scheduler, read_delivery_log
+from airq_nb.collector import _job as _collector
+from airq_nb.scheduling import _schedules
+from airq_nb.store import _json, _keys, _queue
+from airq_nb.store import _sqlite as _store
 
 DOCS = Path(__file__).parents[1] / "docs"
 SEMANTICS = (DOCS / "semantics.md").read_text()
@@ -75,7 +69,7 @@ def parse_value(text: str) -> Any:
 
 
 def resolve(reference: str) -> Any:
-    """`airq_nb._queue.NAME`, or `airq_nb.Thing(param)` / `airq_nb.Thing.method(param)`: a
+    """`airq_nb.store._queue.NAME`, or `airq_nb.Thing(param)` / `airq_nb.Thing.method(param)`: a
     constant, or a parameter's default value."""
     match = re.fullmatch(r"([\w.]+?)(?:\((\w+)\))?", reference)
     assert match, reference

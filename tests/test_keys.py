@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import airq_nb
-from airq_nb._keys import decode_key, encode_key
+from airq_nb.store._keys import decode_key, encode_key
 
 # Deno KV's type order: Uint8Array < string < number < bigint < boolean.
 _TYPE_RANK = {bytes: 0, str: 1, float: 2, int: 3, bool: 4}

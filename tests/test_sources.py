@@ -19,7 +19,7 @@ from fake_sources import (
 )
 
 import airq_nb
-from airq_nb._sources import mask_secrets, parse_retry_after
+from airq_nb.collector._sources import mask_secrets, parse_retry_after
 
 HOUR = 3600
 START = 1_700_000_000 // HOUR * HOUR  # 2023-11-14T22:00Z
@@ -135,7 +135,7 @@ def test_a_reply_larger_than_the_cap_is_refused_unread(openmeteo_server):
     openmeteo_server.fail(503, body={"error": True, "reason": "x" * 5000})
     with pytest.raises(airq_nb.SourceUnavailableError, match=r"HTTP 503 \("):
         fetch(source)
-    assert airq_nb.OpenMeteoSource().max_reply_bytes == airq_nb._sources.MAX_REPLY_BYTES
+    assert airq_nb.OpenMeteoSource().max_reply_bytes == airq_nb.collector._sources.MAX_REPLY_BYTES
 
 
 def test_duplicate_hours_are_malformed(openweathermap_server):
@@ -342,7 +342,9 @@ def test_a_third_source_needs_only_name_and_fetch(clocked_store, monkeypatch):
     assert result.stored == 168
     assert set(airq_nb.read_readings(clocked_store)["source"]) == {"constant"}
     # Registering a factory makes it selectable by name, like the built-in ones.
-    monkeypatch.setitem(airq_nb._sources.SOURCES, "constant", lambda url, key, timeout: Constant())
+    monkeypatch.setitem(
+        airq_nb.collector._sources.SOURCES, "constant", lambda url, key, timeout: Constant()
+    )
     monkeypatch.setenv("AIRQ_NB_SOURCE", "constant")
     assert airq_nb.source_from_env().name == "constant"
 
@@ -353,7 +355,7 @@ def test_location_checks_its_coordinates():
     with pytest.raises(airq_nb.ConfigurationError, match="name"):
         airq_nb.Location("", 1.0, 0.0)
     place = airq_nb.Location("Paris", 48.85, 2.35)
-    assert airq_nb._sources.Location.from_dict(place.as_dict()) == place
+    assert airq_nb.collector._sources.Location.from_dict(place.as_dict()) == place
 
 
 def test_fake_openmeteo_validates_like_the_real_api(openmeteo_server):

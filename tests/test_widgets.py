@@ -7,7 +7,7 @@ import threading
 from datetime import timedelta
 
 import airq_nb
-from airq_nb.widgets import QueueInspector, StatusPanel
+from airq_nb.ui.widgets import QueueInspector, StatusPanel
 
 HOSTILE = "<script>alert('x')</script><img src=x onerror=alert(1)>"
 

@@ -13,8 +13,8 @@ import pytest
 
 import airq_nb
 from airq_nb import InvalidKeyError, InvalidValueError, PayloadTooLargeError
-from airq_nb._json import MAX_NESTING, MAX_VALUE_BYTES
-from airq_nb._keys import MAX_KEY_BYTES
+from airq_nb.store._json import MAX_NESTING, MAX_VALUE_BYTES
+from airq_nb.store._keys import MAX_KEY_BYTES
 
 PACKAGE = Path(airq_nb.__file__).parent
 
@@ -102,7 +102,7 @@ def test_script_tags_are_stored_verbatim_and_escaped_in_the_inspector(store: air
     (message,) = store.queue.list()
     assert message.value == {"html": hostile}
 
-    from airq_nb.widgets import QueueInspector
+    from airq_nb.ui.widgets import QueueInspector
 
     inspector = QueueInspector(store, autostart=False)
     inspector.refresh()

@@ -1,6 +1,6 @@
 """Bokeh charts of the readings and of delivery accuracy, loaded inline and updated in place.
 
-Imported on demand (``from airq_nb import charts``), never by ``import airq_nb``, so the core
+Imported on demand (``from airq_nb.ui import charts``), never by ``import airq_nb``, so the core
 package stays free of Bokeh. Every chart takes a DataFrame (as ``read_readings`` or
 ``read_delivery_log`` return it) or a store to read one from.
 """
@@ -29,13 +29,13 @@ from bokeh.models import (
 from bokeh.plotting import figure
 from bokeh.resources import INLINE
 
-from ._humanize import span_text
+from .._humanize import span_text
 from ._refresh import PeriodicRefresh
 
 if TYPE_CHECKING:
     from bokeh.plotting import figure as Figure
 
-    from ._store import Store
+    from ..store._sqlite import Store
 
 __all__ = [
     "OUTCOME_COLORS",

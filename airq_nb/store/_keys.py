@@ -11,7 +11,7 @@ import math
 import struct
 from typing import TypeAlias
 
-from ._errors import InvalidKeyError
+from .._errors import InvalidKeyError
 
 __all__ = ["MAX_KEY_BYTES", "Key", "KeyPart", "decode_key", "encode_key", "prefix_range"]
 

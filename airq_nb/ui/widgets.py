@@ -1,6 +1,6 @@
 """ipywidgets for the queue and the collector's status: see, delete, purge, pause, re-drive.
 
-Imported on demand (``from airq_nb import widgets``), never by ``import airq_nb``. Every piece
+Imported on demand (``from airq_nb.ui import widgets``), never by ``import airq_nb``. Every piece
 of payload or error text is HTML-escaped before it reaches the page, so a message holding
 ``<script>`` shows as text. Button callbacks call thread-safe APIs only (the store, or the
 scheduler's public methods), so they work from whichever thread the kernel runs them on.
@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
-from ._errors import AirqError
-from ._humanize import one_line, span_text
+from .._errors import AirqError
+from .._humanize import one_line, span_text
 from ._refresh import PeriodicRefresh
 
 if TYPE_CHECKING:
-    from ._queue import Message
-    from ._store import Store
+    from ..store._queue import Message
+    from ..store._sqlite import Store
 
 __all__ = ["QueueInspector", "StatusPanel"]
 
@@ -541,7 +541,7 @@ class StatusPanel(PeriodicRefresh, w.HTML):
         """Read the status again."""
         from airq_nb import store_status
 
-        from ._readings import readings_summary
+        from ..collector._readings import readings_summary
 
         status = store_status(self.store)
         now = self.store.clock.now()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ._errors import (
+from .._errors import (
     CollectionFailedError,
     ConfigurationError,
     RateLimitedError,
@@ -50,7 +50,7 @@ from ._sources import (
 )
 
 if TYPE_CHECKING:
-    from ._store import Store
+    from ..store._sqlite import Store
 
 __all__ = [
     "COLLECT_TOPIC",
@@ -261,7 +261,7 @@ def collect_now(
 
     Inside a running event loop (a notebook cell) it runs on a helper thread instead.
     """
-    from ._store import open_store
+    from ..store._sqlite import open_store
 
     if store is None:
         with open_store() as opened:
@@ -356,8 +356,8 @@ def start_collector(
     this process's scheduler for the store, and starts it on the running event loop.
     Calling it again (a re-run cell) updates the schedule; it never starts a second one.
     """
-    from ._scheduler import scheduler_for
-    from ._store import open_store
+    from ..scheduling._runtime import scheduler_for
+    from ..store._sqlite import open_store
 
     if store is None:
         store = open_store()
@@ -381,9 +381,9 @@ async def collect_until_idle(
     into one). Returns the scheduler's ``RunSummary``. Raises :class:`CollectionFailedError`
     naming the last error if a run failed; that run stays queued for its retry.
     """
-    from ._scheduler import Scheduler
-    from ._status import store_status
-    from ._store import open_store
+    from ..scheduling._runtime import Scheduler
+    from ..scheduling._status import store_status
+    from ..store._sqlite import open_store
 
     if store is None:
         # Headless runs come and go (cron, papermill): close the store this call opened.

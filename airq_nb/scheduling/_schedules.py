@@ -21,18 +21,18 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadCronError, CroniterBadDateError, CroniterError, croniter
 
-from ._delivery_log import utc
-from ._errors import (
+from .._errors import (
     InvalidDelayError,
     InvalidScheduleError,
     InvalidValueError,
     ScheduleNotFoundError,
 )
-from ._json import dump_value, load_value
-from ._queue import check_backoff, check_topic
+from ..store._json import dump_value, load_value
+from ..store._queue import check_backoff, check_topic
+from ._delivery_log import utc
 
 if TYPE_CHECKING:
-    from ._store import Store
+    from ..store._sqlite import Store
 
 __all__ = [
     "MAX_CATCH_UP_LIMIT",

@@ -13,7 +13,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
-from ._errors import InvalidDelayError, InvalidValueError
+from .._errors import InvalidDelayError, InvalidValueError
 from ._json import dump_value, load_value
 
 __all__ = [

@@ -35,7 +35,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from ._clock import Clock
+from .._clock import Clock
+from .._errors import SchedulerError, SourceError
+from ..store._queue import MAX_DELAY_SECONDS, DeadLettered, Delivery, check_topic
+from ..store._sqlite import Store
 from ._delivery_log import (
     LogEntry,
     ensure_delivery_log_table,
@@ -43,8 +46,6 @@ from ._delivery_log import (
     utc,
     write_log_entry,
 )
-from ._errors import SchedulerError, SourceError
-from ._queue import MAX_DELAY_SECONDS, DeadLettered, Delivery, check_topic
 from ._schedules import (
     ScheduleInfo,
     claim_absorbs_slots,
@@ -59,7 +60,6 @@ from ._schedules import (
     set_paused,
 )
 from ._status import Status, store_status
-from ._store import Store
 
 __all__ = ["RunSummary", "Scheduler", "scheduler_for"]
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from ._delivery_log import table_exists, utc
 
 if TYPE_CHECKING:
-    from ._store import Store
+    from ..store._sqlite import Store
 
 __all__ = ["Status", "store_status"]
 

@@ -21,15 +21,15 @@ from typing import Any, Literal
 
 import sqlite_utils
 
-from . import _queue
-from ._clock import Clock, SystemClock
-from ._errors import (
+from .._clock import Clock, SystemClock
+from .._errors import (
     ConfigurationError,
     InvalidKeyError,
     InvalidValueError,
     MessageNotFoundError,
     StoreError,
 )
+from . import _queue
 from ._json import dump_value, load_value
 from ._keys import Key, decode_key, encode_key, prefix_range
 from ._queue import DeadLettered, Delivery, FailOutcome, Message, PreparedMessage, QueueCounts

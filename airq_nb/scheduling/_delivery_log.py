@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ._errors import InvalidValueError
+from .._errors import InvalidValueError
 
 if TYPE_CHECKING:
     import sqlite3
 
     import pandas
 
-    from ._store import Store
+    from ..store._sqlite import Store
 
 __all__ = [
     "LOG_COLUMNS",
@@ -166,7 +166,7 @@ def read_delivery_log(
     import pandas
 
     if store is None:
-        from ._store import open_store
+        from ..store._sqlite import open_store
 
         with open_store() as opened:
             return read_delivery_log(

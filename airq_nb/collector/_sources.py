@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from ._errors import (
+from .._errors import (
     ConfigurationError,
     InvalidApiKeyError,
     MalformedReplyError,
@@ -30,7 +30,7 @@ from ._errors import (
     RequestRejectedError,
     SourceUnavailableError,
 )
-from ._humanize import one_line
+from .._humanize import one_line
 
 if TYPE_CHECKING:
     import ssl

@@ -6,7 +6,7 @@ import json
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
-from ._errors import InvalidValueError, PayloadTooLargeError
+from .._errors import InvalidValueError, PayloadTooLargeError
 
 __all__ = ["MAX_NESTING", "MAX_VALUE_BYTES", "dump_value", "load_value"]
 

@@ -6,13 +6,13 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ._errors import ConfigurationError
+from .._errors import ConfigurationError
 from ._sources import HOUR, Location, Reading
 
 if TYPE_CHECKING:
     import pandas
 
-    from ._store import Store
+    from ..store._sqlite import Store
 
 __all__ = [
     "DEFAULT_RETENTION",
@@ -180,7 +180,7 @@ def read_readings(
     """
     import pandas as pd
 
-    from ._store import open_store
+    from ..store._sqlite import open_store
 
     if store is None:
         with open_store() as opened:

@@ -1,0 +1,1 @@
+"""The asyncio scheduler: delivers queued messages and runs durable recurring schedules."""
