@@ -33,6 +33,7 @@ from . import _queue
 from ._json import dump_value, load_value
 from ._keys import Key, decode_key, encode_key, prefix_range
 from ._queue import DeadLettered, Delivery, FailOutcome, Message, PreparedMessage, QueueCounts
+from ._schema import migrate
 
 log = logging.getLogger("airq_nb.store")
 
@@ -49,7 +50,6 @@ __all__ = [
 DEFAULT_DB_PATH = Path("~/.local/share/airq_nb/airq.db")
 #: How long a writer waits for another process's transaction before giving up.
 DEFAULT_BUSY_TIMEOUT = 60.0
-SCHEMA_VERSION = 2
 _EXPIRY_SWEEP_SECONDS = 60.0
 
 Durability = Literal["normal", "full"]
@@ -201,84 +201,8 @@ class Store:
     # -- plumbing -----------------------------------------------------------------------
 
     def _create_schema(self) -> None:
-        with self.transaction():
-            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self.path} was written by a newer airq_nb (schema {version}, this one "
-                    f"knows {SCHEMA_VERSION}); upgrade airq_nb to use it"
-                )
-            if version == SCHEMA_VERSION:
-                return
-            self.db["kv"].create(
-                {"key": bytes, "value": str, "versionstamp": str, "expires_at": float},
-                pk="key",
-                not_null={"value", "versionstamp"},
-                if_not_exists=True,
-            )
-            self.db["kv"].create_index(["expires_at"], if_not_exists=True)
-            self.db["meta"].create({"name": str, "value": int}, pk="name", if_not_exists=True)
-            self.db["meta"].insert({"name": "versionstamp", "value": 0}, ignore=True)
-            self.db["paused_topics"].create(
-                {"topic": str, "paused_at": float}, pk="topic", if_not_exists=True
-            )
-            self.db["queue"].create(
-                {
-                    "id": int,
-                    "topic": str,
-                    "value": str,
-                    "state": str,
-                    "deliver_at": float,
-                    "due_at": float,
-                    "attempts": int,
-                    "backoff_schedule": str,
-                    "keys_if_undelivered": str,
-                    "last_error": str,
-                    "enqueued_at": float,
-                    "lease_token": str,
-                    "lease_expires_at": float,
-                    "dedup_key": str,
-                    "schedule": str,
-                    "dead_at": float,
-                },
-                pk="id",
-                not_null={"topic", "value", "state", "deliver_at", "attempts", "enqueued_at"},
-                defaults={"attempts": 0},
-                if_not_exists=True,
-            )
-            # Partial indexes, which sqlite-utils cannot declare: only live messages are
-            # scanned by claim, and a dedup key is unique among messages that have one.
-            self._conn.execute(
-                "CREATE INDEX IF NOT EXISTS queue_due ON queue (due_at) "
-                "WHERE state IN ('queued', 'leased')"
-            )
-            self._conn.execute(
-                "CREATE UNIQUE INDEX IF NOT EXISTS queue_dedup ON queue (dedup_key) "
-                "WHERE dedup_key IS NOT NULL"
-            )
-            # Message ids are never reused, so a stale ack or a delivery-log row never points
-            # at a newer message. AUTOINCREMENT would cost a sqlite_sequence write per
-            # enqueue; instead the highest id ever deleted is remembered, only when the
-            # newest row goes, and inserts start above it (see _queue.insert_statement).
-            had_sequence = self._conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'"
-            ).fetchone()
-            high_water = 0
-            if had_sequence:  # a schema-1 file, whose queue used AUTOINCREMENT
-                row = self._conn.execute(
-                    "SELECT seq FROM sqlite_sequence WHERE name = 'queue'"
-                ).fetchone()
-                high_water = row[0] if row else 0
-            self.db["meta"].insert({"name": "queue_high_water", "value": high_water}, ignore=True)
-            self._conn.execute(
-                """CREATE TRIGGER IF NOT EXISTS queue_high_water AFTER DELETE ON queue
-                WHEN OLD.id > IFNULL((SELECT MAX(id) FROM queue), 0)
-                BEGIN
-                    UPDATE meta SET value = OLD.id
-                    WHERE name = 'queue_high_water' AND value < OLD.id;
-                END"""
-            )
-            self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        with self.transaction() as conn:
+            migrate(conn, where=str(self.path))
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
