@@ -12,12 +12,16 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import struct
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import airq_nb
-from airq_nb.store._schema import MIGRATIONS, SCHEMA_VERSION
+from airq_nb.store._keys import encode_key
+from airq_nb.store._schema import MIGRATIONS, SCHEMA_VERSION, _reencode
 
 DATA = Path(__file__).parent / "data"
 FIXTURES = sorted(DATA.glob("store-schema*.sql"))
@@ -156,6 +160,20 @@ def test_a_key_not_written_by_airq_nb_stops_the_upgrade_and_changes_nothing(
     raw.close()
 
 
+def test_a_damaged_keys_if_undelivered_is_left_for_the_consumer(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    _load(FIXTURES[-1], path)
+    raw = sqlite3.connect(path)
+    raw.execute("UPDATE queue SET keys_if_undelivered = 'not json' WHERE id = 3")
+    raw.commit()
+    raw.close()
+    with airq_nb.open_store(path) as store:
+        assert store.execute("SELECT keys_if_undelivered FROM queue WHERE id = 3") == [
+            ("not json",)
+        ]
+        assert store.get(("n", 0)).value == "('n', 0)"
+
+
 def test_a_newer_store_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "new.db"
     airq_nb.open_store(path).close()
@@ -165,3 +183,42 @@ def test_a_newer_store_is_refused(tmp_path: Path) -> None:
     raw.close()
     with pytest.raises(airq_nb.StoreError, match=r"newer airq_nb.*upgrade airq_nb"):
         airq_nb.open_store(path)
+
+
+def _old_encode(key: tuple) -> bytes:
+    """How schemas 1-5 encoded a key (airq_nb/_keys.py up to f774d0e), for the property below."""
+    out = b""
+    for part in key:
+        if isinstance(part, bool):
+            out += b"\x41" if part else b"\x40"
+        elif isinstance(part, bytes | str):
+            raw = part if isinstance(part, bytes) else part.encode("utf-8", "surrogatepass")
+            tag = b"\x01" if isinstance(part, bytes) else b"\x02"
+            out += tag + raw.replace(b"\x00", b"\x00\xff") + b"\x00"
+        elif isinstance(part, int):
+            digits = abs(part).to_bytes((abs(part).bit_length() + 7) // 8, "big")
+            if part >= 0:
+                out += bytes([0x30, 1, len(digits)]) + digits
+            else:
+                out += bytes([0x30, 0, 255 - len(digits)]) + bytes(0xFF - b for b in digits)
+        else:
+            bits = int.from_bytes(struct.pack(">d", math.nan if math.isnan(part) else part), "big")
+            bits = bits ^ (2**64 - 1) if bits >> 63 else bits | (1 << 63)
+            out += b"\x21" + bits.to_bytes(8, "big")
+    return out
+
+
+old_parts = st.one_of(
+    st.binary(max_size=6),
+    st.text(max_size=6),
+    st.integers(min_value=-(2**300), max_value=2**300),
+    st.floats(allow_nan=False),
+    st.just(math.nan),
+    st.booleans(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(old_parts, min_size=1, max_size=4).map(tuple))
+def test_every_old_key_is_re_encoded_to_its_deno_encoding(key: tuple) -> None:
+    assert _reencode(_old_encode(key)) == encode_key(key)

@@ -206,7 +206,9 @@ def _decode_old_key(raw: bytes) -> Key:
         elif tag == _OLD_INT:
             sign, length = raw[pos], raw[pos + 1]
             pos += 2
-            if sign != 1:
+            if sign not in (0, 1):
+                raise ValueError(f"integer sign byte 0x{sign:02x}")
+            if sign == 0:
                 length = 255 - length
             digits = raw[pos : pos + length]
             if len(digits) != length:
