@@ -1,219 +1,417 @@
-"""The durable queue's models and limits: deliveries, messages, counts, and input checks.
+"""The durable queue's rows: inserting, claiming, failing and dead-lettering them, and reading them.
 
-What a message may be is decided here, before any transaction opens; the SQL lives in
-``_queue_sql.py`` (statements and row handling) and ``queue.py`` (the store's verbs).
-Times are Unix seconds.
+These functions work on an open connection inside the caller's transaction, so the store's
+plain verbs (``queue.py``), its atomic operations (``kv.py``) and its management
+(``queue_manager.py``) share one implementation. The models and input checks live in
+``_queue_models.py`` and are importable from here too.
 """
 
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+import os
+from collections.abc import Collection, Sequence
+from typing import Any
 
-from .._errors import InvalidDelayError, InvalidValueError
-from ._json import dump_value
+from ._json import load_value
+from ._queue_models import (
+    DEFAULT_BACKOFF_SCHEDULE,
+    MAX_BACKOFF_ENTRIES,
+    MAX_BACKOFF_SECONDS,
+    MAX_DELAY_SECONDS,
+    DeadLettered,
+    Delivery,
+    FailOutcome,
+    Message,
+    PreparedMessage,
+    QueueCounts,
+    backoff_of,
+    check_backoff,
+    check_delay,
+    check_time,
+    check_topic,
+    check_topics,
+    prepare_message,
+)
 
 __all__ = [
     "DEFAULT_BACKOFF_SCHEDULE",
+    "INSERT",
     "MAX_BACKOFF_ENTRIES",
     "MAX_BACKOFF_SECONDS",
     "MAX_DELAY_SECONDS",
+    "MESSAGE_COLUMNS",
     "DeadLettered",
     "Delivery",
     "FailOutcome",
     "Message",
+    "PreparedMessage",
     "QueueCounts",
+    "UndeliverableRow",
     "backoff_of",
     "check_backoff",
     "check_delay",
     "check_time",
     "check_topic",
     "check_topics",
+    "claim_statement",
+    "dead_letter_claimed",
+    "delivery_from_claimed",
+    "fail_delivery",
+    "insert_many_plain",
+    "insert_messages",
+    "insert_statement",
+    "new_lease_token",
+    "prepare_message",
+    "row_to_message",
 ]
 
-#: Seconds to wait before each retry, Deno KV's default: 6 attempts in all.
-DEFAULT_BACKOFF_SCHEDULE: tuple[float, ...] = (0.1, 1.0, 5.0, 30.0, 60.0)
-#: Longest ``delay`` accepted at enqueue (Deno KV's limit: 30 days).
-MAX_DELAY_SECONDS = 30 * 24 * 3600.0
-#: Most retries one message may have.
-MAX_BACKOFF_ENTRIES = 20
-#: Longest single back-off step (one day).
-MAX_BACKOFF_SECONDS = 24 * 3600.0
+MESSAGE_COLUMNS = (
+    "id, topic, value, state, deliver_at, attempts, backoff_schedule, keys_if_undelivered, "
+    "last_error, enqueued_at, lease_expires_at, dedup_key, schedule, dead_at"
+)
 
-FailOutcome = Literal["retry", "dead", "lost"]
-MessageState = Literal["queued", "leased", "dead"]
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """A message leased to one consumer: ack it, fail it, extend or release the lease."""
-
-    id: int
-    topic: str
-    value: Any
-    attempt: int
-    max_attempts: int
-    deliver_at: float
-    enqueued_at: float
-    lease_token: str
-    lease_expires_at: float
-    schedule: str | None = None
-    backoff_schedule: tuple[float, ...] = DEFAULT_BACKOFF_SCHEDULE
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A row of the queue as management sees it. ``corrupt`` names the damage of a bad row."""
-
-    id: int
-    topic: str
-    value: Any
-    state: str
-    deliver_at: float
-    attempts: int
-    last_error: str | None
-    enqueued_at: float
-    paused: bool = False
-    lease_expires_at: float | None = None
-    dedup_key: str | None = None
-    schedule: str | None = None
-    dead_at: float | None = None
-    max_attempts: int = len(DEFAULT_BACKOFF_SCHEDULE) + 1
-    corrupt: str | None = None
+# The id expression: above every id in the table and every id ever deleted.
+_NEXT_ID = (
+    "(SELECT MAX(IFNULL((SELECT MAX(id) FROM queue), 0), value) + 1 "
+    "FROM meta WHERE name = 'queue_high_water')"
+)
+_COLUMNS = (
+    "topic, value, state, deliver_at, due_at, attempts, backoff_schedule, "
+    "keys_if_undelivered, enqueued_at, dedup_key, schedule"
+)
+INSERT = (
+    f"INSERT INTO queue (id, {_COLUMNS}) "
+    f"VALUES ({_NEXT_ID}, ?, ?, 'queued', ?, ?, 0, ?, ?, ?, ?, ?)"
+)
+# Messages with no options spelled out: binding a None costs sqlite3 an adapter lookup,
+# several times the cost of the NULL literal, and most messages have five of them.
+_INSERT_PLAIN = (
+    f"INSERT INTO queue (id, {_COLUMNS}) "
+    f"VALUES ({_NEXT_ID}, ?, ?, 'queued', ?, ?, 0, NULL, NULL, ?, NULL, NULL)"
+)
+_INSERT_WITH_ID = (
+    f"INSERT INTO queue (id, {_COLUMNS}) VALUES (?, ?, ?, 'queued', ?, ?, 0, ?, ?, ?, ?, ?)"
+)
+_INSERT_PLAIN_WITH_ID = (
+    f"INSERT INTO queue (id, {_COLUMNS}) "
+    "VALUES (?, ?, ?, 'queued', ?, ?, 0, NULL, NULL, ?, NULL, NULL)"
+)
 
 
-@dataclass(frozen=True, slots=True)
-class QueueCounts:
-    """How many messages are in each state, overall and per topic."""
-
-    by_state: dict[str, int] = field(default_factory=dict)
-    by_topic: dict[str, dict[str, int]] = field(default_factory=dict)
-    paused_topics: tuple[str, ...] = ()
-
-    @property
-    def total(self) -> int:
-        return sum(self.by_state.values())
-
-
-def check_delay(delay: float, *, what: str = "delay", limit: float = MAX_DELAY_SECONDS) -> float:
-    """Return ``delay`` as float seconds, refusing negative, NaN, infinite or too-long values."""
-    if isinstance(delay, bool) or not isinstance(delay, int | float):
-        raise InvalidDelayError(f"{what} must be a number of seconds, got {type(delay).__name__}")
-    delay = float(delay)
-    if not math.isfinite(delay) or delay < 0:
-        raise InvalidDelayError(f"{what} must be a finite number of seconds >= 0, got {delay!r}")
-    if delay > limit:
-        raise InvalidDelayError(f"{what} of {delay:,.0f} s is over the limit of {limit:,.0f} s")
-    return delay
-
-
-def check_backoff(schedule: Iterable[float] | None) -> tuple[float, ...]:
-    """Validate a back-off schedule (seconds before each retry); ``None`` means the default."""
-    if schedule is None:
-        return DEFAULT_BACKOFF_SCHEDULE
-    if isinstance(schedule, str | bytes | dict) or not isinstance(schedule, Iterable):
-        raise InvalidDelayError(
-            f"backoff_schedule must be a list of seconds, e.g. [1, 5, 30]; got {schedule!r}"
-        )
-    steps = tuple(
-        check_delay(step, what="backoff_schedule entry", limit=MAX_BACKOFF_SECONDS)
-        for step in schedule
+def _is_plain(message: PreparedMessage) -> bool:
+    return (
+        message.backoff_json is None
+        and message.keys_json is None
+        and message.dedup_key is None
+        and message.schedule is None
     )
-    if len(steps) > MAX_BACKOFF_ENTRIES:
-        raise InvalidDelayError(
-            f"backoff_schedule has {len(steps)} entries; at most {MAX_BACKOFF_ENTRIES} retries"
+
+
+def insert_statement(message: PreparedMessage, now: float) -> tuple[str, tuple[Any, ...]]:
+    """The INSERT (allocating a never-used id) and its parameters for one message at ``now``."""
+    at = now + message.delay
+    if _is_plain(message):
+        return _INSERT_PLAIN, (message.topic, message.value_json, at, at, now)
+    return INSERT, (
+        message.topic,
+        message.value_json,
+        at,
+        at,
+        message.backoff_json,
+        message.keys_json,
+        now,
+        message.dedup_key,
+        message.schedule,
+    )
+
+
+def insert_messages(conn: Any, messages: Sequence[PreparedMessage], now: float) -> list[int]:
+    """Insert prepared messages in the open transaction; a live ``dedup_key`` twin is reused."""
+    ids: list[int] = []
+    for message in messages:
+        if message.dedup_key is not None:
+            row = conn.execute(
+                "SELECT id FROM queue WHERE dedup_key = ? AND state != 'dead'", (message.dedup_key,)
+            ).fetchone()
+            if row is not None:
+                ids.append(row[0])
+                continue
+            # A dead twin keeps its row for inspection but gives up the key.
+            conn.execute(
+                "UPDATE queue SET dedup_key = NULL WHERE dedup_key = ? AND state = 'dead'",
+                (message.dedup_key,),
+            )
+        ids.append(conn.execute(*insert_statement(message, now)).lastrowid)
+    return ids
+
+
+def insert_many_plain(conn: Any, messages: Sequence[PreparedMessage], now: float) -> list[int]:
+    """Fast path for messages without dedup keys: one ``executemany`` with ids given."""
+    (first,) = conn.execute(f"SELECT {_NEXT_ID}").fetchone()
+    if all(_is_plain(m) for m in messages):
+        conn.executemany(
+            _INSERT_PLAIN_WITH_ID,
+            [
+                (first + i, m.topic, m.value_json, now + m.delay, now + m.delay, now)
+                for i, m in enumerate(messages)
+            ],
         )
-    return steps
+    else:
+        conn.executemany(
+            _INSERT_WITH_ID,
+            [
+                (
+                    first + i,
+                    m.topic,
+                    m.value_json,
+                    now + m.delay,
+                    now + m.delay,
+                    m.backoff_json,
+                    m.keys_json,
+                    now,
+                    None,
+                    m.schedule,
+                )
+                for i, m in enumerate(messages)
+            ],
+        )
+    return list(range(first, first + len(messages)))
 
 
-def check_topic(topic: object) -> str:
-    """Return ``topic`` if it can name a topic ("*" is reserved for "every topic")."""
-    if not isinstance(topic, str) or not topic or topic == "*":
-        raise InvalidValueError(f"topic must be a non-empty string other than '*', got {topic!r}")
-    return topic
+def _keys_of(raw: str | None) -> list[bytes]:
+    if raw is None:
+        return []
+    return [bytes.fromhex(item) for item in json.loads(raw)]
 
 
-def check_topics(topics: Collection[str] | None) -> list[str] | None:
-    """A consumer's topic filter as a list (``None``: every topic); one bare string is refused."""
+def new_lease_token() -> str:
+    return os.urandom(8).hex()
+
+
+# One statement leases the next due message: SQLite runs a writing statement under the
+# write lock from its first step, so two consumers can never lease the same row, and the
+# statement is its own commit (no BEGIN/COMMIT round trips on the hot path).
+_CLAIM = (
+    "UPDATE queue SET state = 'leased', attempts = attempts + 1, lease_token = ?, "
+    "lease_expires_at = ?, due_at = ? WHERE id = ("
+    # Queued messages are claimable up to a look-ahead horizon; an expired lease only once
+    # it has really expired (never from a holder that still has a few ms left).
+    "SELECT id FROM queue WHERE state IN ('queued', 'leased') AND due_at <= ? "
+    "AND (state = 'queued' OR due_at <= ?) "
+    "AND topic NOT IN (SELECT topic FROM paused_topics) "
+    "AND NOT EXISTS (SELECT 1 FROM paused_topics WHERE topic = '*') {topics}"
+    "ORDER BY due_at, id LIMIT 1) "
+    "RETURNING id, topic, value, deliver_at, attempts, backoff_schedule, keys_if_undelivered, "
+    "enqueued_at, schedule"
+)
+# The batch form: the same selection, ``LIMIT ?`` rows, one commit (the last parameter).
+_CLAIM_MANY = _CLAIM.replace("WHERE id = (", "WHERE id IN (").replace("LIMIT 1)", "LIMIT ?)")
+
+
+def claim_statement(topics: Sequence[str] | None, *, many: bool = False) -> str:
+    """The statement that leases the next due message (of ``topics``, if given).
+
+    With ``many`` it leases up to a number of messages given as its last parameter.
+    """
+    template = _CLAIM_MANY if many else _CLAIM
     if topics is None:
-        return None
-    if isinstance(topics, str | bytes) or not isinstance(topics, Iterable):
-        raise InvalidValueError(
-            f"topics is a list of topic names, e.g. ['collect']; got {topics!r}"
+        return template.format(topics="")
+    return template.format(topics=f"AND topic IN ({','.join('?' * len(topics))}) ")
+
+
+class UndeliverableRow(Exception):
+    """A leased row that must become a dead letter instead of a delivery."""
+
+    def __init__(self, dead: DeadLettered, *, write_undelivered: bool) -> None:
+        super().__init__(dead.error)
+        self.dead = dead
+        self.msg_id = dead.id
+        self.error = dead.error
+        self.write_undelivered = write_undelivered
+
+
+def _or_none(value: Any, kind: type) -> Any:
+    return value if isinstance(value, kind) and not isinstance(value, bool) else None
+
+
+def delivery_from_claimed(row: Sequence[Any], lease_token: str, expires: float) -> Delivery:
+    """Turn the row the claim statement returned into a :class:`Delivery`.
+
+    Raises :class:`UndeliverableRow` for a corrupt row, or for one whose lease expired on
+    its last attempt (a consumer that keeps dying on it): those are dead-lettered.
+    """
+    (
+        msg_id,
+        topic,
+        value_json,
+        deliver_at,
+        attempt,
+        backoff_raw,
+        keys_raw,
+        enqueued_at,
+        schedule,
+    ) = row
+    try:
+        value = load_value(value_json)
+        backoff = backoff_of(backoff_raw)
+        _keys_of(keys_raw)
+        attempt = int(attempt)
+        deliver_at = float(deliver_at)
+        enqueued_at = float(enqueued_at)
+        if not isinstance(topic, str):
+            raise ValueError(f"topic is {topic!r}")
+        if schedule is not None and not isinstance(schedule, str):
+            raise ValueError(f"schedule is {schedule!r}")
+    except (TypeError, ValueError) as exc:
+        dead = DeadLettered(
+            msg_id,
+            _or_none(topic, str),
+            _or_none(schedule, str),
+            _or_none(attempt, int),
+            _or_none(deliver_at, float),
+            f"corrupt queue row, not delivered: {exc}",
         )
-    return [check_topic(topic) for topic in topics]
-
-
-class PreparedMessage(NamedTuple):
-    """A validated message ready to insert; validation happens before any transaction opens."""
-
-    topic: str
-    value_json: str
-    delay: float
-    backoff_json: str | None
-    keys_json: str | None
-    dedup_key: str | None
-    schedule: str | None
-
-
-def prepare_message(
-    value: Any,
-    *,
-    delay: float,
-    topic: str,
-    keys_if_undelivered: Sequence[bytes],
-    backoff_schedule: Iterable[float] | None,
-    dedup_key: str | None,
-    schedule: str | None,
-) -> PreparedMessage:
-    """Validate everything about a message that does not need the database."""
-    delay = check_delay(delay)
-    backoff_json = None
-    if backoff_schedule is not None:
-        backoff_json = json.dumps(list(check_backoff(backoff_schedule)))
-    keys_json = (
-        json.dumps([key.hex() for key in keys_if_undelivered]) if keys_if_undelivered else None
+        raise UndeliverableRow(dead, write_undelivered=False) from None
+    max_attempts = len(backoff) + 1
+    if attempt > max_attempts:
+        error = (
+            f"lease expired on attempt {max_attempts} of {max_attempts}: "
+            "the consumer died or hung while handling it"
+        )
+        dead = DeadLettered(msg_id, topic, schedule, max_attempts, deliver_at, error)
+        raise UndeliverableRow(dead, write_undelivered=True)
+    return Delivery(
+        id=msg_id,
+        topic=topic,
+        value=value,
+        attempt=attempt,
+        max_attempts=max_attempts,
+        deliver_at=deliver_at,
+        enqueued_at=enqueued_at,
+        lease_token=lease_token,
+        lease_expires_at=expires,
+        schedule=schedule,
+        backoff_schedule=backoff,
     )
-    if dedup_key is not None and not isinstance(dedup_key, str):
-        raise InvalidValueError(f"dedup_key must be a string, got {type(dedup_key).__name__}")
-    if schedule is not None and not isinstance(schedule, str):
-        raise InvalidValueError(f"schedule must be a schedule name, got {type(schedule).__name__}")
-    return PreparedMessage(
-        topic=check_topic(topic),
-        value_json=dump_value(value, what="queue payload"),
-        delay=delay,
-        backoff_json=backoff_json,
-        keys_json=keys_json,
+
+
+def dead_letter_claimed(
+    conn: Any, bad: UndeliverableRow, lease_token: str, now: float, write_undelivered: Any
+) -> None:
+    """Dead-letter a row this consumer just leased (in the open transaction)."""
+    row = conn.execute(
+        "SELECT keys_if_undelivered, value, backoff_schedule FROM queue "
+        "WHERE id = ? AND lease_token = ?",
+        (bad.msg_id, lease_token),
+    ).fetchone()
+    if row is None:
+        return  # deleted or re-leased meanwhile: nothing of ours to dead-letter
+    keys_raw, value_json, backoff_raw = row
+    error = bad.error
+    if bad.write_undelivered:
+        error += _write_undelivered_safely(write_undelivered, keys_raw, value_json)
+        # The claim counted one attempt too many; show the attempts that really ran.
+        conn.execute(
+            "UPDATE queue SET attempts = ? WHERE id = ?",
+            (len(backoff_of(backoff_raw)) + 1, bad.msg_id),
+        )
+    _dead_letter(conn, bad.msg_id, error, now)
+
+
+def _dead_letter(conn: Any, msg_id: int, error: str, now: float) -> None:
+    conn.execute(
+        "UPDATE queue SET state = 'dead', last_error = ?, dead_at = ?, lease_token = NULL, "
+        "lease_expires_at = NULL, due_at = NULL WHERE id = ?",
+        (error, now, msg_id),
+    )
+
+
+def _write_undelivered_safely(write_undelivered: Any, keys_raw: str | None, value_json: str) -> str:
+    """Write a dead letter's value under its keys_if_undelivered; a note for its error if not."""
+    try:
+        keys = _keys_of(keys_raw)
+    except (TypeError, ValueError) as exc:
+        # A row damaged after it was claimed: dead-letter it anyway and say what was skipped.
+        return f" (keys_if_undelivered unreadable, not written: {exc})"
+    if keys:
+        write_undelivered(keys, value_json)
+    return ""
+
+
+def fail_delivery(
+    conn: Any,
+    delivery: Delivery,
+    error: str,
+    *,
+    now: float,
+    retry: bool,
+    retry_in: float | None,
+    write_undelivered: Any,
+) -> FailOutcome:
+    """Record a failed attempt: schedule the next by back-off, or dead-letter when exhausted."""
+    row = conn.execute(
+        "SELECT attempts, keys_if_undelivered, value FROM queue WHERE id = ? AND lease_token = ?",
+        (delivery.id, delivery.lease_token),
+    ).fetchone()
+    if row is None:
+        return "lost"
+    attempts, keys_raw, value_json = row
+    if retry and attempts < delivery.max_attempts:
+        wait = delivery.backoff_schedule[attempts - 1] if retry_in is None else retry_in
+        at = now + wait
+        conn.execute(
+            "UPDATE queue SET state = 'queued', deliver_at = ?, due_at = ?, last_error = ?, "
+            "lease_token = NULL, lease_expires_at = NULL WHERE id = ?",
+            (at, at, error, delivery.id),
+        )
+        return "retry"
+    error += _write_undelivered_safely(write_undelivered, keys_raw, value_json)
+    _dead_letter(conn, delivery.id, error, now)
+    return "dead"
+
+
+def row_to_message(row: Sequence[Any], paused_topics: Collection[str]) -> Message:
+    """Build a :class:`Message` from a row, describing damage instead of raising on it."""
+    (
+        msg_id,
+        topic,
+        value_json,
+        state,
+        deliver_at,
+        attempts,
+        backoff_raw,
+        _keys,
+        last_error,
+        enqueued_at,
+        lease_expires_at,
+        dedup_key,
+        schedule,
+        dead_at,
+    ) = row
+    corrupt = None
+    try:
+        value = load_value(value_json)
+    except (TypeError, ValueError) as exc:
+        value, corrupt = value_json, f"payload is not JSON: {exc}"
+    try:
+        max_attempts = len(backoff_of(backoff_raw)) + 1
+    except (TypeError, ValueError) as exc:
+        max_attempts, corrupt = 0, f"backoff_schedule is unreadable: {exc}"
+    return Message(
+        id=msg_id,
+        topic=topic,
+        value=value,
+        state=state,
+        deliver_at=deliver_at,
+        attempts=attempts,
+        last_error=last_error,
+        enqueued_at=enqueued_at,
+        paused=topic in paused_topics or "*" in paused_topics,
+        lease_expires_at=lease_expires_at,
         dedup_key=dedup_key,
         schedule=schedule,
+        dead_at=dead_at,
+        max_attempts=max_attempts,
+        corrupt=corrupt,
     )
-
-
-def backoff_of(raw: str | None) -> tuple[float, ...]:
-    """A stored ``backoff_schedule`` column (JSON, or NULL for the default), checked."""
-    if raw is None:
-        return DEFAULT_BACKOFF_SCHEDULE
-    return check_backoff(json.loads(raw))
-
-
-def check_time(when: object, *, what: str) -> float:
-    """``when`` as float Unix seconds, refusing what is not a number."""
-    if isinstance(when, bool) or not isinstance(when, int | float) or math.isnan(when):
-        raise InvalidValueError(f"{what} is a Unix time in seconds (a number), got {when!r}")
-    return float(when)
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLettered:
-    """A message the store dead-lettered while claiming (a corrupt row, or a lease that
-    expired on its last attempt), so a consumer can log it; fields are best-effort."""
-
-    id: int
-    topic: str | None
-    schedule: str | None
-    attempt: int | None
-    deliver_at: float | None
-    error: str

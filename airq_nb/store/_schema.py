@@ -76,7 +76,7 @@ def _never_reuse_message_ids(conn: sqlite3.Connection) -> None:
     # Message ids are never reused, so a stale ack or a delivery-log row never points at a
     # newer message. AUTOINCREMENT (schema 1) cost a sqlite_sequence write per enqueue;
     # instead the highest id ever deleted is remembered, only when the newest row goes, and
-    # inserts start above it (see _queue_sql.insert_statement).
+    # inserts start above it (see _queue.insert_statement).
     high_water = 0
     if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone():
         row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'queue'").fetchone()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._errors import InvalidKeyError, InvalidValueError, StoreError
-from . import _queue, _queue_sql
+from . import _queue
 from ._connection import sql_limit
 from ._json import dump_value, load_value
 from ._keys import Key, decode_key, encode_key, prefix_range
@@ -251,9 +251,9 @@ class AtomicOperation:
             if not self._messages:
                 ids: list[int] = []
             elif any(m.dedup_key is not None for m in self._messages):
-                ids = _queue_sql.insert_messages(conn, self._messages, now)
+                ids = _queue.insert_messages(conn, self._messages, now)
             else:
-                ids = _queue_sql.insert_many_plain(conn, self._messages, now)
+                ids = _queue.insert_many_plain(conn, self._messages, now)
             if self._mutations:
                 store._sweep_expired(conn, now)
         if ids:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from .._errors import InvalidKeyError, InvalidValueError
-from . import _queue, _queue_sql
+from . import _queue
 from ._json import dump_value
 from ._keys import Key, encode_key
 from ._queue import DeadLettered, Delivery, FailOutcome, PreparedMessage
@@ -46,11 +46,11 @@ class QueueVerbs:
         )
         now = self.now()
         if dedup_key is None:
-            _rows, cursor = self._write(*_queue_sql.insert_statement(prepared, now))
+            _rows, cursor = self._write(*_queue.insert_statement(prepared, now))
             message_id = cursor.lastrowid
         else:
             with self.transaction() as conn:
-                message_id = _queue_sql.insert_messages(conn, [prepared], now)[0]
+                message_id = _queue.insert_messages(conn, [prepared], now)[0]
         self._queue_changed()
         return message_id
 
@@ -121,18 +121,18 @@ class QueueVerbs:
         lease_seconds = _queue.check_delay(lease_seconds, what="lease_seconds")
         lookahead = _queue.check_delay(lookahead, what="lookahead")
         topic_list = _queue.check_topics(topics)
-        sql = _queue_sql.claim_statement(topic_list)
+        sql = _queue.claim_statement(topic_list)
         now = self.now() if now is None else _queue.check_time(now, what="now")
         expires = now + lease_seconds
         params = [now + lookahead, now, *(topic_list or ())]
         while True:
-            token = _queue_sql.new_lease_token()
+            token = _queue.new_lease_token()
             rows, _cursor = self._write(sql, [token, expires, expires, *params])
             if not rows:
                 return None
             try:
-                return _queue_sql.delivery_from_claimed(rows[0], token, expires)
-            except _queue_sql.UndeliverableRow as bad:
+                return _queue.delivery_from_claimed(rows[0], token, expires)
+            except _queue.UndeliverableRow as bad:
                 with self.transaction() as conn:
                     self._dead_letter_claimed(conn, bad, token, now, on_dead_letter)
 
@@ -154,10 +154,10 @@ class QueueVerbs:
             raise InvalidValueError(f"limit must be a positive integer, got {limit!r}")
         lease_seconds = _queue.check_delay(lease_seconds, what="lease_seconds")
         topic_list = _queue.check_topics(topics)
-        sql = _queue_sql.claim_statement(topic_list, many=True)
+        sql = _queue.claim_statement(topic_list, many=True)
         now = self.now() if now is None else _queue.check_time(now, what="now")
         expires = now + lease_seconds
-        token = _queue_sql.new_lease_token()
+        token = _queue.new_lease_token()
         with self.transaction() as conn:
             rows = conn.execute(
                 sql, [token, expires, expires, now, now, *(topic_list or ()), limit]
@@ -165,8 +165,8 @@ class QueueVerbs:
             deliveries: list[Delivery] = []
             for row in rows:
                 try:
-                    deliveries.append(_queue_sql.delivery_from_claimed(row, token, expires))
-                except _queue_sql.UndeliverableRow as bad:
+                    deliveries.append(_queue.delivery_from_claimed(row, token, expires))
+                except _queue.UndeliverableRow as bad:
                     self._dead_letter_claimed(conn, bad, token, now, on_dead_letter)
         # RETURNING gives rows in no promised order; deliver earliest first, as claim() does.
         deliveries.sort(key=lambda d: (d.deliver_at, d.id))
@@ -175,12 +175,12 @@ class QueueVerbs:
     def _dead_letter_claimed(
         self,
         conn: sqlite3.Connection,
-        bad: _queue_sql.UndeliverableRow,
+        bad: _queue.UndeliverableRow,
         token: str,
         now: float,
         on_dead_letter: Callable[[DeadLettered], None] | None,
     ) -> None:
-        _queue_sql.dead_letter_claimed(
+        _queue.dead_letter_claimed(
             conn,
             bad,
             token,
@@ -244,7 +244,7 @@ class QueueVerbs:
             retry_in = _queue.check_delay(retry_in, what="retry_in")
         now = self.now() if now is None else _queue.check_time(now, what="now")
         with self.transaction() as conn:
-            return _queue_sql.fail_delivery(
+            return _queue.fail_delivery(
                 conn,
                 delivery,
                 str(error),

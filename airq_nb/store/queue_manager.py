@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .._errors import InvalidValueError, MessageNotFoundError
-from . import _queue, _queue_sql
+from . import _queue
 from ._connection import sql_limit
 from ._queue import Message, QueueCounts
 
@@ -42,22 +42,22 @@ class QueueManager:
         if due_before is not None:
             where.append("deliver_at < ?")
             params.append(_queue.check_time(due_before, what="due_before"))
-        sql = f"SELECT {_queue_sql.MESSAGE_COLUMNS} FROM queue"
+        sql = f"SELECT {_queue.MESSAGE_COLUMNS} FROM queue"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY state = 'dead', deliver_at, id LIMIT ?"
         params.append(sql_limit(limit))
         paused = self._paused()
-        return [_queue_sql.row_to_message(row, paused) for row in self._store.execute(sql, params)]
+        return [_queue.row_to_message(row, paused) for row in self._store.execute(sql, params)]
 
     def get(self, message_id: int) -> Message:
         """One message by id; raises :class:`MessageNotFoundError` if it is gone."""
         rows = self._store.execute(
-            f"SELECT {_queue_sql.MESSAGE_COLUMNS} FROM queue WHERE id = ?", (_check_id(message_id),)
+            f"SELECT {_queue.MESSAGE_COLUMNS} FROM queue WHERE id = ?", (_check_id(message_id),)
         )
         if not rows:
             raise _not_found(message_id)
-        return _queue_sql.row_to_message(rows[0], self._paused())
+        return _queue.row_to_message(rows[0], self._paused())
 
     def delete(self, message_id: int) -> None:
         """Remove one message whatever its state; raises if there is no such message."""
