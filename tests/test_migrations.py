@@ -13,6 +13,8 @@ import json
 import math
 import sqlite3
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -158,6 +160,26 @@ def test_a_key_not_written_by_airq_nb_stops_the_upgrade_and_changes_nothing(
     assert raw.execute("PRAGMA user_version").fetchone() == (2,)
     assert raw.execute("SELECT COUNT(*) FROM kv WHERE key = X'026E00300100'").fetchone() == (1,)
     raw.close()
+
+
+OPENER = """
+import json, sys, airq_nb
+with airq_nb.open_store(sys.argv[1]) as store:
+    print(json.dumps([entry.value for entry in store.list(prefix=("n",))]))
+"""
+
+
+def test_two_processes_opening_an_old_file_at_once_upgrade_it_once(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    _load(FIXTURES[0], path)
+    openers = [
+        subprocess.Popen([sys.executable, "-c", OPENER, str(path)], stdout=subprocess.PIPE)
+        for _ in range(3)
+    ]
+    outputs = [opener.communicate(timeout=60)[0] for opener in openers]
+    assert [opener.returncode for opener in openers] == [0, 0, 0]
+    expected = [repr(key) for key in DENO_ORDER]
+    assert [json.loads(output) for output in outputs] == [expected] * 3
 
 
 def test_a_damaged_keys_if_undelivered_is_left_for_the_consumer(tmp_path: Path) -> None:
