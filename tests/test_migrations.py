@@ -47,10 +47,11 @@ DENO_ORDER = [
 ]
 
 
-def _load(sql_file: Path, db_path: Path) -> dict[str, list[tuple]]:
-    """Restore a dump into ``db_path``; returns its rows per table, read before any upgrade."""
+def _load(sql_file: Path, db_path: Path, *, then: str = "") -> dict[str, list[tuple]]:
+    """Restore a dump into ``db_path`` and run ``then`` (SQL) on it; returns its rows per
+    table, read before any upgrade."""
     raw = sqlite3.connect(db_path)
-    raw.executescript(sql_file.read_text(encoding="utf-8"))
+    raw.executescript(sql_file.read_text(encoding="utf-8") + then)
     before = {
         table: raw.execute(f'SELECT * FROM "{table}" ORDER BY 1').fetchall()
         for table in ("schedules", "delivery_log", "readings")
@@ -149,11 +150,11 @@ def test_a_key_not_written_by_airq_nb_stops_the_upgrade_and_changes_nothing(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "old.db"
-    _load(FIXTURES[-1], path)
-    raw = sqlite3.connect(path)
-    raw.execute("INSERT INTO kv VALUES (X'7f01', '1', '00000000000000000099', NULL)")
-    raw.commit()
-    raw.close()
+    _load(
+        FIXTURES[-1],
+        path,
+        then="INSERT INTO kv VALUES (X'7f01', '1', '0000000000000000009a', NULL);",
+    )
     with pytest.raises(airq_nb.StoreError, match=r"X'7f01'.*DELETE FROM kv"):
         airq_nb.open_store(path)
     raw = sqlite3.connect(path)
@@ -184,11 +185,9 @@ def test_two_processes_opening_an_old_file_at_once_upgrade_it_once(tmp_path: Pat
 
 def test_a_damaged_keys_if_undelivered_is_left_for_the_consumer(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    _load(FIXTURES[-1], path)
-    raw = sqlite3.connect(path)
-    raw.execute("UPDATE queue SET keys_if_undelivered = 'not json' WHERE id = 3")
-    raw.commit()
-    raw.close()
+    _load(
+        FIXTURES[-1], path, then="UPDATE queue SET keys_if_undelivered = 'not json' WHERE id = 3;"
+    )
     with airq_nb.open_store(path) as store:
         assert store.execute("SELECT keys_if_undelivered FROM queue WHERE id = 3") == [
             ("not json",)
