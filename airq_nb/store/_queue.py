@@ -66,6 +66,9 @@ __all__ = [
     "row_to_message",
 ]
 
+# The old private name, used by the PostgreSQL backend.
+_backoff_of = backoff_of
+
 MESSAGE_COLUMNS = (
     "id, topic, value, state, deliver_at, attempts, backoff_schedule, keys_if_undelivered, "
     "last_error, enqueued_at, lease_expires_at, dedup_key, schedule, dead_at"
