@@ -147,3 +147,25 @@ def test_a_bad_enqueue_fails_before_anything_is_written(store: airq_nb.Store) ->
     with pytest.raises(airq_nb.InvalidValueError):
         atomic.enqueue({"bad": {1, 2}})
     assert _snapshot(store) == ([], 0)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["", "xx" * 10, "aa" * 11, "xxxx", "0" * 19, 42, b"0" * 20],
+    ids=["empty", "not-hex", "too-long", "xxxx", "too-short", "int", "bytes"],
+)
+def test_a_malformed_versionstamp_is_refused_not_a_failed_check(
+    store: airq_nb.Store, bad: object
+) -> None:
+    # Deno's kv_test.ts "invalid versionstamp in atomic check rejects": "", "xx"*10, "aa"*11.
+    store.set(("a",), 1)
+    with pytest.raises(airq_nb.InvalidValueError, match="20 hex digits"):
+        store.atomic().check(("a",), bad).set(("a",), 2).commit()  # type: ignore[arg-type]
+    assert store.get(("a",)).value == 1
+
+
+def test_a_versionstamp_in_capitals_is_the_same_versionstamp(store: airq_nb.Store) -> None:
+    stamp = store.set(("a",), 1).versionstamp
+    assert stamp is not None
+    assert store.atomic().check(("a",), stamp.upper()).set(("a",), 2).commit().ok
+    assert store.get(("a",)).value == 2

@@ -13,14 +13,16 @@ from hypothesis import strategies as st
 import airq_nb
 from airq_nb.store._keys import decode_key, encode_key
 
-# Deno KV's type order: Uint8Array < string < number < bigint < boolean.
-_TYPE_RANK = {bytes: 0, str: 1, float: 2, int: 3, bool: 4}
+# Deno KV's runtime type order (denokv proto/interface.rs KeyPart::tag_ordering):
+# Uint8Array < string < bigint < number < false < true.
+_TYPE_RANK = {bytes: 0, str: 1, int: 2, float: 3, bool: 4}
 
 
 def _float_rank(x: float) -> tuple[int, float]:
-    # -inf < ... < -0.0 < 0.0 < ... < inf < NaN; -0.0 and 0.0 are distinct keys.
+    # -NaN < -inf < ... < -0.0 < 0.0 < ... < inf < NaN (f64::total_cmp after canonicalizing
+    # NaNs); -0.0 and 0.0, -NaN and NaN are distinct keys.
     if math.isnan(x):
-        return (3, 0.0)
+        return (-1, 0.0) if math.copysign(1.0, x) < 0 else (3, 0.0)
     if x == 0:
         return (1, 0.0) if math.copysign(1.0, x) < 0 else (2, 0.0)
     return (0, x) if x < 0 else (2, x)
@@ -54,6 +56,7 @@ key_parts = st.one_of(
     st.binary(max_size=6),
     st.text(max_size=6),
     st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([math.nan, -math.nan]),
     st.integers(min_value=-(2**80), max_value=2**80),
     st.booleans(),
     st.sampled_from([0.0, -0.0, 0, -1, 1, "", b"", "\x00", b"\x00", b"\x00\xff", "é", "z"]),
@@ -62,9 +65,11 @@ keys = st.lists(key_parts, min_size=1, max_size=4).map(tuple)
 
 
 def _canonical(key: tuple) -> tuple:
-    # The store keeps one NaN; make equal-looking keys comparable for dict/set use.
+    # The store keeps two NaNs (by sign); make equal-looking keys comparable for dict/set use.
     return tuple(
-        ("nan",) if isinstance(p, float) and math.isnan(p) else (type(p).__name__, repr(p))
+        ("nan", math.copysign(1.0, p))
+        if isinstance(p, float) and math.isnan(p)
+        else (type(p).__name__, repr(p))
         for p in key
     )
 
@@ -119,6 +124,7 @@ def test_type_order_and_float_edges(store: airq_nb.Store) -> None:
         0.0,
         -0.0,
         -math.inf,
+        -math.nan,
         "é",
         "z",
         "",
@@ -134,21 +140,25 @@ def test_type_order_and_float_edges(store: airq_nb.Store) -> None:
         "''",
         "'z'",
         "'é'",
+        str(-(2**70)),
+        "-1",
+        "0",
+        str(2**70),
+        "nan",
         "-inf",
         "-0.0",
         "0.0",
         "1.5",
         "inf",
         "nan",
-        str(-(2**70)),
-        "-1",
-        "0",
-        str(2**70),
         "False",
         "True",
     ]
-    # -0.0 and 0.0 are two keys, as in Deno.
-    assert struct.pack(">d", store.list(prefix=("k",))[6].key[1]) == struct.pack(">d", -0.0)
+    # -0.0 and 0.0 are two keys, and so are -NaN (first of the floats) and NaN, as in Deno.
+    floats = [entry.key[1] for entry in store.list(prefix=("k",))[9:16]]
+    assert struct.pack(">d", floats[2]) == struct.pack(">d", -0.0)
+    assert math.copysign(1.0, floats[0]) == -1.0
+    assert math.copysign(1.0, floats[-1]) == 1.0
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import sqlite3
 import threading
@@ -243,3 +244,56 @@ def test_reads_do_not_wait_behind_a_write_that_waits_for_another_process(db_path
             other.close()
             writer.join(30)
         assert store.get(("k",)).value == "after"
+
+
+def test_an_in_memory_store_works(monkeypatch: pytest.MonkeyPatch) -> None:
+    with airq_nb.open_store(":memory:") as store:
+        store.set(("n", 1), "one")
+        store.set(("n", 0.5), "half")
+        assert store.get(("n", 1)).value == "one"
+        assert [e.value for e in store.list(prefix=("n",))] == ["one", "half"]
+        message_id = store.enqueue({"job": 1})
+        delivery = store.claim()
+        assert delivery is not None and delivery.id == message_id
+        assert store.ack(delivery)
+        assert store.queue.counts().total == 0
+    monkeypatch.setenv("AIRQ_NB_DB", ":memory:")
+    with airq_nb.open_store() as store:
+        assert store.list(prefix=()) == []  # the last store closed, so it was dropped
+
+
+def test_every_in_memory_store_of_a_process_shares_one_database() -> None:
+    first = airq_nb.open_store(":memory:")
+    try:
+        first.set(("shared",), "from the first")
+        seen: list[object] = []
+
+        def other_thread() -> None:
+            with airq_nb.open_store(":memory:") as second:
+                seen.append(second.get(("shared",)).value)
+                second.enqueue("from the second")
+
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        thread.join()
+        assert seen == ["from the first"]
+        assert [m.value for m in first.queue.list()] == ["from the second"]
+        with pytest.raises(airq_nb.StoreError, match="closed"):
+            closed = airq_nb.open_store(":memory:")
+            closed.close()
+            closed.get(("shared",))
+        assert first.get(("shared",)).value == "from the first"
+    finally:
+        first.close()
+
+
+def test_a_scheduler_delivers_from_an_in_memory_store() -> None:
+    with airq_nb.open_store(":memory:") as store:
+        handled: list[object] = []
+        sched = airq_nb.Scheduler(store)
+        sched.listen_queue(handled.append)
+        store.enqueue("in memory")
+        asyncio.run(sched.run_until_idle(timeout=30))
+        sched.close()
+        assert handled == ["in memory"]
+        assert store.queue.counts().total == 0

@@ -10,6 +10,7 @@ import pytest
 
 import airq_nb
 from airq_nb import FakeClock, Store
+from airq_nb.store._schema import SCHEMA_VERSION
 
 
 def _claim(store: Store, **options: object) -> airq_nb.Delivery:
@@ -465,7 +466,7 @@ def test_a_schema_1_file_is_upgraded_without_reusing_ids(db_path: Path) -> None:
     raw.close()
     with airq_nb.open_store(db_path) as store:
         assert store.enqueue("new") == 42
-        assert store.execute("PRAGMA user_version") == [(2,)]
+        assert store.execute("PRAGMA user_version") == [(SCHEMA_VERSION,)]
 
 
 def test_ack_and_claim_in_one_commit(clocked_store: Store, db_path: Path) -> None:

@@ -32,7 +32,6 @@ from .._errors import (
 from ._readings import (
     DEFAULT_RETENTION,
     delete_older_than,
-    ensure_readings_table,
     first_missing_hour,
     newest_reading_time,
     upsert_readings,
@@ -136,7 +135,6 @@ async def collect_once(
     keep = retention.total_seconds()
     if not math.isfinite(keep) or keep < HOUR:
         raise ConfigurationError(f"retention must be at least an hour, got {retention!r}")
-    ensure_readings_table(store)
     now = store.clock.now()
     cutoff = now - keep
     # Keep hours strictly newer than the cutoff: always exactly 7 × 24 of them.

@@ -17,7 +17,6 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_RETENTION",
     "delete_older_than",
-    "ensure_readings_table",
     "first_missing_hour",
     "newest_reading_time",
     "read_readings",
@@ -29,28 +28,6 @@ __all__ = [
 #: How long readings are kept; older ones are deleted by each collection run.
 DEFAULT_RETENTION = timedelta(days=7)
 COLUMNS = ("source", "location", "pm2_5", "pm10", "aqi", "fetched_at")
-
-
-def ensure_readings_table(store: Store) -> None:
-    """Create the ``readings`` table and its index if this store does not have them yet."""
-    with store.transaction():
-        store.db["readings"].create(
-            {
-                "source": str,
-                "location": str,
-                # Unix seconds (UTC) of the hour the reading is for; an integer so hours compare
-                # exactly and the primary key makes "each hour once" a database rule.
-                "time": int,
-                "pm2_5": float,
-                "pm10": float,
-                "aqi": int,
-                "fetched_at": float,
-            },
-            pk=("source", "location", "time"),
-            not_null={"source", "location", "time", "fetched_at"},
-            if_not_exists=True,
-        )
-        store.db["readings"].create_index(["time"], if_not_exists=True)
 
 
 def _has_table(store: Store) -> bool:

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 __all__ = [
     "LOG_COLUMNS",
     "LogEntry",
-    "ensure_delivery_log_table",
     "prune_delivery_log",
     "read_delivery_log",
     "table_exists",
@@ -72,32 +71,6 @@ def table_exists(store: Store, name: str) -> bool:
     return bool(
         store.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
     )
-
-
-def ensure_delivery_log_table(store: Store) -> None:
-    """Create the ``delivery_log`` table and its indexes if this file does not have them."""
-    with store.transaction():
-        table = store.db["delivery_log"]
-        table.create(
-            {
-                "id": int,
-                "message_id": int,
-                "topic": str,
-                "schedule": str,
-                "attempt": int,
-                "scheduled_at": float,
-                "started_at": float,
-                "finished_at": float,
-                "outcome": str,
-                "error": str,
-                "lateness_ms": float,
-            },
-            pk="id",
-            not_null={"message_id", "topic", "attempt", "started_at", "finished_at", "outcome"},
-            if_not_exists=True,
-        )
-        table.create_index(["finished_at"], if_not_exists=True)
-        table.create_index(["schedule", "finished_at"], if_not_exists=True)
 
 
 def write_log_entry(conn: sqlite3.Connection, entry: LogEntry) -> None:

@@ -41,7 +41,6 @@ from ..store._queue import MAX_DELAY_SECONDS, DeadLettered, Delivery, check_topi
 from ..store._sqlite import Store
 from ._delivery_log import (
     LogEntry,
-    ensure_delivery_log_table,
     prune_delivery_log,
     utc,
     write_log_entry,
@@ -49,7 +48,6 @@ from ._delivery_log import (
 from ._schedules import (
     ScheduleInfo,
     claim_absorbs_slots,
-    ensure_schedules_table,
     get_schedule,
     list_schedules,
     next_schedule_wake,
@@ -195,8 +193,6 @@ class Scheduler:
         self.handler_timeout = _positive(handler_timeout, "handler_timeout", allow_none=True)
         self.log_retention = _positive(log_retention, "log_retention")
         self.poll_interval = _positive(poll_interval, "poll_interval")
-        ensure_schedules_table(store)
-        ensure_delivery_log_table(store)
         # A message enqueued in this process (a notebook cell) wakes the runtime at once.
         self._unsubscribe = store.on_queue_change(_weak_call(self.wake))
         self._handlers: dict[str, Handler] = {}

@@ -41,7 +41,6 @@ __all__ = [
     "ScheduleInfo",
     "ScheduleSpec",
     "claim_absorbs_slots",
-    "ensure_schedules_table",
     "get_schedule",
     "list_schedules",
     "next_schedule_wake",
@@ -287,42 +286,6 @@ def _check_name(name: Any) -> str:
             f"got {name!r}; sched.schedules() lists the registered ones"
         )
     return name
-
-
-def ensure_schedules_table(store: Store) -> None:
-    """Create the ``schedules`` table if this file does not have it yet."""
-    with store.transaction():
-        store.db["schedules"].create(
-            {
-                "name": str,
-                "every_seconds": float,
-                "cron": str,
-                "tz": str,
-                "topic": str,
-                "message": str,
-                "misfire": str,
-                "max_catch_up": int,
-                "backoff_schedule": str,
-                "paused": int,
-                "next_run_at": float,
-                "last_run_at": float,
-                "last_outcome": str,
-                "last_error": str,
-                "run_id": int,
-                "run_slot": float,
-                "created_at": float,
-                "updated_at": float,
-                "broken": int,
-            },
-            pk="name",
-            not_null={"tz", "topic", "message", "misfire", "max_catch_up", "paused", "broken"},
-            defaults={"paused": 0, "broken": 0},
-            if_not_exists=True,
-        )
-        # Files made before the column existed get it (additive: old readers ignore it).
-        # ``broken``: paused by the planner because the definition is damaged, not by the user.
-        if "broken" not in store.db["schedules"].columns_dict:
-            store.db.execute("ALTER TABLE schedules ADD COLUMN broken INTEGER NOT NULL DEFAULT 0")
 
 
 _SELECT = (

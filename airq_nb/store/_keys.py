@@ -1,13 +1,16 @@
-"""KV keys: validation and an order-preserving byte encoding, so SQLite sorts keys as Deno KV does.
+"""KV keys: validation and Deno KV's own byte encoding, so SQLite sorts keys as Deno does.
 
-Deno orders key parts by type first — bytes < str < number (float) < bigint (int) < bool —
-then by value. Each part is encoded to bytes whose ``memcmp`` order is that order, so a
-``list(prefix=..., start=..., end=...)`` is a plain range scan over a BLOB primary key.
+Deno encodes a key with the FoundationDB tuple layer (denokv ``proto/codec.rs``); its
+runtime order is the ``memcmp`` order of those bytes. Python types map to Deno's as
+``bytes`` = Uint8Array, ``str`` = string, ``int`` = bigint, ``float`` = number and
+``bool`` = boolean, so parts sort by type first — bytes < str < int < float < False <
+True — then by value: bytes and strings (UTF-8) bytewise, integers numerically, floats
+-NaN < -inf < ... < -0.0 < 0.0 < ... < inf < NaN. A ``list(prefix=..., start=...,
+end=...)`` is then a plain range scan over a BLOB primary key.
 """
 
 from __future__ import annotations
 
-import math
 import struct
 from typing import TypeAlias
 
@@ -18,43 +21,61 @@ __all__ = ["MAX_KEY_BYTES", "Key", "KeyPart", "decode_key", "encode_key", "prefi
 KeyPart: TypeAlias = bytes | str | float | int | bool
 Key: TypeAlias = tuple[KeyPart, ...]
 
-#: Deno KV's limit on an encoded key.
+#: Deno KV's limit on an encoded key (denokv ``proto/limits.rs`` MAX_WRITE_KEY_SIZE_BYTES).
 MAX_KEY_BYTES = 2048
 
-_BYTES, _STR, _FLOAT, _INT, _FALSE, _TRUE = 0x01, 0x02, 0x21, 0x30, 0x40, 0x41
-_INT_NEG, _INT_POS = 0x00, 0x01
+# Type tags of denokv's codec.rs. Integers take a tag per magnitude length: INT_ZERO for 0,
+# INT_ZERO ± n for an n-byte magnitude (n <= 8), NEG_INT_START / POS_INT_END plus a length
+# byte for longer ones.
+_BYTES, _STRING, _DOUBLE, _FALSE, _TRUE = 0x01, 0x02, 0x21, 0x26, 0x27
+_NEG_INT_START, _INT_ZERO, _POS_INT_END = 0x0B, 0x14, 0x1D
+_MAX_SHORT_INT_BYTES = 8
 _MAX_INT_BYTES = 255
-_CANONICAL_NAN = struct.pack(">d", math.nan)
+_SIGN_BIT = 1 << 63
+_ALL_BITS = (1 << 64) - 1
+# Every NaN is stored as one of two NaNs, keeping its sign (codec.rs canonicalize_f64).
+_CANONICAL_NAN_POS, _CANONICAL_NAN_NEG = 0x7FF8000000000000, 0xFFF8000000000000
+_EXPONENT_ALL_ONES = 0x7FF0000000000000
+_MANTISSA = 0x000FFFFFFFFFFFFF
 
 
 def _escape(raw: bytes) -> bytes:
-    # 0x00 ends a part, so a literal 0x00 becomes 0x00 0xFF (FoundationDB's tuple layer trick).
+    # 0x00 ends a part, so a literal 0x00 becomes 0x00 0xFF (the tuple layer's escape).
     return raw.replace(b"\x00", b"\x00\xff") + b"\x00"
 
 
 def _encode_float(number: float) -> bytes:
-    raw = _CANONICAL_NAN if math.isnan(number) else struct.pack(">d", number)
-    bits = int.from_bytes(raw, "big")
-    # Positive numbers: set the sign bit; negative: flip every bit. Bytes then sort numerically.
-    bits = bits ^ 0xFFFFFFFFFFFFFFFF if bits >> 63 else bits | (1 << 63)
-    return bits.to_bytes(8, "big")
+    bits = int.from_bytes(struct.pack(">d", number), "big")
+    if bits & _EXPONENT_ALL_ONES == _EXPONENT_ALL_ONES and bits & _MANTISSA:
+        bits = _CANONICAL_NAN_NEG if bits & _SIGN_BIT else _CANONICAL_NAN_POS
+    # Negative (sign bit set, -NaN included): flip every bit; otherwise flip the sign bit.
+    # The bytes then sort as the numbers do, -NaN first and NaN last.
+    bits = bits ^ _ALL_BITS if bits & _SIGN_BIT else bits ^ _SIGN_BIT
+    return bytes([_DOUBLE]) + bits.to_bytes(8, "big")
 
 
 def _decode_float(raw: bytes) -> float:
     bits = int.from_bytes(raw, "big")
-    bits = bits & ~(1 << 63) if bits >> 63 else bits ^ 0xFFFFFFFFFFFFFFFF
+    bits = bits ^ _SIGN_BIT if bits & _SIGN_BIT else bits ^ _ALL_BITS
     return struct.unpack(">d", bits.to_bytes(8, "big"))[0]
 
 
 def _encode_int(number: int) -> bytes:
-    magnitude = abs(number).to_bytes((abs(number).bit_length() + 7) // 8, "big")
-    if len(magnitude) > _MAX_INT_BYTES:
-        raise InvalidKeyError(f"integer key part is too large ({len(magnitude)} bytes; max 255)")
-    if number >= 0:
-        return bytes([_INT_POS, len(magnitude)]) + magnitude
-    # Longer negative magnitudes are smaller numbers, so invert both length and digits.
+    if number == 0:
+        return bytes([_INT_ZERO])
+    size = (abs(number).bit_length() + 7) // 8
+    if size > _MAX_INT_BYTES:
+        raise InvalidKeyError(f"integer key part is too large ({size} bytes; max 255)")
+    magnitude = abs(number).to_bytes(size, "big")
+    if number > 0:
+        if size <= _MAX_SHORT_INT_BYTES:
+            return bytes([_INT_ZERO + size]) + magnitude
+        return bytes([_POS_INT_END, size]) + magnitude
+    # Negative: the magnitude's ones' complement, so larger magnitudes sort first.
     inverted = bytes(0xFF - b for b in magnitude)
-    return bytes([_INT_NEG, _MAX_INT_BYTES - len(magnitude)]) + inverted
+    if size <= _MAX_SHORT_INT_BYTES:
+        return bytes([_INT_ZERO - size]) + inverted
+    return bytes([_NEG_INT_START, size ^ 0xFF]) + inverted
 
 
 def _encode_part(part: object) -> bytes:
@@ -64,11 +85,11 @@ def _encode_part(part: object) -> bytes:
     if isinstance(part, bytes):
         return bytes([_BYTES]) + _escape(part)
     if isinstance(part, str):
-        return bytes([_STR]) + _escape(part.encode("utf-8", "surrogatepass"))
-    if isinstance(part, float):
-        return bytes([_FLOAT]) + _encode_float(part)
+        return bytes([_STRING]) + _escape(part.encode("utf-8", "surrogatepass"))
     if isinstance(part, int):
-        return bytes([_INT]) + _encode_int(part)
+        return _encode_int(part)
+    if isinstance(part, float):
+        return _encode_float(part)
     raise InvalidKeyError(
         f"key part {part!r} has type {type(part).__name__}; "
         "key parts must be str, int, float, bool or bytes"
@@ -76,7 +97,7 @@ def _encode_part(part: object) -> bytes:
 
 
 def encode_key(key: object, *, allow_empty: bool = False) -> bytes:
-    """Encode a key tuple to order-preserving bytes, refusing anything Deno KV would refuse."""
+    """Encode a key tuple to Deno's order-preserving bytes, refusing what Deno KV would refuse."""
     if not isinstance(key, tuple):
         raise InvalidKeyError(
             f"keys are tuples of parts, e.g. ('readings', 'london'); got {type(key).__name__}"
@@ -91,50 +112,73 @@ def encode_key(key: object, *, allow_empty: bool = False) -> bytes:
     return encoded
 
 
-def _read_escaped(raw: bytes, pos: int) -> tuple[bytes, int]:
-    out = bytearray()
-    while True:
-        byte = raw[pos]
-        if byte == 0x00:
-            if pos + 1 < len(raw) and raw[pos + 1] == 0xFF:
-                out.append(0x00)
-                pos += 2
-                continue
-            return bytes(out), pos + 1
-        out.append(byte)
-        pos += 1
+class _Reader:
+    """Reads the parts of one encoded key, refusing truncated or unknown input."""
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self.pos = 0
+
+    def take(self, count: int) -> bytes:
+        if self.pos + count > len(self.raw):
+            raise self.malformed("it ends in the middle of a part")
+        chunk = self.raw[self.pos : self.pos + count]
+        self.pos += count
+        return chunk
+
+    def escaped(self) -> bytes:
+        out = bytearray()
+        raw = self.raw
+        while self.pos < len(raw):
+            byte = raw[self.pos]
+            self.pos += 1
+            if byte == 0x00:
+                if self.pos < len(raw) and raw[self.pos] == 0xFF:
+                    out.append(0x00)
+                    self.pos += 1
+                    continue
+                return bytes(out)
+            out.append(byte)
+        raise self.malformed("a bytes or string part has no terminator")
+
+    def malformed(self, why: str) -> InvalidKeyError:
+        return InvalidKeyError(
+            f"stored key {self.raw.hex()} is not a valid encoded key ({why}); "
+            "it was written behind airq_nb's back"
+        )
+
+
+def _decode_part(reader: _Reader) -> KeyPart:
+    (tag,) = reader.take(1)
+    if tag == _BYTES:
+        return reader.escaped()
+    if tag == _STRING:
+        try:
+            return reader.escaped().decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError as exc:
+            raise reader.malformed(f"a string part is not UTF-8: {exc}") from None
+    if _INT_ZERO <= tag <= _INT_ZERO + _MAX_SHORT_INT_BYTES:
+        return int.from_bytes(reader.take(tag - _INT_ZERO), "big")
+    if _INT_ZERO - _MAX_SHORT_INT_BYTES <= tag < _INT_ZERO:
+        return -int.from_bytes(bytes(0xFF - b for b in reader.take(_INT_ZERO - tag)), "big")
+    if tag == _POS_INT_END:
+        return int.from_bytes(reader.take(reader.take(1)[0]), "big")
+    if tag == _NEG_INT_START:
+        size = reader.take(1)[0] ^ 0xFF
+        return -int.from_bytes(bytes(0xFF - b for b in reader.take(size)), "big")
+    if tag == _DOUBLE:
+        return _decode_float(reader.take(8))
+    if tag in (_FALSE, _TRUE):
+        return tag == _TRUE
+    raise reader.malformed(f"unknown part tag 0x{tag:02x}")
 
 
 def decode_key(raw: bytes) -> Key:
     """Turn bytes made by :func:`encode_key` back into the key tuple."""
+    reader = _Reader(raw)
     parts: list[KeyPart] = []
-    pos = 0
-    while pos < len(raw):
-        tag = raw[pos]
-        pos += 1
-        if tag == _BYTES:
-            value, pos = _read_escaped(raw, pos)
-            parts.append(value)
-        elif tag == _STR:
-            value, pos = _read_escaped(raw, pos)
-            parts.append(value.decode("utf-8", "surrogatepass"))
-        elif tag == _FLOAT:
-            parts.append(_decode_float(raw[pos : pos + 8]))
-            pos += 8
-        elif tag == _INT:
-            sign, length = raw[pos], raw[pos + 1]
-            pos += 2
-            if sign == _INT_POS:
-                parts.append(int.from_bytes(raw[pos : pos + length], "big"))
-            else:
-                length = _MAX_INT_BYTES - length
-                digits = bytes(0xFF - b for b in raw[pos : pos + length])
-                parts.append(-int.from_bytes(digits, "big"))
-            pos += length
-        elif tag in (_FALSE, _TRUE):
-            parts.append(tag == _TRUE)
-        else:
-            raise InvalidKeyError(f"stored key has an unknown part tag 0x{tag:02x}")
+    while reader.pos < len(raw):
+        parts.append(_decode_part(reader))
     return tuple(parts)
 
 

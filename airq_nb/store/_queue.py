@@ -1,195 +1,78 @@
-"""The durable queue: enqueue, lease-based claiming, ack/fail with back-off, dead letters.
+"""The durable queue's rows: inserting, claiming, failing and dead-lettering them, and reading them.
 
 These functions work on an open connection inside the caller's transaction, so the store's
-plain verbs and its atomic operations share one implementation. Times are Unix seconds.
+plain verbs (``queue.py``), its atomic operations (``kv.py``) and its management
+(``queue_manager.py``) share one implementation. The models and input checks live in
+``_queue_models.py`` and are importable from here too.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from collections.abc import Collection, Sequence
+from typing import Any
 
-from .._errors import InvalidDelayError, InvalidValueError
-from ._json import dump_value, load_value
+from ._json import load_value
+from ._queue_models import (
+    DEFAULT_BACKOFF_SCHEDULE,
+    MAX_BACKOFF_ENTRIES,
+    MAX_BACKOFF_SECONDS,
+    MAX_DELAY_SECONDS,
+    DeadLettered,
+    Delivery,
+    FailOutcome,
+    Message,
+    PreparedMessage,
+    QueueCounts,
+    backoff_of,
+    check_backoff,
+    check_delay,
+    check_time,
+    check_topic,
+    check_topics,
+    prepare_message,
+)
 
 __all__ = [
     "DEFAULT_BACKOFF_SCHEDULE",
+    "INSERT",
     "MAX_BACKOFF_ENTRIES",
     "MAX_BACKOFF_SECONDS",
     "MAX_DELAY_SECONDS",
+    "MESSAGE_COLUMNS",
     "DeadLettered",
     "Delivery",
     "FailOutcome",
     "Message",
+    "PreparedMessage",
     "QueueCounts",
+    "UndeliverableRow",
+    "backoff_of",
+    "check_backoff",
+    "check_delay",
+    "check_time",
+    "check_topic",
+    "check_topics",
+    "claim_statement",
+    "dead_letter_claimed",
+    "delivery_from_claimed",
+    "fail_delivery",
+    "insert_many_plain",
+    "insert_messages",
+    "insert_statement",
+    "new_lease_token",
+    "prepare_message",
+    "row_to_message",
 ]
 
-#: Seconds to wait before each retry, Deno KV's default: 6 attempts in all.
-DEFAULT_BACKOFF_SCHEDULE: tuple[float, ...] = (0.1, 1.0, 5.0, 30.0, 60.0)
-#: Longest ``delay`` accepted at enqueue (Deno KV's limit: 30 days).
-MAX_DELAY_SECONDS = 30 * 24 * 3600.0
-#: Most retries one message may have.
-MAX_BACKOFF_ENTRIES = 20
-#: Longest single back-off step (one day).
-MAX_BACKOFF_SECONDS = 24 * 3600.0
-
-FailOutcome = Literal["retry", "dead", "lost"]
-MessageState = Literal["queued", "leased", "dead"]
+# The old private name, used by the PostgreSQL backend.
+_backoff_of = backoff_of
 
 MESSAGE_COLUMNS = (
     "id, topic, value, state, deliver_at, attempts, backoff_schedule, keys_if_undelivered, "
     "last_error, enqueued_at, lease_expires_at, dedup_key, schedule, dead_at"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """A message leased to one consumer: ack it, fail it, extend or release the lease."""
-
-    id: int
-    topic: str
-    value: Any
-    attempt: int
-    max_attempts: int
-    deliver_at: float
-    enqueued_at: float
-    lease_token: str
-    lease_expires_at: float
-    schedule: str | None = None
-    backoff_schedule: tuple[float, ...] = DEFAULT_BACKOFF_SCHEDULE
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A row of the queue as management sees it. ``corrupt`` names the damage of a bad row."""
-
-    id: int
-    topic: str
-    value: Any
-    state: str
-    deliver_at: float
-    attempts: int
-    last_error: str | None
-    enqueued_at: float
-    paused: bool = False
-    lease_expires_at: float | None = None
-    dedup_key: str | None = None
-    schedule: str | None = None
-    dead_at: float | None = None
-    max_attempts: int = len(DEFAULT_BACKOFF_SCHEDULE) + 1
-    corrupt: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class QueueCounts:
-    """How many messages are in each state, overall and per topic."""
-
-    by_state: dict[str, int] = field(default_factory=dict)
-    by_topic: dict[str, dict[str, int]] = field(default_factory=dict)
-    paused_topics: tuple[str, ...] = ()
-
-    @property
-    def total(self) -> int:
-        return sum(self.by_state.values())
-
-
-def check_delay(delay: float, *, what: str = "delay", limit: float = MAX_DELAY_SECONDS) -> float:
-    """Return ``delay`` as float seconds, refusing negative, NaN, infinite or too-long values."""
-    if isinstance(delay, bool) or not isinstance(delay, int | float):
-        raise InvalidDelayError(f"{what} must be a number of seconds, got {type(delay).__name__}")
-    delay = float(delay)
-    if not math.isfinite(delay) or delay < 0:
-        raise InvalidDelayError(f"{what} must be a finite number of seconds >= 0, got {delay!r}")
-    if delay > limit:
-        raise InvalidDelayError(f"{what} of {delay:,.0f} s is over the limit of {limit:,.0f} s")
-    return delay
-
-
-def check_backoff(schedule: Iterable[float] | None) -> tuple[float, ...]:
-    """Validate a back-off schedule (seconds before each retry); ``None`` means the default."""
-    if schedule is None:
-        return DEFAULT_BACKOFF_SCHEDULE
-    if isinstance(schedule, str | bytes | dict) or not isinstance(schedule, Iterable):
-        raise InvalidDelayError(
-            f"backoff_schedule must be a list of seconds, e.g. [1, 5, 30]; got {schedule!r}"
-        )
-    steps = tuple(
-        check_delay(step, what="backoff_schedule entry", limit=MAX_BACKOFF_SECONDS)
-        for step in schedule
-    )
-    if len(steps) > MAX_BACKOFF_ENTRIES:
-        raise InvalidDelayError(
-            f"backoff_schedule has {len(steps)} entries; at most {MAX_BACKOFF_ENTRIES} retries"
-        )
-    return steps
-
-
-def check_topic(topic: object) -> str:
-    """Return ``topic`` if it can name a topic ("*" is reserved for "every topic")."""
-    if not isinstance(topic, str) or not topic or topic == "*":
-        raise InvalidValueError(f"topic must be a non-empty string other than '*', got {topic!r}")
-    return topic
-
-
-def check_topics(topics: Collection[str] | None) -> list[str] | None:
-    """A consumer's topic filter as a list (``None``: every topic); one bare string is refused."""
-    if topics is None:
-        return None
-    if isinstance(topics, str | bytes) or not isinstance(topics, Iterable):
-        raise InvalidValueError(
-            f"topics is a list of topic names, e.g. ['collect']; got {topics!r}"
-        )
-    return [check_topic(topic) for topic in topics]
-
-
-class PreparedMessage(NamedTuple):
-    """A validated message ready to insert; validation happens before any transaction opens."""
-
-    topic: str
-    value_json: str
-    delay: float
-    backoff_json: str | None
-    keys_json: str | None
-    dedup_key: str | None
-    schedule: str | None
-
-
-def prepare_message(
-    value: Any,
-    *,
-    delay: float,
-    topic: str,
-    keys_if_undelivered: Sequence[bytes],
-    backoff_schedule: Iterable[float] | None,
-    dedup_key: str | None,
-    schedule: str | None,
-) -> PreparedMessage:
-    """Validate everything about a message that does not need the database."""
-    delay = check_delay(delay)
-    backoff_json = None
-    if backoff_schedule is not None:
-        backoff_json = json.dumps(list(check_backoff(backoff_schedule)))
-    keys_json = (
-        json.dumps([key.hex() for key in keys_if_undelivered]) if keys_if_undelivered else None
-    )
-    if dedup_key is not None and not isinstance(dedup_key, str):
-        raise InvalidValueError(f"dedup_key must be a string, got {type(dedup_key).__name__}")
-    if schedule is not None and not isinstance(schedule, str):
-        raise InvalidValueError(f"schedule must be a schedule name, got {type(schedule).__name__}")
-    return PreparedMessage(
-        topic=check_topic(topic),
-        value_json=dump_value(value, what="queue payload"),
-        delay=delay,
-        backoff_json=backoff_json,
-        keys_json=keys_json,
-        dedup_key=dedup_key,
-        schedule=schedule,
-    )
-
 
 # The id expression: above every id in the table and every id ever deleted.
 _NEXT_ID = (
@@ -299,12 +182,6 @@ def insert_many_plain(conn: Any, messages: Sequence[PreparedMessage], now: float
     return list(range(first, first + len(messages)))
 
 
-def _backoff_of(raw: str | None) -> tuple[float, ...]:
-    if raw is None:
-        return DEFAULT_BACKOFF_SCHEDULE
-    return check_backoff(json.loads(raw))
-
-
 def _keys_of(raw: str | None) -> list[bytes]:
     if raw is None:
         return []
@@ -346,19 +223,6 @@ def claim_statement(topics: Sequence[str] | None, *, many: bool = False) -> str:
     return template.format(topics=f"AND topic IN ({','.join('?' * len(topics))}) ")
 
 
-@dataclass(frozen=True, slots=True)
-class DeadLettered:
-    """A message the store dead-lettered while claiming (a corrupt row, or a lease that
-    expired on its last attempt), so a consumer can log it; fields are best-effort."""
-
-    id: int
-    topic: str | None
-    schedule: str | None
-    attempt: int | None
-    deliver_at: float | None
-    error: str
-
-
 class UndeliverableRow(Exception):
     """A leased row that must become a dead letter instead of a delivery."""
 
@@ -393,7 +257,7 @@ def delivery_from_claimed(row: Sequence[Any], lease_token: str, expires: float) 
     ) = row
     try:
         value = load_value(value_json)
-        backoff = _backoff_of(backoff_raw)
+        backoff = backoff_of(backoff_raw)
         _keys_of(keys_raw)
         attempt = int(attempt)
         deliver_at = float(deliver_at)
@@ -453,7 +317,7 @@ def dead_letter_claimed(
         # The claim counted one attempt too many; show the attempts that really ran.
         conn.execute(
             "UPDATE queue SET attempts = ? WHERE id = ?",
-            (len(_backoff_of(backoff_raw)) + 1, bad.msg_id),
+            (len(backoff_of(backoff_raw)) + 1, bad.msg_id),
         )
     _dead_letter(conn, bad.msg_id, error, now)
 
@@ -534,7 +398,7 @@ def row_to_message(row: Sequence[Any], paused_topics: Collection[str]) -> Messag
     except (TypeError, ValueError) as exc:
         value, corrupt = value_json, f"payload is not JSON: {exc}"
     try:
-        max_attempts = len(_backoff_of(backoff_raw)) + 1
+        max_attempts = len(backoff_of(backoff_raw)) + 1
     except (TypeError, ValueError) as exc:
         max_attempts, corrupt = 0, f"backoff_schedule is unreadable: {exc}"
     return Message(
