@@ -28,6 +28,7 @@ from .._errors import (
     MalformedReplyError,
     RateLimitedError,
     RequestRejectedError,
+    SourceConfigurationError,
     SourceUnavailableError,
 )
 from .._humanize import one_line
@@ -63,17 +64,36 @@ MAX_REPLY_BYTES = 16 * 1024 * 1024
 _TEXT_SNIPPET = 120
 
 
+#: Prefix of a location that names a London Air Quality Network site: ``laqn:KF1``.
+LAQN_PREFIX = "laqn:"
+_SITE_CODE = re.compile(r"^[A-Z0-9]{2,4}$")
+
+
 @dataclass(frozen=True, slots=True)
 class Location:
-    """A named place to collect for; ``name`` identifies its readings and its schedule."""
+    """A named place to collect for; ``name`` identifies its readings and its schedule.
+
+    A point has a latitude and longitude (for the modelled sources). A monitoring site of
+    the London Air Quality Network is named ``laqn:<code>`` (``laqn:KF1``) and needs none:
+    its coordinates come from the network's site list.
+    """
 
     name: str
-    latitude: float
-    longitude: float
+    latitude: float | None
+    longitude: float | None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ConfigurationError("a Location needs a non-empty name, e.g. 'London'")
+        if self.site is not None:
+            if not _SITE_CODE.match(self.site):
+                raise ConfigurationError(
+                    f"{self.name!r} is not an LAQN site: use laqn:<site code>, e.g. laqn:KF1"
+                )
+            if (self.latitude is None) != (self.longitude is None):
+                raise ConfigurationError(f"{self.name}: give both latitude and longitude, or neither")
+            if self.latitude is None:
+                return
         for what, value, limit in (
             ("latitude", self.latitude, 90),
             ("longitude", self.longitude, 180),
@@ -83,30 +103,53 @@ class Location:
             if not -limit <= value <= limit:
                 raise ConfigurationError(f"{what} must be within ±{limit}, got {value!r}")
 
+    @property
+    def site(self) -> str | None:
+        """The LAQN site code of a ``laqn:<code>`` location, else None."""
+        if self.name[: len(LAQN_PREFIX)].lower() == LAQN_PREFIX:
+            return self.name[len(LAQN_PREFIX) :]
+        return None
+
+    @property
+    def point(self) -> str:
+        """What the readings stand for: the site code, or "latitude,longitude"."""
+        if self.site is not None:
+            return self.site
+        return f"{self.latitude:.4f},{self.longitude:.4f}"
+
     def as_dict(self) -> dict[str, Any]:
         """The location as JSON-ready data (for queue messages)."""
         return {"name": self.name, "latitude": self.latitude, "longitude": self.longitude}
 
     @classmethod
     def parse(cls, text: str) -> Location:
-        """A location from text: ``"London"``, or ``"name,latitude,longitude"``."""
+        """A location from text: ``"London"``, ``"laqn:KF1"`` (an LAQN monitoring site), or
+        ``"name,latitude,longitude"``."""
         if text.strip().lower() == LONDON.name.lower():
             return LONDON
+        if text.strip()[: len(LAQN_PREFIX)].lower() == LAQN_PREFIX:
+            code = text.strip()[len(LAQN_PREFIX) :].strip().upper()
+            return cls(LAQN_PREFIX + code, None, None)
         try:
             name, latitude, longitude = (part.strip() for part in text.split(","))
             return cls(name, float(latitude), float(longitude))
         except ValueError:
             raise ConfigurationError(
-                f"location {text!r}: use 'London' or 'name,latitude,longitude', "
-                "e.g. 'Paris,48.8566,2.3522'"
+                f"location {text!r}: use 'London', an LAQN site such as 'laqn:KF1', or "
+                "'name,latitude,longitude', e.g. 'Paris,48.8566,2.3522'"
             ) from None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Location:
         """Rebuild a location from :meth:`as_dict` output."""
         try:
-            return cls(str(data["name"]), float(data["latitude"]), float(data["longitude"]))
-        except (KeyError, TypeError, ValueError) as exc:
+            latitude, longitude = data.get("latitude"), data.get("longitude")
+            return cls(
+                str(data["name"]),
+                None if latitude is None else float(latitude),
+                None if longitude is None else float(longitude),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigurationError(
                 f"not a location: {data!r}; expected name, latitude and longitude"
             ) from exc
@@ -128,7 +171,12 @@ class Reading:
 
 @runtime_checkable
 class Source(Protocol):
-    """What the collector needs from a source: a ``name`` and ``fetch`` for a window of hours."""
+    """What the collector needs from a source: a ``name`` and ``fetch`` for a window of hours.
+
+    A source may also have ``kind`` ("measured" or "modelled"; "modelled" if absent), stored
+    with each reading, and ``prepare(store, location)``, awaited before each run's fetch: it
+    may refuse the location (raising a SourceError) or return the source to fetch with.
+    """
 
     name: str
 
@@ -180,6 +228,13 @@ def _mask_http_logs() -> None:
 # -- HTTP ---------------------------------------------------------------------------------
 
 
+def user_agent() -> str:
+    """The User-Agent airq_nb sends: its name and version, so API operators can tell us apart."""
+    from .. import __version__
+
+    return f"airq_nb/{__version__} (hourly air-quality collector; python-httpx)"
+
+
 async def _get_json(
     source: str,
     url: str,
@@ -189,7 +244,10 @@ async def _get_json(
     max_bytes: int = MAX_REPLY_BYTES,
     secret: str | None = None,
 ) -> Any:
-    """GET ``url`` and return its JSON body, turning every failure into a typed SourceError."""
+    """GET ``url`` and return its JSON body, turning every failure into a typed SourceError.
+
+    A leading UTF-8 byte-order mark (the LAQN API sends one) is skipped.
+    """
     import httpx
 
     _mask_http_logs()
@@ -198,12 +256,16 @@ async def _get_json(
     except (httpx.InvalidURL, TypeError, ValueError) as exc:
         raise ConfigurationError(
             f"{source}'s base URL is not usable ({mask_secrets(str(exc), secret)}); "
-            "check the base_url argument or AIRQ_NB_OPENWEATHER_URL / AIRQ_NB_OPENMETEO_URL"
+            "check the base_url argument or AIRQ_NB_OPENWEATHER_URL / AIRQ_NB_OPENMETEO_URL / "
+            "AIRQ_NB_LAQN_URL"
         ) from None
     try:
         async with (
             httpx.AsyncClient(
-                timeout=timeout, follow_redirects=True, verify=_ssl_context()
+                timeout=timeout,
+                follow_redirects=True,
+                verify=_ssl_context(),
+                headers={"User-Agent": user_agent()},
             ) as client,
             client.stream("GET", url, params=dict(params)) as response,
         ):
@@ -224,6 +286,7 @@ async def _get_json(
         ) from None
     status = response.status_code
     text = "" if content is None else content.decode(response.encoding or "utf-8", "replace")
+    text = text.removeprefix("\ufeff")
     if status >= 400:
         _raise_for_status(source, shown, response, text, secret)
     if content is None:
@@ -417,6 +480,15 @@ def _checked_readings(source: str, readings: list[Reading]) -> list[Reading]:
     return sorted(readings, key=lambda r: r.time)
 
 
+def _coordinates(source: str, location: Location) -> tuple[float, float]:
+    if location.latitude is None or location.longitude is None:
+        raise SourceConfigurationError(
+            f"{source} models a point and {location.name} has no coordinates; collect it "
+            "with AIRQ_NB_SOURCE=laqn (--source laqn), or give a 'name,latitude,longitude'"
+        )
+    return location.latitude, location.longitude
+
+
 def _env_url(variable: str, default: str) -> str:
     return (os.environ.get(variable) or default).rstrip("/")
 
@@ -433,6 +505,8 @@ class OpenWeatherMapSource:
     timeout: float = DEFAULT_TIMEOUT
     max_reply_bytes: int = MAX_REPLY_BYTES
     name: str = field(default="openweathermap", init=False)
+    #: Model estimates (CAMS), not measurements; stored with each reading.
+    kind: str = field(default="modelled", init=False)
 
     def __post_init__(self) -> None:
         if not self.api_key or not self.api_key.strip():
@@ -447,12 +521,13 @@ class OpenWeatherMapSource:
     async def fetch(self, location: Location, *, start: int, end: int) -> list[Reading]:
         """Hourly PM2.5, PM10 and AQI (1–5) from ``/data/2.5/air_pollution/history``."""
         source = "OpenWeatherMap"
+        latitude, longitude = _coordinates(source, location)
         body = await _get_json(
             source,
             f"{self.base_url.rstrip('/')}/data/2.5/air_pollution/history",
             {
-                "lat": location.latitude,
-                "lon": location.longitude,
+                "lat": latitude,
+                "lon": longitude,
                 "start": int(start),
                 "end": int(end),
                 "appid": self.api_key,
@@ -518,16 +593,19 @@ class OpenMeteoSource:
     timeout: float = DEFAULT_TIMEOUT
     max_reply_bytes: int = MAX_REPLY_BYTES
     name: str = field(default="open-meteo", init=False)
+    #: Model estimates (CAMS), not measurements; stored with each reading.
+    kind: str = field(default="modelled", init=False)
 
     async def fetch(self, location: Location, *, start: int, end: int) -> list[Reading]:
         """Hourly PM2.5 and PM10 from ``/v1/air-quality`` (``start_hour``/``end_hour``, GMT)."""
         source = "Open-Meteo"
+        latitude, longitude = _coordinates(source, location)
         body = await _get_json(
             source,
             f"{self.base_url.rstrip('/')}/v1/air-quality",
             {
-                "latitude": location.latitude,
-                "longitude": location.longitude,
+                "latitude": latitude,
+                "longitude": longitude,
                 "hourly": "pm10,pm2_5",
                 "start_hour": _iso(start)[:-1],
                 "end_hour": _iso(end)[:-1],
@@ -601,11 +679,20 @@ def _openmeteo(base_url: str | None, api_key: str, timeout: float) -> Source:
     )
 
 
+def _laqn(base_url: str | None, api_key: str, timeout: float) -> Source:
+    from ._laqn import LaqnSource
+
+    return LaqnSource(
+        base_url=base_url or _env_url("AIRQ_NB_LAQN_URL", LaqnSource.base_url), timeout=timeout
+    )
+
+
 #: Sources selectable by name (``AIRQ_NB_SOURCE``, ``--source``): name -> factory taking
 #: (base_url or None, OpenWeatherMap key or "", timeout). A new source registers itself here.
 SOURCES: dict[str, Callable[[str | None, str, float], Source]] = {
     "openweathermap": _openweathermap,
     "open-meteo": _openmeteo,
+    "laqn": _laqn,
 }
 
 
@@ -619,7 +706,8 @@ def source_from_env(
     """The source to use: ``name``, else ``AIRQ_NB_SOURCE``, else OpenWeatherMap when a key is
     set (``OPENWEATHER_API_KEY``) and Open-Meteo otherwise, so a newcomer gets data with no key.
 
-    Base URLs come from ``base_url``, else ``AIRQ_NB_OPENWEATHER_URL`` / ``AIRQ_NB_OPENMETEO_URL``.
+    Base URLs come from ``base_url``, else ``AIRQ_NB_OPENWEATHER_URL`` /
+    ``AIRQ_NB_OPENMETEO_URL`` / ``AIRQ_NB_LAQN_URL``.
     """
     key = api_key if api_key is not None else os.environ.get("OPENWEATHER_API_KEY", "").strip()
     chosen = (name or os.environ.get("AIRQ_NB_SOURCE") or "").strip().lower()
