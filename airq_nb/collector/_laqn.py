@@ -377,7 +377,7 @@ class LaqnSource:
 
 
 def _suggest(sites: Mapping[str, LaqnSite], near: LaqnSite | None, code: str) -> str:
-    """"nearby sites measuring PM: …" — by distance from ``near``, else by similar code."""
+    """Sites to offer instead: by distance from ``near``, else by a similar code."""
     candidates = [s for s in sites.values() if s.open and s.pm_species and s.code != code]
     shown: list[str] = []
     if near is not None and near.latitude is not None:

@@ -91,7 +91,9 @@ class Location:
                     f"{self.name!r} is not an LAQN site: use laqn:<site code>, e.g. laqn:KF1"
                 )
             if (self.latitude is None) != (self.longitude is None):
-                raise ConfigurationError(f"{self.name}: give both latitude and longitude, or neither")
+                raise ConfigurationError(
+                    f"{self.name}: give both latitude and longitude, or neither"
+                )
             if self.latitude is None:
                 return
         for what, value, limit in (
