@@ -24,10 +24,12 @@ refused one by one: stored as missing and logged, never as a concentration.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import math
 import re
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -92,6 +94,12 @@ _NO_PM_NOTES = {
 SITES_KEY = ("airq_nb", "laqn", "sites")
 #: How long the cached site list is used before it is fetched again.
 SITES_MAX_AGE = timedelta(days=1)
+
+# One site-list refresh at a time per event loop: runs for two sites delivered together
+# must not both fetch the list (the second waits, then finds it stored).
+_SITES_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
 
 _GMT_HOUR = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 
@@ -292,6 +300,14 @@ class LaqnSource:
 
         If fetching fails and an older list is stored, that list is used (and logged).
         """
+        loop = asyncio.get_running_loop()
+        lock = _SITES_LOCKS.get(loop)
+        if lock is None:
+            lock = _SITES_LOCKS[loop] = asyncio.Lock()
+        async with lock:
+            return await self._sites(store)
+
+    async def _sites(self, store: Store) -> dict[str, LaqnSite]:
         now = store.clock.now()
         cached = store.get(SITES_KEY).value
         if isinstance(cached, dict) and now - cached.get("fetched_at", -math.inf) < (
