@@ -289,3 +289,13 @@ def test_attribution_names_the_network_and_the_licence():
     assert "Open Government Licence" in airq_nb.LAQN_ATTRIBUTION
     assert airq_nb.SOURCE_ATTRIBUTIONS["laqn"] == airq_nb.LAQN_ATTRIBUTION
     assert set(airq_nb.SOURCE_ATTRIBUTIONS) == {"laqn", "open-meteo", "openweathermap"}
+
+
+def test_docs_show_the_attribution_strings_the_code_exports():
+    import re
+    from pathlib import Path
+
+    docs = Path(__file__).parents[1] / "docs" / "sources.md"
+    text = re.sub(r"\s+", " ", docs.read_text())
+    for source, attribution in airq_nb.SOURCE_ATTRIBUTIONS.items():
+        assert attribution in text, source
