@@ -36,18 +36,15 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .._errors import SourceConfigurationError, SourceError
-from ._sources import (
+from ._http import (
     DEFAULT_TIMEOUT,
-    HOUR,
-    LAQN_PREFIX,
     MAX_PLAUSIBLE_CONCENTRATION,
     MAX_REPLY_BYTES,
-    Location,
-    Reading,
-    _get_json,
     _kind,
     _malformed,
+    get_json,
 )
+from ._model import HOUR, LAQN_PREFIX, Location, Reading
 
 if TYPE_CHECKING:
     from ..store._sqlite import Store
@@ -286,7 +283,7 @@ class LaqnSource:
 
     async def fetch_sites(self) -> dict[str, LaqnSite]:
         """The network's London sites from ``Information/MonitoringSiteSpecies`` (one request)."""
-        body = await _get_json(
+        body = await get_json(
             SOURCE,
             self._url("Information/MonitoringSiteSpecies/GroupName=London/Json"),
             {},
@@ -369,7 +366,7 @@ class LaqnSource:
         end_day = datetime.fromtimestamp(end, UTC).date() + timedelta(days=1)
         by_hour: dict[int, dict[str, float | None]] = {}
         for species in self.species:
-            body = await _get_json(
+            body = await get_json(
                 SOURCE,
                 self._url(
                     f"Data/SiteSpecies/SiteCode={code}/SpeciesCode={species}/"
