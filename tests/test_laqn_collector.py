@@ -163,3 +163,27 @@ def test_several_locations_are_collected_each_as_its_own_series(clocked_store, o
                 clocked_store, source=meteo, location=paris, locations=[paris]
             )
         )
+
+
+def test_start_collector_with_several_locations_in_a_running_loop(store, laqn, laqn_server):
+    sites = [KF1, airq_nb.Location.parse("laqn:MY7")]
+
+    async def notebook():
+        scheduler = airq_nb.start_collector(store, source=laqn, locations=sites)
+        again = airq_nb.start_collector(store, source=laqn, locations=sites)  # a re-run cell
+        assert again is scheduler
+        try:
+            for _ in range(400):
+                if len(airq_nb.read_readings(store)) == 2 * 168:
+                    break
+                await asyncio.sleep(0.025)
+        finally:
+            await scheduler.stop()
+        return scheduler
+
+    scheduler = asyncio.run(notebook())
+    names = sorted(info.name for info in scheduler.schedules())
+    assert names == ["collect:laqn:KF1", "collect:laqn:MY7"]
+    frame = airq_nb.read_readings(store, location=["laqn:KF1", "laqn:MY7"])
+    assert frame.groupby("location").size().to_dict() == {"laqn:KF1": 168, "laqn:MY7": 168}
+    assert len(laqn_server.data_requests()) == 4  # one backfill per site, one request per species
