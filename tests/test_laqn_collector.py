@@ -187,3 +187,11 @@ def test_start_collector_with_several_locations_in_a_running_loop(store, laqn, l
     frame = airq_nb.read_readings(store, location=["laqn:KF1", "laqn:MY7"])
     assert frame.groupby("location").size().to_dict() == {"laqn:KF1": 168, "laqn:MY7": 168}
     assert len(laqn_server.data_requests()) == 4  # one backfill per site, one request per species
+
+
+def test_laqn_schedules_may_not_poll_more_than_hourly(clocked_store, laqn):
+    with pytest.raises(airq_nb.ConfigurationError, match="no more often than every 1:00:00"):
+        asyncio.run(
+            airq_nb.collect_until_idle(clocked_store, source=laqn, every=timedelta(minutes=10))
+        )
+    assert airq_nb.Scheduler(clocked_store).schedules() == []

@@ -397,6 +397,12 @@ def install_collector(
         source = source_from_env()
     if location is None:
         location = default_locations(source)[0]
+    gentlest = getattr(source, "min_interval", None)
+    if gentlest is not None and every < gentlest:
+        raise ConfigurationError(
+            f"{source.name} asks clients to poll no more often than every {gentlest}; "
+            f"collect {location.name} every {gentlest} or more, not every {every}"
+        )
     sources = _INSTALLED.get(scheduler)
     if sources is None:
         sources = _INSTALLED[scheduler] = {}

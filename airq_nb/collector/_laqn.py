@@ -277,6 +277,8 @@ class LaqnSource:
     species: tuple[str, ...] = tuple(PM_SPECIES)
     name: str = field(default="laqn", init=False)
     kind: str = field(default="measured", init=False)
+    #: The API asks clients to poll no more often than hourly; schedules may not be faster.
+    min_interval: timedelta = field(default=timedelta(hours=1), init=False, repr=False)
 
     def _url(self, path: str) -> str:
         return f"{self.base_url.rstrip('/')}/{path}"

@@ -129,7 +129,8 @@ class Source(Protocol):
 
     A source may also have ``kind`` ("measured" or "modelled"; "modelled" if absent), stored
     with each reading, and ``prepare(store, location)``, awaited before each run's fetch: it
-    may refuse the location (raising a SourceError) or return the source to fetch with.
+    may refuse the location (raising a SourceError) or return the source to fetch with; and
+    ``min_interval`` (a timedelta), the shortest schedule interval its API allows.
     """
 
     name: str
