@@ -8,9 +8,9 @@ that hour, so it is asked for again. The look-back is bounded to a day, so an ho
 never gets a value costs at most a day's window per run, not seven days. The upsert and
 the retention delete share one transaction.
 
-Each run also asks again for a recent window (:data:`DEFAULT_REVISION_WINDOW`, 48 hours),
-at most once per clock hour: measured data are provisional and modelled data are
-re-analysed. Values that changed are updated and logged (:func:`airq_nb.read_revisions`);
+Each run also asks again for a recent window (:data:`DEFAULT_REVISION_WINDOW`, 48 hours)
+unless a value was fetched this clock hour: measured data are provisional and modelled
+data are re-analysed. Values that changed are updated and logged (:func:`airq_nb.read_revisions`);
 a run that finds nothing new or changed writes nothing at all.
 """
 
@@ -167,8 +167,8 @@ async def collect_once(
     The window starts at the earliest hour of the last day that is missing or all-null
     (see :data:`GAP_LOOKBACK_HOURS`), else just after the newest stored hour, and reaches
     back ``revise`` (48 hours by default; ``timedelta(0)`` turns it off) so revised values
-    are seen. When nothing is missing the recent window is asked for again at most once per
-    clock hour. Unchanged hours are not written; changed ones are logged as revisions.
+    are seen. When nothing is missing the recent window is asked for again unless a value was
+    fetched in the current clock hour. Unchanged hours are not written; changed ones are logged as revisions.
     ``location`` defaults to the source's first default location (London; LAQN: KF1).
 
     Transient failures are tried again up to ``tries`` times in all, then raised as the
@@ -199,8 +199,9 @@ async def collect_once(
     if newest is not None and again:
         recheck = max(first, last - math.ceil(again / HOUR) * HOUR + HOUR)
         fetched = newest_fetch_time(store, source=source.name, location=location.name)
-        # Missing hours widen this run's window to the recent one; with none missing the
-        # recent window is asked for again once per clock hour (the APIs update hourly).
+        # Missing hours widen this run's window to the recent one; with none missing, the
+        # recent window is asked for again unless a value was fetched this clock hour (the
+        # APIs update hourly, so a second run in the hour would learn nothing).
         if start <= last or fetched is None or fetched < last:
             start = min(start, recheck)
     if start > last:
@@ -332,7 +333,11 @@ def _remember(
 
 
 def last_collection(store: Store) -> list[dict[str, Any]]:
-    """The outcome of the last run per (location, source): at (UTC), outcome, error."""
+    """The outcome of the last run per (location, source): at (UTC), outcome, error.
+
+    ``at`` is the last run that stored something or changed the outcome: a successful run
+    that found nothing new writes nothing, this record included.
+    """
     return [
         {**entry.value, "at": utc_datetime(entry.value.get("at"))}
         for entry in store.list(prefix=("airq_nb", "collector"))
