@@ -103,6 +103,10 @@ def test_recorded_reply_shape_and_single_object_quirks():
     assert parse_species_reply(single, **days, end_day=date(2022, 12, 11)) == {1_670_630_400: 111.4}
     absent = {"RawAQData": {"@SiteCode": "MY1", "@SpeciesCode": "PM10"}}
     assert parse_species_reply(absent, **days, end_day=date(2022, 12, 11)) == {}
+    no_value = {"RawAQData": {"Data": {"@MeasurementDateGMT": "2022-12-10 05:00:00"}}}
+    assert parse_species_reply(no_value, **days, end_day=date(2022, 12, 11)) == {
+        1_670_648_400: None
+    }
     # EndDate is exclusive: a row on the end day itself is not one asked for.
     with pytest.raises(airq_nb.MalformedReplyError, match="outside the days asked for"):
         parse_species_reply(recorded, **days, end_day=date(2022, 12, 10))
@@ -184,6 +188,30 @@ def test_site_list_quirks_map_metres_lone_species_absent_keys(laqn_server):
     assert list(parse_site_list(one)) == ["KF1"]
     finished = laqn_site("BL0", "Bloomsbury", 51.5, -0.1, ["PM10"], finished={"PM10": "2020-01-01"})
     assert parse_site_list({"Sites": {"Site": [finished]}})["BL0"].pm_species == ()
+
+
+def test_a_recorded_site_entry_reads_degrees_not_map_metres():
+    # A MonitoringSiteSpecies entry as recorded from the live API (Merton, ME9).
+    recorded = {
+        "@DataManager": "King's College London",
+        "@DataOwner": "Merton",
+        "@DateClosed": "",
+        "@DateOpened": "2017-01-27 00:00:00",
+        "@Latitude": "51.40162",
+        "@LatitudeWGS84": "6692543.79001",
+        "@LocalAuthorityCode": "24",
+        "@LocalAuthorityName": "Merton",
+        "@Longitude": "-0.19589212",
+        "@LongitudeWGS84": "-21810.7165116",
+        "@SiteCode": "ME9",
+        "@SiteLink": "http://www.londonair.org.uk/london/asp/publicdetails.asp?site=ME9",
+        "@SiteName": "Merton - Morden Civic Centre 2",
+        "@SiteType": "Roadside",
+        "Species": {"@SpeciesCode": "NO2", "@DateMeasurementFinished": ""},
+    }
+    site = parse_site_list({"Sites": {"Site": recorded}})["ME9"]
+    assert (site.latitude, site.longitude) == (51.40162, -0.19589212)
+    assert site.open and site.pm_species == () and site.name == "Merton - Morden Civic Centre 2"
 
 
 def _sites_path() -> str:

@@ -255,9 +255,8 @@ def parse_species_reply(
             )
         if when in values:
             raise _malformed(SOURCE, f"the hour {stamp!r} appears twice in {species}")
-        if "@Value" not in row:
-            raise _malformed(SOURCE, f"{where} has no '@Value' field")
-        values[when] = _value(row["@Value"], f"{where}.@Value")
+        # An absent @Value is read like "": the hour is there, its value is not.
+        values[when] = _value(row.get("@Value", ""), f"{where}.@Value")
     return values
 
 
