@@ -41,6 +41,7 @@ def test_columns_types_and_order(filled):
     assert frame.index.is_monotonic_increasing
     assert frame["pm2_5"].dtype == "float64" and frame["pm10"].dtype == "float64"
     assert isinstance(frame["fetched_at"].dtype, pd.DatetimeTZDtype)
+    assert not [c for c, t in frame.dtypes.items() if pd.api.types.is_integer_dtype(t)]
     # Missing is NaN, never 0, and no column is all empty.
     kf1 = frame[frame["location"] == "laqn:KF1"]
     assert kf1["pm2_5"].isna().all() and (kf1["pm10"] == 9.0).all()
