@@ -7,6 +7,7 @@ import asyncio
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
+import pandas as pd
 import pytest
 from fake_sources import default_pm2_5
 
@@ -84,6 +85,24 @@ def test_revised_values_are_stored_and_logged(clocked_store, fake_clock, laqn, l
     assert older["pm2_5"] == default_pm2_5(LAST - 60 * HOUR)  # outside the window: not seen
 
 
+def test_a_withdrawn_value_is_logged_and_empty_hours_are_not_stored(
+    clocked_store, fake_clock, laqn, laqn_server
+):
+    laqn_server.set_data(LAST - 3 * DAY, LAST - HOUR)  # LAST itself: listed, no value yet
+    assert collect(clocked_store, laqn, location=KF1).stored == 72
+    stored = airq_nb.read_readings(clocked_store)
+    assert hour(LAST) not in stored.index  # an empty hour is not a reading
+    # Ratification withdraws both values of an hour.
+    laqn_server.set_data(LAST - 3 * HOUR, LAST - 3 * HOUR, pm2_5=None, pm10=None)
+    fake_clock.advance(HOUR)
+    result = collect(clocked_store, laqn, location=KF1)
+    assert result.revised == 1
+    changes = airq_nb.read_revisions(clocked_store)
+    assert sorted(changes["pollutant"]) == ["pm10", "pm2_5"] and changes["new"].isna().all()
+    withdrawn = airq_nb.read_readings(clocked_store).loc[hour(LAST - 3 * HOUR)]
+    assert pd.isna(withdrawn["pm2_5"]) and pd.isna(withdrawn["pm10"])
+
+
 def test_revision_window_is_a_parameter(clocked_store, fake_clock, laqn, laqn_server):
     collect(clocked_store, laqn, location=KF1)
     fake_clock.advance(HOUR)
@@ -105,7 +124,8 @@ def test_a_run_that_finds_nothing_new_writes_nothing(db_path, fake_clock, laqn, 
             before = data_version(watcher)
             fake_clock.advance(HOUR)
             result = collect(store, laqn, location=KF1)
-            assert (result.received, result.stored, result.revised) == (24, 0, 0)
+            # 48 hours listed (24 of them without values yet): nothing new, nothing changed.
+            assert (result.received, result.stored, result.revised) == (48, 0, 0)
             assert len(laqn_server.data_requests()) == 4  # it did ask again
             assert data_version(watcher) == before  # and committed nothing
             # The control: a changed value is a commit.

@@ -356,7 +356,10 @@ class LaqnSource:
 
     async def fetch(self, location: Location, *, start: int, end: int) -> list[Reading]:
         """Hourly values from ``start`` to ``end`` (inclusive, UTC): whole GMT days are asked
-        for (``EndDate`` the day after ``end``, as it is exclusive) and trimmed to the window."""
+        for (``EndDate`` the day after ``end``, as it is exclusive) and trimmed to the window.
+
+        Every hour the API lists is returned, with None for each species without a value.
+        """
         code = location.site
         if code is None:
             raise SourceConfigurationError(
@@ -383,10 +386,11 @@ class LaqnSource:
             for when, value in values.items():
                 if start <= when <= end:
                     by_hour.setdefault(when, {})[PM_SPECIES[species]] = value
+        # Hours the API listed without a value are returned too (all None): the collector
+        # stores no new empty hour, but one whose value was withdrawn is updated and logged.
         return [
             Reading(time=when, pm2_5=values.get("pm2_5"), pm10=values.get("pm10"))
             for when, values in sorted(by_hour.items())
-            if values.get("pm2_5") is not None or values.get("pm10") is not None
         ]
 
 

@@ -215,6 +215,8 @@ def upsert_readings(
 ) -> Upserted:
     """Insert new hours, update and log changed ones, leave unchanged ones untouched.
 
+    A new hour with neither PM2.5 nor PM10 is not inserted.
+
     ``kind`` is ``"measured"`` or ``"modelled"``; ``point`` the site code or "lat,lon" the
     values stand for. Runs in the caller's transaction when there is one, so a batch lands
     whole or not at all. A changed value is logged in ``reading_revisions`` with the old and
@@ -240,7 +242,10 @@ def upsert_readings(
             values = (reading.pm2_5, reading.pm10, reading.aqi)
             old = stored.get(when)
             if old is None:
-                new_rows.append((source, location, when, *values, fetched_at, kind, point))
+                # An hour without any value is not stored; a stored one may become empty
+                # (a value withdrawn at ratification), which is a change like any other.
+                if values[0] is not None or values[1] is not None:
+                    new_rows.append((source, location, when, *values, fetched_at, kind, point))
                 continue
             changed = [
                 (name, before, after)
