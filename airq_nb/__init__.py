@@ -34,7 +34,7 @@ from .collector._job import (
     collect_until_idle,
     start_collector,
 )
-from .collector._readings import read_readings
+from .collector._laqn import LAQN_ATTRIBUTION, SOURCE_ATTRIBUTIONS, LaqnSource
 from .collector._sources import (
     LONDON,
     Location,
@@ -50,13 +50,16 @@ from .scheduling._schedules import ScheduleInfo
 from .scheduling._status import Status, store_status
 from .store._queue import DEFAULT_BACKOFF_SCHEDULE, DeadLettered, Delivery, Message, QueueCounts
 from .store._sqlite import DEFAULT_DB_PATH, AtomicOperation, CommitResult, Entry, Store, open_store
+from .store.readings import read_readings, read_revisions
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_BACKOFF_SCHEDULE",
     "DEFAULT_DB_PATH",
+    "LAQN_ATTRIBUTION",
     "LONDON",
+    "SOURCE_ATTRIBUTIONS",
     "AirqError",
     "AtomicOperation",
     "Clock",
@@ -73,6 +76,7 @@ __all__ = [
     "InvalidKeyError",
     "InvalidScheduleError",
     "InvalidValueError",
+    "LaqnSource",
     "Location",
     "MalformedReplyError",
     "Message",
@@ -103,6 +107,7 @@ __all__ = [
     "open_store",
     "read_delivery_log",
     "read_readings",
+    "read_revisions",
     "scheduler_for",
     "source_from_env",
     "start_collector",

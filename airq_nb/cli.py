@@ -22,10 +22,23 @@ from typing import Any
 from . import __version__
 from ._errors import AirqError, CollectionFailedError, ConfigurationError
 from ._humanize import one_line
-from .collector._job import collect_once, collect_until_idle, install_collector, last_collection
-from .collector._readings import readings_summary
-from .collector._sources import LONDON, SOURCES, Location, mask_secrets, source_from_env
+from .collector._job import (
+    collect_once,
+    collect_until_idle,
+    default_locations,
+    install_collector,
+    last_collection,
+)
+from .collector._sources import (
+    LAQN_PREFIX,
+    LONDON,
+    SOURCES,
+    Location,
+    mask_secrets,
+    source_from_env,
+)
 from .store._sqlite import Store, open_store
+from .store.readings import readings_summary
 
 __all__ = ["main"]
 
@@ -37,15 +50,17 @@ _CELL = 60
 EPILOG = """\
 environment:
   AIRQ_NB_DB               the store file (overridden by --db)
-  AIRQ_NB_SOURCE           openweathermap | open-meteo (overridden by --source)
+  AIRQ_NB_SOURCE           openweathermap | open-meteo | laqn (overridden by --source)
   OPENWEATHER_API_KEY      OpenWeatherMap key; never printed, logged or stored
   AIRQ_NB_OPENWEATHER_URL  OpenWeatherMap base URL (e.g. a local test server)
   AIRQ_NB_OPENMETEO_URL    Open-Meteo base URL
+  AIRQ_NB_LAQN_URL         London Air Quality Network (ERG) API base URL
 
 examples:
   airq-nb collect --once                       # one run; exit 1 with the error on failure
   5 * * * * airq-nb collect --once             # a crontab line: hourly, 5 past
   airq-nb run                                  # a service: hourly until SIGTERM
+  airq-nb --source laqn collect --location laqn:KF1 --location laqn:MY7
   airq-nb queue purge --state dead --yes
 """
 
@@ -67,7 +82,11 @@ def _common_options() -> argparse.ArgumentParser:
         "$OPENWEATHER_API_KEY is set, else open-meteo)",
     )
     common.add_argument(
-        "--location", default=argparse.SUPPRESS, help="location name (default: London)"
+        "--location",
+        action="append",
+        default=argparse.SUPPRESS,
+        help="London, an LAQN site such as laqn:KF1, or a name with --lat/--lon; repeat for "
+        "several (default: London; laqn:KF1 and laqn:MY7 with --source laqn)",
     )
     common.add_argument("--lat", type=float, default=argparse.SUPPRESS, help="latitude")
     common.add_argument("--lon", type=float, default=argparse.SUPPRESS, help="longitude")
@@ -137,16 +156,26 @@ def build_parser() -> argparse.ArgumentParser:
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _location(args: argparse.Namespace) -> Location:
-    name = getattr(args, "location", None)
+def _locations(args: argparse.Namespace) -> list[Location] | None:
+    """The --location options as locations; None when none was given (the source's default)."""
+    names = getattr(args, "location", None) or []
     lat, lon = getattr(args, "lat", None), getattr(args, "lon", None)
     if (lat is None) != (lon is None):
         raise ConfigurationError("give both --lat and --lon, or neither")
-    if lat is None:
-        if name is None or name.lower() == LONDON.name.lower():
-            return LONDON
-        raise ConfigurationError(f"--location {name!r} needs --lat and --lon")
-    return Location(name or f"{lat:.4f},{lon:.4f}", lat, lon)
+    if lat is not None:
+        if len(names) > 1:
+            raise ConfigurationError("--lat and --lon go with one --location, not several")
+        return [Location(names[0] if names else f"{lat:.4f},{lon:.4f}", lat, lon)]
+    chosen = []
+    for name in names:
+        if (
+            name.strip().lower().startswith(LAQN_PREFIX)
+            or name.strip().lower() == LONDON.name.lower()
+        ):
+            chosen.append(Location.parse(name))
+        else:
+            raise ConfigurationError(f"--location {name!r} needs --lat and --lon")
+    return chosen or None
 
 
 def _open(args: argparse.Namespace) -> Store:
@@ -199,32 +228,39 @@ def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> list[str]:
 
 
 def _collect(args: argparse.Namespace) -> int:
-    location = _location(args)
     source = source_from_env(getattr(args, "source", None))
+    locations = _locations(args) or default_locations(source)
+    results, lines = [], []
     with _open(args) as store:
-        result = asyncio.run(collect_once(store, source=source, location=location))
-    if result.up_to_date:
-        line = (
-            f"{result.location}: up to date ({result.source}); newest hour {_when(result.newest)}"
-        )
-    else:
-        line = (
-            f"{result.location}: stored {result.stored} hours from {result.source} "
-            f"({_when(result.start)} to {_when(result.end)}); deleted {result.deleted} old"
-        )
-    _emit(args, result, [line])
+        for location in locations:
+            result = asyncio.run(collect_once(store, source=source, location=location))
+            results.append(result)
+            lines.append(_collected(result))
+    _emit(args, results[0] if len(results) == 1 else results, lines)
     return 0
 
 
+def _collected(result: Any) -> str:
+    if result.up_to_date:
+        return (
+            f"{result.location}: up to date ({result.source}); newest hour {_when(result.newest)}"
+        )
+    revised = f", {result.revised} revised" if result.revised else ""
+    return (
+        f"{result.location}: stored {result.stored} hours from {result.source}{revised} "
+        f"({_when(result.start)} to {_when(result.end)}); deleted {result.deleted} old"
+    )
+
+
 def _run(args: argparse.Namespace) -> int:
-    location = _location(args)
+    locations = _locations(args)
     source = source_from_env(getattr(args, "source", None))
     with _open(args) as store:
         if args.until_idle:
             try:
                 summary = asyncio.run(
                     collect_until_idle(
-                        store, source=source, location=location, timeout=args.timeout
+                        store, source=source, locations=locations, timeout=args.timeout
                     )
                 )
             except CollectionFailedError as exc:
@@ -233,7 +269,7 @@ def _run(args: argparse.Namespace) -> int:
             _emit_summary(args, summary)
             return 0
         try:
-            asyncio.run(_serve(store, source, location, args.timeout))
+            asyncio.run(_serve(store, source, locations, args.timeout))
         except KeyboardInterrupt:
             return 130
     return 0
@@ -247,13 +283,16 @@ def _emit_summary(args: argparse.Namespace, summary: Any) -> None:
     _emit(args, summary, [line])
 
 
-async def _serve(store: Store, source: Any, location: Location, timeout: float | None) -> None:
+async def _serve(
+    store: Store, source: Any, locations: list[Location] | None, timeout: float | None
+) -> None:
     """Run the collector as a service until SIGTERM/SIGINT (or ``timeout`` seconds)."""
     from .scheduling._runtime import Scheduler
 
     scheduler = Scheduler(store)
     try:
-        install_collector(scheduler, store, source=source, location=location)
+        for location in locations or default_locations(source):
+            install_collector(scheduler, store, source=source, location=location)
         scheduler.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -9,8 +9,9 @@ import pytest
 
 import airq_nb
 
-# Fake OpenWeatherMap / Open-Meteo servers (fixtures openweathermap_server, openmeteo_server).
-pytest_plugins = ["fake_sources"]
+# Fake OpenWeatherMap / Open-Meteo / LAQN servers (fixtures openweathermap_server,
+# openmeteo_server, laqn_server).
+pytest_plugins = ["fake_sources", "fake_laqn"]
 
 
 @pytest.fixture

@@ -217,6 +217,11 @@ class FakeServer:
     def error_body(self, status: int) -> Any:
         return {"error": True, "reason": f"HTTP {status}"}
 
+    def route(self, path: str, params: dict[str, str]) -> tuple[int, Any] | None:
+        """(status, body) for a request to ``path``, or None for 404. APIs with one
+        operation at ``self.path`` answer with :meth:`answer`; others override this."""
+        return self.answer(params) if path == self.path else None
+
     def answer(self, params: dict[str, str]) -> tuple[int, Any]:
         """(status, JSON body) for a well-formed request."""
         raise NotImplementedError
@@ -288,16 +293,20 @@ class FakeServer:
             return None
         if isinstance(action, _Failure):
             return _send(handler, action.status, action.body, action.content_type, action.headers)
-        if path != self.path:
+        routed = self.route(path, params)
+        if routed is None:
             return _send(handler, 404, json.dumps(self.error_body(404)), "application/json")
-        status, body = self.answer(params)
+        status, body = routed
         if isinstance(action, _Malformation) and status == 200:
             broken = self.break_reply(action.kind, body)
             if isinstance(broken, tuple):
                 return _send(handler, 200, broken[0], broken[1])
             body = broken
-        text = body if isinstance(body, str) else json.dumps(body)
-        _send(handler, status, text, "application/json; charset=utf-8")
+        _send(handler, status, self.encode(body), "application/json; charset=utf-8")
+
+    def encode(self, body: Any) -> str:
+        """The text sent for a JSON ``body`` (a str is sent as it is)."""
+        return body if isinstance(body, str) else json.dumps(body)
 
     def start(self) -> None:
         fake = self
@@ -568,14 +577,15 @@ def openmeteo_server() -> Iterator[FakeOpenMeteo]:
 
 
 @pytest.fixture
-def fake_api_env(openweathermap_server, openmeteo_server) -> dict[str, str]:
-    """Environment variables pointing airq_nb at both fakes (for subprocesses and kernels).
+def fake_api_env(openweathermap_server, openmeteo_server, laqn_server) -> dict[str, str]:
+    """Environment variables pointing airq_nb at the fakes (for subprocesses and kernels).
 
     Includes the fake OpenWeatherMap's key, so the default source is OpenWeatherMap; add
-    ``AIRQ_NB_SOURCE="open-meteo"`` to use the other one.
+    ``AIRQ_NB_SOURCE="open-meteo"`` (or ``"laqn"``) to use another one.
     """
     return {
         "AIRQ_NB_OPENWEATHER_URL": openweathermap_server.url,
         "AIRQ_NB_OPENMETEO_URL": openmeteo_server.url,
+        "AIRQ_NB_LAQN_URL": laqn_server.url,
         "OPENWEATHER_API_KEY": openweathermap_server.api_key,
     }

@@ -118,7 +118,7 @@ def test_bad_options_are_errors(db_path, capsys):
 
     assert "needs --lat and --lon" in error_of("collect", "--location", "Paris")
     assert "both --lat and --lon" in error_of("collect", "--lat", "1")
-    for usage_error in (["frobnicate"], ["--source", "laqn", "collect"], ["queue"]):
+    for usage_error in (["frobnicate"], ["--source", "purpleair", "collect"], ["queue"]):
         with pytest.raises(SystemExit) as info:
             main(usage_error)
         assert info.value.code == 2

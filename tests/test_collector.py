@@ -24,6 +24,8 @@ import airq_nb
 HOUR = 3600
 DAY = 24 * HOUR
 T0 = 1_700_000_000  # 2023-11-14T22:13:20Z, the fake clock's start
+#: For tests of the gap logic alone: no re-fetch of the recent window (see test_revisions).
+NO_REVISION = timedelta(0)
 
 
 @pytest.fixture
@@ -61,7 +63,7 @@ def test_hourly_runs_fetch_only_the_new_hour(clocked_store, fake_clock, owm, ope
     collect(clocked_store, owm)
     for _ in range(3):
         fake_clock.advance(HOUR)
-        result = collect(clocked_store, owm)
+        result = collect(clocked_store, owm, revise=NO_REVISION)
         assert result.stored == 1
         assert result.start == result.end
     starts = [int(r.params["start"]) for r in openweathermap_server.requests]
@@ -124,7 +126,7 @@ def test_an_hour_missing_mid_reply_is_asked_for_again(clocked_store, fake_clock,
     assert hole not in hours(clocked_store)
     server.set_data(hole, hole)  # the source has the hour now
     fake_clock.advance(HOUR)
-    result = collect(clocked_store, source)
+    result = collect(clocked_store, source, revise=NO_REVISION)
     assert len(server.requests) == 2  # still one request per run
     assert window_start(server) == hole and result.start.timestamp() == hole
     assert hole in hours(clocked_store) and len(hours(clocked_store)) == 168
@@ -138,11 +140,11 @@ def test_a_hole_is_asked_for_for_a_day_then_left_alone(
     serve_with_a_hole(openmeteo_server, hole)  # and it never gets a value
     collect(clocked_store, meteo)
     fake_clock.advance(HOUR)
-    collect(clocked_store, meteo)
+    collect(clocked_store, meteo, revise=NO_REVISION)
     assert window_start(openmeteo_server) == hole
     # 21 hours later the hole is more than a day old: only the new hours are asked for.
     fake_clock.advance(20 * HOUR)
-    result = collect(clocked_store, meteo)
+    result = collect(clocked_store, meteo, revise=NO_REVISION)
     assert window_start(openmeteo_server) == last + 2 * HOUR
     assert result.stored == 20 and len(openmeteo_server.requests) == 3
 
@@ -154,7 +156,7 @@ def test_a_hole_older_than_a_day_is_not_asked_for(
     serve_with_a_hole(openweathermap_server, last - 30 * HOUR)
     collect(clocked_store, owm)
     fake_clock.advance(HOUR)
-    assert collect(clocked_store, owm).stored == 1
+    assert collect(clocked_store, owm, revise=NO_REVISION).stored == 1
     assert window_start(openweathermap_server) == last + HOUR
 
 
@@ -189,7 +191,9 @@ def test_two_processes_fetching_the_same_window_store_each_hour_once(
             )
 
         results = asyncio.run(both())
-        assert [r.stored for r in results] == [168, 168]
+        # Both received the week; whichever wrote second found every hour already there.
+        assert [r.received for r in results] == [168, 168]
+        assert sorted(r.stored for r in results) == [0, 168]
         assert len(openmeteo_server.requests) == 2
         frame = airq_nb.read_readings(first)
     assert len(frame) == 168 and frame.index.is_unique
@@ -201,7 +205,10 @@ def test_an_overlapping_batch_updates_hours_instead_of_duplicating(clocked_store
     collect(clocked_store, owm)
     newer = [airq_nb.Reading(t, 99.0, 100.0, 5) for t in hours(clocked_store)[-10:]]
     newer.append(airq_nb.Reading(newer[-1].time + HOUR, 98.0, 99.0, 5))  # one hour past it
-    upsert_readings(clocked_store, newer, source="openweathermap", location="London", fetched_at=T0)
+    upserted = upsert_readings(
+        clocked_store, newer, source="openweathermap", location="London", fetched_at=T0
+    )
+    assert (upserted.inserted, upserted.revised) == (1, 10)
     frame = airq_nb.read_readings(clocked_store)
     assert len(frame) == 169 and frame.index.is_unique
     assert (frame["pm2_5"].iloc[-11:-1] == 99.0).all()
@@ -230,13 +237,15 @@ def test_several_locations_and_sources_share_one_store(clocked_store, meteo, owm
 
 def test_read_readings_shape_and_empty_store(store, clocked_store, meteo):
     empty = airq_nb.read_readings(store)
-    assert list(empty.columns) == ["source", "location", "pm2_5", "pm10", "aqi", "fetched_at"]
+    columns = ["location", "source", "kind", "pm2_5", "pm10", "fetched_at"]
+    assert list(empty.columns) == columns
     assert empty.empty and str(empty.index.dtype).startswith("datetime64") and empty.index.tz
     collect(clocked_store, meteo)
     frame = airq_nb.read_readings(clocked_store, since="2023-11-14T00:00Z")
     assert frame.index.name == "time" and str(frame.index.tz) == "UTC"
     assert len(frame) == 23
-    assert frame["aqi"].isna().all()  # Open-Meteo gives no AQI here
+    assert list(frame.columns) == columns  # Open-Meteo gives no AQI: no all-empty column
+    assert set(frame["kind"]) == {"modelled"}
 
 
 # -- failures -------------------------------------------------------------------------------
@@ -627,7 +636,9 @@ def test_a_run_for_an_unknown_source_dead_letters_naming_the_real_cause(
 ):
 
     monkeypatch.delenv("AIRQ_NB_SOURCE", raising=False)
-    clocked_store.enqueue({"location": airq_nb.LONDON.as_dict(), "source": "laqn"}, topic="collect")
+    clocked_store.enqueue(
+        {"location": airq_nb.LONDON.as_dict(), "source": "purpleair"}, topic="collect"
+    )
 
     assert _deliver_collect_runs(clocked_store, meteo).dead_lettered == 1
     (dead,) = clocked_store.queue.dead_letters()

@@ -123,7 +123,9 @@ def test_an_old_store_opens_with_its_data_in_deno_order(fixture: Path, tmp_path:
         assert [row[:18] for row in schedules] == [row[:18] for row in before["schedules"]]
         assert [row[-1] for row in schedules] == [0]  # broken, added where missing
         assert store.execute("SELECT * FROM delivery_log ORDER BY 1") == before["delivery_log"]
-        assert store.execute("SELECT * FROM readings ORDER BY 1") == before["readings"]
+        readings = store.execute("SELECT * FROM readings ORDER BY 1")
+        assert [row[:7] for row in readings] == before["readings"]
+        assert {row[7:] for row in readings} == {("modelled", None)}  # kind, point added
     # Reopening runs no step again (a second re-encoding would garble the keys).
     with airq_nb.open_store(path) as store:
         assert [entry.value for entry in store.list(prefix=("n",))] == [

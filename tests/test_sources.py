@@ -326,8 +326,8 @@ def test_openweathermap_without_a_key_says_how_to_get_one(monkeypatch):
 
 
 def test_unknown_source_is_a_configuration_error():
-    with pytest.raises(airq_nb.ConfigurationError, match="openweathermap, open-meteo"):
-        airq_nb.source_from_env("laqn")
+    with pytest.raises(airq_nb.ConfigurationError, match="openweathermap, open-meteo, laqn"):
+        airq_nb.source_from_env("purpleair")
 
 
 def test_a_third_source_needs_only_name_and_fetch(clocked_store, monkeypatch):

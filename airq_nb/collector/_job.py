@@ -7,6 +7,11 @@ missing in the middle (a null hour from Open-Meteo, an hour OpenWeatherMap left 
 that hour, so it is asked for again. The look-back is bounded to a day, so an hour that
 never gets a value costs at most a day's window per run, not seven days. The upsert and
 the retention delete share one transaction.
+
+Each run also asks again for a recent window (:data:`DEFAULT_REVISION_WINDOW`, 48 hours)
+unless a value was fetched this clock hour: measured data are provisional and modelled
+data are re-analysed. Values that changed are updated and logged (:func:`airq_nb.read_revisions`);
+a run that finds nothing new or changed writes nothing at all.
 """
 
 from __future__ import annotations
@@ -29,16 +34,18 @@ from .._errors import (
     SourceError,
     SourceUnavailableError,
 )
-from ._readings import (
+from ..store.readings import (
     DEFAULT_RETENTION,
     delete_older_than,
     first_missing_hour,
+    newest_fetch_time,
     newest_reading_time,
     upsert_readings,
     utc_datetime,
 )
 from ._sources import (
     HOUR,
+    LAQN_PREFIX,
     LONDON,
     Location,
     Reading,
@@ -53,11 +60,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COLLECT_TOPIC",
+    "DEFAULT_REVISION_WINDOW",
     "GAP_LOOKBACK_HOURS",
     "CollectResult",
     "collect_now",
     "collect_once",
     "collect_until_idle",
+    "default_locations",
     "install_collector",
     "last_collection",
     "schedule_name",
@@ -79,6 +88,8 @@ DEFAULT_BACKOFF = (1.0, 4.0)
 GAP_LOOKBACK_HOURS = 24
 #: A Retry-After longer than this is not waited out inside a run; the scheduler retries later.
 MAX_WAIT_IN_RUN = 30.0
+#: How far back each run asks again, to keep values the source revised since.
+DEFAULT_REVISION_WINDOW = timedelta(hours=48)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +105,10 @@ class CollectResult:
     deleted: int
     attempts: int
     newest: datetime | None
+    #: Of the hours stored, how many replaced a different value (logged as revisions).
+    revised: int = 0
+    #: "measured" or "modelled".
+    kind: str = "modelled"
 
     @property
     def up_to_date(self) -> bool:
@@ -110,19 +125,50 @@ def _collector_key(source: str, location: str) -> tuple[str, ...]:
     return ("airq_nb", "collector", location, source)
 
 
+def default_locations(source: Source) -> list[Location]:
+    """Where a source collects when no location is named: London for the modelled
+    sources, the LAQN sites North Kensington (KF1) and Marylebone Road (MY7) for LAQN."""
+    if source.name == "laqn":
+        from ._laqn import DEFAULT_LAQN_SITES
+
+        return [Location.parse(LAQN_PREFIX + code) for code in DEFAULT_LAQN_SITES]
+    return [LONDON]
+
+
+def _locations(
+    source: Source, location: Location | None, locations: Sequence[Location] | None
+) -> list[Location]:
+    if location is not None and locations is not None:
+        raise ConfigurationError("give location= or locations=, not both")
+    if locations is not None:
+        chosen = list(locations)
+        if not chosen:
+            raise ConfigurationError("locations= is empty; name at least one location")
+        if len({loc.name for loc in chosen}) != len(chosen):
+            raise ConfigurationError("locations= names a location twice")
+        return chosen
+    return [location] if location is not None else default_locations(source)
+
+
 async def collect_once(
     store: Store,
     *,
     source: Source | None = None,
-    location: Location = LONDON,
+    location: Location | None = None,
     retention: timedelta = DEFAULT_RETENTION,
     tries: int = DEFAULT_TRIES,
     backoff: Sequence[float] = DEFAULT_BACKOFF,
+    revise: timedelta = DEFAULT_REVISION_WINDOW,
 ) -> CollectResult:
-    """Fetch the hours ``location`` is missing from ``source`` and store them; one request.
+    """Fetch the hours ``location`` is missing from ``source`` and store them; one request
+    (one per species for LAQN).
 
     The window starts at the earliest hour of the last day that is missing or all-null
-    (see :data:`GAP_LOOKBACK_HOURS`), else just after the newest stored hour.
+    (see :data:`GAP_LOOKBACK_HOURS`), else just after the newest stored hour, and reaches
+    back ``revise`` (48 hours by default; ``timedelta(0)`` turns it off) so revised values
+    are seen. When nothing is missing the recent window is asked for again unless a value was
+    fetched in the current clock hour. Unchanged hours are not written; changed ones are logged as revisions.
+    ``location`` defaults to the source's first default location (London; LAQN: KF1).
 
     Transient failures are tried again up to ``tries`` times in all, then raised as the
     :class:`~airq_nb.SourceError` subclass that says what happened. A malformed reply writes
@@ -130,11 +176,17 @@ async def collect_once(
     """
     if source is None:
         source = source_from_env()
+    if location is None:
+        location = default_locations(source)[0]
     if tries < 1:
         raise ConfigurationError(f"tries must be at least 1, got {tries!r}")
     keep = retention.total_seconds()
     if not math.isfinite(keep) or keep < HOUR:
         raise ConfigurationError(f"retention must be at least an hour, got {retention!r}")
+    again = revise.total_seconds()
+    if not math.isfinite(again) or again < 0:
+        raise ConfigurationError(f"revise must be zero or more, got {revise!r}")
+    kind = getattr(source, "kind", "modelled")
     now = store.clock.now()
     cutoff = now - keep
     # Keep hours strictly newer than the cutoff: always exactly 7 × 24 of them.
@@ -142,15 +194,27 @@ async def collect_once(
     last = math.floor(now / HOUR) * HOUR
     newest = newest_reading_time(store, source=source.name, location=location.name)
     start = _window_start(store, source.name, location.name, first, last, newest)
+    if newest is not None and again:
+        recheck = max(first, last - math.ceil(again / HOUR) * HOUR + HOUR)
+        fetched = newest_fetch_time(store, source=source.name, location=location.name)
+        # Missing hours widen this run's window to the recent one; with none missing, the
+        # recent window is asked for again unless a value was fetched this clock hour (the
+        # APIs update hourly, so a second run in the hour would learn nothing).
+        if start <= last or fetched is None or fetched < last:
+            start = min(start, recheck)
     if start > last:
         with store.transaction():
             deleted = delete_older_than(store, cutoff)
-            _remember(store, source.name, location.name, now, "ok", None)
+            _remember(store, source.name, location.name, now, "ok", None, changed=bool(deleted))
         logger.info("%s for %s is up to date", source.name, location.name)
         return CollectResult(
-            source.name, location.name, None, None, 0, 0, deleted, 0, utc_datetime(newest)
-        )
+            source.name, location.name, None, None, 0, 0, deleted, 0, utc_datetime(newest),
+            kind=kind,
+        )  # fmt: skip
     try:
+        prepare = getattr(source, "prepare", None)
+        if prepare is not None:
+            source = await prepare(store, location)
         readings, attempts = await _fetch(store, source, location, start, last, tries, backoff)
     except SourceError as exc:
         _remember(
@@ -159,15 +223,25 @@ async def collect_once(
         raise
     fetched_at = store.clock.now()
     with store.transaction():
-        stored = upsert_readings(
-            store, readings, source=source.name, location=location, fetched_at=fetched_at
+        upserted = upsert_readings(
+            store,
+            readings,
+            source=source.name,
+            location=location.name,
+            fetched_at=fetched_at,
+            kind=kind,
+            point=location.point,
         )
         deleted = delete_older_than(store, cutoff)
-        _remember(store, source.name, location.name, fetched_at, "ok", None)
+        _remember(
+            store, source.name, location.name, fetched_at, "ok", None,
+            changed=bool(upserted.written or deleted),
+        )  # fmt: skip
     newest_now = newest_reading_time(store, source=source.name, location=location.name)
     logger.info(
-        "%s for %s: %d hours from %s to %s stored, %d old ones deleted",
-        source.name, location.name, stored, utc_datetime(start), utc_datetime(last), deleted,
+        "%s for %s: %d hours from %s to %s received, %d stored (%d revised), %d old deleted",
+        source.name, location.name, len(readings), utc_datetime(start), utc_datetime(last),
+        upserted.written, upserted.revised, deleted,
     )  # fmt: skip
     return CollectResult(
         source.name,
@@ -175,10 +249,12 @@ async def collect_once(
         utc_datetime(start),
         utc_datetime(last),
         len(readings),
-        stored,
+        upserted.written,
         deleted,
         attempts,
         utc_datetime(newest_now),
+        revised=upserted.revised,
+        kind=kind,
     )
 
 
@@ -231,17 +307,35 @@ def _backoff(backoff: Sequence[float], attempt: int) -> float:
 
 
 def _remember(
-    store: Store, source: str, location: str, at: float, outcome: str, error: str | None
+    store: Store,
+    source: str,
+    location: str,
+    at: float,
+    outcome: str,
+    error: str | None,
+    *,
+    changed: bool = True,
 ) -> None:
     # The last run's outcome per (location, source), for `airq-nb status` without a log.
+    # A successful run that changed nothing after a successful run writes nothing (so an
+    # idle run leaves the file as it was): "at" is then the last run that stored something.
+    key = _collector_key(source, location)
+    if not changed and outcome == "ok":
+        previous = store.get(key).value
+        if isinstance(previous, dict) and previous.get("outcome") == "ok":
+            return
     store.atomic().set(
-        _collector_key(source, location),
+        key,
         {"at": at, "outcome": outcome, "error": error, "source": source, "location": location},
     ).commit()
 
 
 def last_collection(store: Store) -> list[dict[str, Any]]:
-    """The outcome of the last run per (location, source): at (UTC), outcome, error."""
+    """The outcome of the last run per (location, source): at (UTC), outcome, error.
+
+    ``at`` is the last run that stored something or changed the outcome: a successful run
+    that found nothing new writes nothing, this record included.
+    """
     return [
         {**entry.value, "at": utc_datetime(entry.value.get("at"))}
         for entry in store.list(prefix=("airq_nb", "collector"))
@@ -252,8 +346,9 @@ def collect_now(
     store: Store | None = None,
     *,
     source: Source | None = None,
-    location: Location = LONDON,
+    location: Location | None = None,
     retention: timedelta = DEFAULT_RETENTION,
+    revise: timedelta = DEFAULT_REVISION_WINDOW,
 ) -> CollectResult:
     """Run :func:`collect_once` to completion from synchronous code (a script, a cell).
 
@@ -263,8 +358,12 @@ def collect_now(
 
     if store is None:
         with open_store() as opened:
-            return collect_now(opened, source=source, location=location, retention=retention)
-    return _run_sync(collect_once(store, source=source, location=location, retention=retention))
+            return collect_now(
+                opened, source=source, location=location, retention=retention, revise=revise
+            )
+    return _run_sync(
+        collect_once(store, source=source, location=location, retention=retention, revise=revise)
+    )
 
 
 def _run_sync(coroutine: Coroutine[Any, Any, CollectResult]) -> CollectResult:
@@ -288,16 +387,25 @@ def install_collector(
     store: Store,
     *,
     source: Source | None = None,
-    location: Location = LONDON,
+    location: Location | None = None,
     every: timedelta = timedelta(hours=1),
 ) -> Any:
-    """Register the ``collect`` handler (once per scheduler) and the schedule for ``location``.
+    """Register the ``collect`` handler (once per scheduler) and the schedule for ``location``
+    (default: the source's first default location).
 
     A schedule that has never run gets a first run queued now. Returns the schedule's
     ``ScheduleInfo``; does not start the scheduler.
     """
     if source is None:
         source = source_from_env()
+    if location is None:
+        location = default_locations(source)[0]
+    gentlest = getattr(source, "min_interval", None)
+    if gentlest is not None and every < gentlest:
+        raise ConfigurationError(
+            f"{source.name} asks clients to poll no more often than every {gentlest}; "
+            f"collect {location.name} every {gentlest} or more, not every {every}"
+        )
     sources = _INSTALLED.get(scheduler)
     if sources is None:
         sources = _INSTALLED[scheduler] = {}
@@ -345,22 +453,29 @@ def start_collector(
     store: Store | None = None,
     *,
     source: Source | None = None,
-    location: Location = LONDON,
+    location: Location | None = None,
+    locations: Sequence[Location] | None = None,
     every: timedelta = timedelta(hours=1),
 ) -> Any:
-    """Collect ``location`` every hour from inside this kernel, starting now; idempotent.
+    """Collect ``location`` (or each of ``locations``) every hour from inside this kernel,
+    starting now; idempotent. Without either: London, or KF1 and MY7 for LAQN.
 
-    Registers the schedule ``collect:<location>`` (misfire ``coalesce``) and its handler on
-    this process's scheduler for the store, and starts it on the running event loop.
-    Calling it again (a re-run cell) updates the schedule; it never starts a second one.
+    Registers one schedule ``collect:<location>`` (misfire ``coalesce``) per location, each
+    its own series, and the handler on this process's scheduler for the store, and starts
+    it on the running event loop. Calling it again (a re-run cell) updates the schedules;
+    it never starts a second scheduler.
     """
     from ..scheduling._runtime import scheduler_for
     from ..store._sqlite import open_store
 
+    if source is None:
+        source = source_from_env()
+    chosen = _locations(source, location, locations)
     if store is None:
         store = open_store()
     scheduler = scheduler_for(store)
-    install_collector(scheduler, store, source=source, location=location, every=every)
+    for place in chosen:
+        install_collector(scheduler, store, source=source, location=place, every=every)
     scheduler.start()
     return scheduler
 
@@ -369,11 +484,13 @@ async def collect_until_idle(
     store: Store | None = None,
     *,
     source: Source | None = None,
-    location: Location = LONDON,
+    location: Location | None = None,
+    locations: Sequence[Location] | None = None,
     every: timedelta = timedelta(hours=1),
     timeout: float | None = None,
 ) -> Any:
-    """Headless collection (papermill, cron): register the schedule, run what is due, return.
+    """Headless collection (papermill, cron): register the schedules (``location``, each of
+    ``locations``, or the source's defaults), run what is due, return.
 
     A first run backfills at once; after that only a due slot runs (missed slots coalesce
     into one). Returns the scheduler's ``RunSummary``. Raises :class:`CollectionFailedError`
@@ -387,11 +504,20 @@ async def collect_until_idle(
         # Headless runs come and go (cron, papermill): close the store this call opened.
         with open_store() as opened:
             return await collect_until_idle(
-                opened, source=source, location=location, every=every, timeout=timeout
+                opened,
+                source=source,
+                location=location,
+                locations=locations,
+                every=every,
+                timeout=timeout,
             )
+    if source is None:
+        source = source_from_env()
+    chosen = _locations(source, location, locations)
     scheduler = Scheduler(store)
     try:
-        install_collector(scheduler, store, source=source, location=location, every=every)
+        for place in chosen:
+            install_collector(scheduler, store, source=source, location=place, every=every)
         summary = await scheduler.run_until_idle(timeout=timeout)
     finally:
         scheduler.close()
@@ -401,7 +527,8 @@ async def collect_until_idle(
         else:
             fate = "it will be retried by back-off (`airq-nb queue list` shows when)"
         raise CollectionFailedError(
-            f"collecting {location.name} failed: {store_status(store).last_error}; {fate}",
+            f"collecting {', '.join(p.name for p in chosen)} failed: "
+            f"{store_status(store).last_error}; {fate}",
             summary=summary,
         )
     return summary

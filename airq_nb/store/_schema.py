@@ -9,7 +9,7 @@ History (``git log``): schema 1 had an AUTOINCREMENT queue; schema 2 (1302ce7) r
 by a high-water mark; ``schedules`` and ``delivery_log`` were created by the scheduler and
 ``readings`` by each collection, ``schedules.broken`` added by an ad-hoc ALTER (7c740e2).
 Steps 3-5 bring files of any of those shapes to one; step 6 re-encodes stored keys in
-Deno's runtime order (int before float).
+Deno's runtime order (int before float); steps 7-8 add readings' provenance and revisions.
 """
 
 from __future__ import annotations
@@ -169,6 +169,32 @@ def _create_readings(conn: sqlite3.Connection) -> None:
     )
 
 
+def _readings_provenance(conn: sqlite3.Connection) -> None:
+    # ``kind``: measured or modelled; ``point``: the site code or "lat,lon" asked for.
+    # Rows from before were all modelled (OpenWeatherMap, Open-Meteo).
+    conn.execute("ALTER TABLE readings ADD COLUMN kind TEXT NOT NULL DEFAULT 'modelled'")
+    conn.execute("ALTER TABLE readings ADD COLUMN point TEXT")
+
+
+def _reading_revisions(conn: sqlite3.Connection) -> None:
+    # The change log: one row per stored value a later fetch changed.
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS reading_revisions ("
+        " id INTEGER PRIMARY KEY,"
+        " time INTEGER NOT NULL,"
+        " source TEXT NOT NULL,"
+        " location TEXT NOT NULL,"
+        " pollutant TEXT NOT NULL,"
+        " old REAL,"
+        " new REAL,"
+        " noticed_at REAL NOT NULL)"
+    )
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS reading_revisions_series "
+        "ON reading_revisions (source, location, time)"
+    )
+
+
 # The key encoding of schemas 1-5: like Deno's but with its own int tag (0x30, a sign byte,
 # a length byte) sorting after floats, bools at 0x40/0x41, and one NaN.
 _OLD_BYTES, _OLD_STR, _OLD_FLOAT, _OLD_INT, _OLD_FALSE, _OLD_TRUE = 1, 2, 0x21, 0x30, 0x40, 0x41
@@ -271,6 +297,8 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("delivery_log table", _create_delivery_log),
     ("readings table", _create_readings),
     ("keys re-encoded in Deno's runtime order (int before float, -NaN apart)", _deno_key_order),
+    ("readings provenance: kind (measured/modelled) and point", _readings_provenance),
+    ("reading_revisions table (values a later fetch changed)", _reading_revisions),
 )
 #: The ``user_version`` of a file this airq_nb has fully migrated.
 SCHEMA_VERSION = len(MIGRATIONS)
