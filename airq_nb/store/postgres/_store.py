@@ -1,0 +1,515 @@
+"""``PostgresStore``: the store's API and guarantees on a PostgreSQL server, for several machines.
+
+The same verbs as the SQLite :class:`~airq_nb.store.Store` (see ``store/_backend.py``) and
+the same semantics (``docs/semantics.md``). How each guarantee is kept on PostgreSQL:
+
+- **Versionstamps in commit order**: every KV write bumps one counter row, whose row lock
+  it holds until it commits, so the next writer waits, gets a larger stamp and commits later.
+- **Atomic checks cannot be raced**: a commit takes that counter lock *before* reading the
+  versionstamps it checks, so no other KV write can land between its check and its commit.
+- **Claims**: ``FOR UPDATE SKIP LOCKED`` in one autocommit statement (``_queue.py``).
+- **Wake-ups**: triggers NOTIFY the store's channel when deliverable work commits;
+  :meth:`wait_for_change` LISTENs on a connection of its own.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from ..._clock import Clock, SystemClock
+from ..._errors import InvalidKeyError, InvalidValueError, StoreError
+from .. import _queue
+from .._json import load_value
+from .._keys import Key, decode_key, encode_key, prefix_range
+from .._queue import DeadLettered, Delivery, FailOutcome, PreparedMessage
+from .._sqlite import CommitResult, Entry, _check_time, _sql_limit
+from . import _queue as _pg_queue
+from ._admin import QueueManager
+from ._atomic import PostgresAtomic
+from ._connection import DEFAULT_LOCK_TIMEOUT, Connections
+from ._schema import channel_name, check_schema_name, create_schema
+
+__all__ = ["DEFAULT_SCHEMA", "PostgresStore"]
+
+#: The schema a store lives in when ``open_store`` is not told another.
+DEFAULT_SCHEMA = "airq_nb"
+_EXPIRY_SWEEP_SECONDS = 60.0
+
+
+class PostgresStore:
+    """KV + durable queue in one PostgreSQL schema. Safe to share between threads and machines."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        clock: Clock | None = None,
+        pool_size: int = 8,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.schema = check_schema_name(schema)
+        self.clock: Clock = clock or SystemClock()
+        self._last_sweep = -math.inf
+        self._db = Connections(url, schema=schema, pool_size=pool_size, lock_timeout=lock_timeout)
+        self.where = self._db.where
+        self._listener: psycopg.Connection[Any] | None = None
+        self._listen_lock = threading.Lock()
+        self._closed = False
+        try:
+            first = psycopg.connect(url, autocommit=True, connect_timeout=int(connect_timeout))
+        except psycopg.ProgrammingError as exc:  # the URL itself is malformed
+            raise StoreError(
+                f"cannot use {url!r} as a PostgreSQL URL ({exc}); write it as "
+                "postgresql://user@host/dbname (or with ?host=/socket/dir)"
+            ) from exc
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"cannot connect to PostgreSQL at {self.where} ({exc}). Check that the server "
+                "runs, and the URL's user, database and password."
+            ) from exc
+        try:
+            create_schema(first, self.schema)
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"cannot create the airq_nb tables in schema {schema!r} at {self.where} ({exc}); "
+                "the user needs CREATE rights on the database (or the schema made for it)"
+            ) from exc
+        finally:
+            first.close()
+        self._db.open(connect_timeout)
+        self.queue = QueueManager(self)
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def transaction(self) -> Any:
+        """A write transaction on one connection: all or nothing; nested use joins it.
+
+        Yields the psycopg connection (``%s`` placeholders). Other parts of airq_nb use this
+        to write their tables atomically with the queue.
+        """
+        return self._db.transaction()
+
+    def execute(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement (``%s`` placeholders) and return its rows.
+
+        Inside this thread's own :meth:`transaction` it sees that transaction's writes.
+        """
+        return self._db.run(query, params)[0]
+
+    def close(self) -> None:
+        """Close the pool and the listening connection; later calls raise ``StoreError``."""
+        self._closed = True
+        with self._listen_lock:
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
+        self._db.close()
+
+    def __enter__(self) -> PostgresStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<PostgresStore {self.where} schema={self.schema!r}>"
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    def _next_versionstamp(self, conn: Any) -> str:
+        (counter,) = conn.execute(
+            "UPDATE meta SET value = value + 1 WHERE name = 'versionstamp' RETURNING value"
+        ).fetchone()
+        return f"{counter:020x}"
+
+    def _sweep_expired(self, conn: Any, now: float) -> None:
+        # Expired entries are invisible at once; the rows go in a sweep at most once a minute.
+        if now - self._last_sweep >= _EXPIRY_SWEEP_SECONDS:
+            conn.execute("DELETE FROM kv WHERE expires_at <= %s", (now,))
+            self._last_sweep = now
+
+    def _write_raw(self, conn: Any, keys: Sequence[bytes], value_json: str) -> None:
+        stamp = self._next_versionstamp(conn)
+        conn.execute(
+            "INSERT INTO kv (key, value, versionstamp, expires_at) "
+            "SELECT k, %s, %s, NULL FROM unnest(%s::bytea[]) AS k "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, "
+            "versionstamp = EXCLUDED.versionstamp, expires_at = NULL",
+            (value_json, stamp, list(keys)),
+        )
+
+    # -- change-wait --------------------------------------------------------------------
+
+    def wait_for_change(self, timeout: float) -> bool:
+        """Block until a commit (any process's, on any machine) may have added deliverable
+        work — a message enqueued, due again, re-driven, or a topic resumed — or until
+        ``timeout`` seconds pass; True if something may have changed.
+
+        The first call starts listening and returns True at once: what happened before it
+        listened is unknown, so the caller should look. A lost connection is re-opened and
+        also answers True.
+        """
+        timeout = _queue.check_delay(timeout, what="timeout", limit=math.inf)
+        with self._listen_lock:
+            if self._listener is None:
+                self._listener = self._listen()
+                return True
+            try:
+                changed = False
+                for _ in self._listener.notifies(timeout=timeout, stop_after=1):
+                    changed = True
+                if changed:  # several commits are one change to the caller: drain them
+                    for _ in self._listener.notifies(timeout=0):
+                        pass
+                return changed
+            except psycopg.OperationalError:
+                self._listener.close()
+                self._listener = None
+                self._listener = self._listen()
+                return True
+
+    def _listen(self) -> psycopg.Connection[Any]:
+        if self._closed:
+            raise StoreError(
+                f"the store at {self.where} is closed; open it again with open_store()"
+            )
+        try:
+            conn = psycopg.connect(self._db.url, autocommit=True)
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel_name(self.schema))))
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"cannot listen for queue changes at {self.where} ({exc}); the store "
+                "reconnects on the next call once the server is reachable"
+            ) from exc
+        return conn
+
+    # -- KV -----------------------------------------------------------------------------
+
+    def get(self, key: Key) -> Entry:
+        """The entry at ``key``; its value and versionstamp are ``None`` if there is none."""
+        rows, _ = self._db.run(
+            "SELECT value, versionstamp FROM kv WHERE key = %s "
+            "AND (expires_at IS NULL OR expires_at > %s)",
+            (encode_key(key), self.now()),
+        )
+        if not rows:
+            return Entry(key, None, None)
+        return Entry(key, self._load_kv(key, rows[0][0]), rows[0][1])
+
+    def _load_kv(self, key: Key, text: Any) -> Any:
+        try:
+            return load_value(text)
+        except (TypeError, ValueError) as exc:
+            raise StoreError(
+                f"the value stored at {key!r} is not JSON ({exc}); it was written behind "
+                "airq_nb's back. Delete it with store.delete(key) or set it again."
+            ) from None
+
+    def get_many(self, keys: Sequence[Key]) -> list[Entry]:
+        """Entries for several keys, read in one consistent snapshot (one statement)."""
+        raws = [encode_key(key) for key in keys]
+        rows, _ = self._db.run(
+            "SELECT key, value, versionstamp FROM kv WHERE key = ANY(%s) "
+            "AND (expires_at IS NULL OR expires_at > %s)",
+            (raws, self.now()),
+        )
+        found = {bytes(raw): (value, stamp) for raw, value, stamp in rows}
+        entries = []
+        for key, raw in zip(keys, raws, strict=True):
+            if raw in found:
+                value, stamp = found[raw]
+                entries.append(Entry(key, self._load_kv(key, value), stamp))
+            else:
+                entries.append(Entry(key, None, None))
+        return entries
+
+    def set(self, key: Key, value: Any, *, expire_in: float | None = None) -> CommitResult:
+        """Store ``value`` (JSON) at ``key``; with ``expire_in`` seconds it disappears after that."""
+        return self.atomic().set(key, value, expire_in=expire_in).commit()
+
+    def delete(self, key: Key) -> None:
+        """Remove ``key``; deleting a missing key is not an error."""
+        self.atomic().delete(key).commit()
+
+    def list(
+        self,
+        *,
+        prefix: Key | None = None,
+        start: Key | None = None,
+        end: Key | None = None,
+        limit: int | None = None,
+        reverse: bool = False,
+    ) -> list[Entry]:
+        """Entries in key order (Deno's): under ``prefix``, from ``start`` (inclusive) to ``end``.
+
+        ``prefix`` selects the keys that extend it, not the prefix key itself, as in Deno.
+        """
+        if prefix is None and start is None and end is None:
+            raise InvalidKeyError("list() needs a prefix, a start or an end; use prefix=() for all")
+        low, high = b"", b"\xff"
+        if prefix is not None:
+            low, high = prefix_range(encode_key(prefix, allow_empty=True))
+        if start is not None:
+            low = max(low, encode_key(start))
+        if end is not None:
+            high = min(high, encode_key(end))
+        count = _sql_limit(limit)
+        order = "DESC" if reverse else "ASC"
+        rows, _ = self._db.run(
+            "SELECT key, value, versionstamp FROM kv WHERE key >= %s AND key < %s "
+            f"AND (expires_at IS NULL OR expires_at > %s) ORDER BY key {order} LIMIT %s",
+            (low, high, self.now(), None if count < 0 else count),
+        )
+        entries = []
+        for raw, value, stamp in rows:
+            key = decode_key(bytes(raw))
+            entries.append(Entry(key, self._load_kv(key, value), stamp))
+        return entries
+
+    def atomic(self) -> PostgresAtomic:
+        """Start an atomic operation: checks, sets, deletes, sums and enqueues, all or nothing."""
+        return PostgresAtomic(self)
+
+    # -- queue: producing ---------------------------------------------------------------
+
+    def enqueue(
+        self,
+        value: Any,
+        *,
+        delay: float = 0,
+        topic: str = "default",
+        keys_if_undelivered: Sequence[Key] = (),
+        backoff_schedule: Sequence[float] | None = None,
+        dedup_key: str | None = None,
+        schedule: str | None = None,
+    ) -> int:
+        """Queue ``value`` (JSON, at most 64 KiB) for delivery after ``delay`` seconds; returns its id.
+
+        Options as :meth:`airq_nb.Store.enqueue`.
+        """
+        prepared = self._prepare(
+            value, delay, topic, keys_if_undelivered, backoff_schedule, dedup_key, schedule
+        )
+        now = self.now()
+        if dedup_key is None:
+            rows, _ = self._db.run(*_pg_queue.insert_one(prepared, now))
+            return rows[0][0]
+        with self.transaction() as conn:
+            return _pg_queue.insert_messages(conn, [prepared], now)[0]
+
+    def _prepare(
+        self,
+        value: Any,
+        delay: float,
+        topic: str,
+        keys_if_undelivered: Sequence[Key],
+        backoff_schedule: Sequence[float] | None,
+        dedup_key: str | None,
+        schedule: str | None,
+    ) -> PreparedMessage:
+        if keys_if_undelivered is None:
+            keys_if_undelivered = ()
+        if isinstance(keys_if_undelivered, str | bytes) or (
+            isinstance(keys_if_undelivered, tuple)
+            and keys_if_undelivered
+            and not isinstance(keys_if_undelivered[0], tuple)
+        ):
+            raise InvalidKeyError(
+                "keys_if_undelivered is a list of keys, e.g. [('failed', 1)], not one key"
+            )
+        return _queue.prepare_message(
+            value,
+            delay=delay,
+            topic=topic,
+            keys_if_undelivered=[encode_key(key) for key in keys_if_undelivered],
+            backoff_schedule=backoff_schedule,
+            dedup_key=dedup_key,
+            schedule=schedule,
+        )
+
+    # -- queue: consuming ---------------------------------------------------------------
+
+    def _claim_rows(
+        self,
+        limit: int,
+        topics: Collection[str] | None,
+        lease_seconds: float,
+        now: float | None,
+        lookahead: float,
+        on_dead_letter: Callable[[DeadLettered], None] | None,
+    ) -> tuple[list[Delivery], int]:
+        """Lease up to ``limit`` messages: the deliveries, and how many rows were leased
+        (more than the deliveries when some were dead-lettered instead)."""
+        lease_seconds = _queue.check_delay(lease_seconds, what="lease_seconds")
+        lookahead = _queue.check_delay(lookahead, what="lookahead")
+        topic_list = _queue.check_topics(topics)
+        now = self.now() if now is None else _check_time(now, what="now")
+        expires = now + lease_seconds
+        token = _queue.new_lease_token()
+        rows, _ = self._db.run(
+            _pg_queue.claim_statement(topic_list),
+            {
+                "horizon": now + lookahead,
+                "now": now,
+                "topics": topic_list,
+                "limit": limit,
+                "token": token,
+                "expires": expires,
+            },
+        )
+        deliveries: list[Delivery] = []
+        undeliverable: list[_queue.UndeliverableRow] = []
+        for row in rows:
+            try:
+                deliveries.append(_queue.delivery_from_claimed(row, token, expires))
+            except _queue.UndeliverableRow as bad:
+                undeliverable.append(bad)
+        if undeliverable:
+            with self.transaction() as conn:
+                for bad in undeliverable:
+                    _pg_queue.dead_letter_claimed(
+                        conn, bad, token, now, lambda keys, text: self._write_raw(conn, keys, text)
+                    )
+                    if on_dead_letter is not None:
+                        on_dead_letter(bad.dead)
+        # RETURNING gives rows in no promised order; deliver earliest first.
+        deliveries.sort(key=lambda d: (d.deliver_at, d.id))
+        return deliveries, len(rows)
+
+    def claim(
+        self,
+        *,
+        topics: Collection[str] | None = None,
+        lease_seconds: float = 30.0,
+        now: float | None = None,
+        lookahead: float = 0.0,
+        on_dead_letter: Callable[[DeadLettered], None] | None = None,
+    ) -> Delivery | None:
+        """Lease the next due message (earliest first) to this consumer, or return ``None``.
+
+        As :meth:`airq_nb.Store.claim`; corrupt rows met on the way are dead-lettered.
+        """
+        while True:
+            deliveries, leased = self._claim_rows(
+                1, topics, lease_seconds, now, lookahead, on_dead_letter
+            )
+            if deliveries or not leased:
+                return deliveries[0] if deliveries else None
+            # The row leased was dead-lettered instead: look for the next one.
+
+    def claim_many(
+        self,
+        limit: int,
+        *,
+        topics: Collection[str] | None = None,
+        lease_seconds: float = 30.0,
+        now: float | None = None,
+        on_dead_letter: Callable[[DeadLettered], None] | None = None,
+    ) -> list[Delivery]:
+        """Lease up to ``limit`` due messages in one commit, earliest first."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidValueError(f"limit must be a positive integer, got {limit!r}")
+        return self._claim_rows(limit, topics, lease_seconds, now, 0.0, on_dead_letter)[0]
+
+    def ack(self, delivery: Delivery) -> bool:
+        """Mark a delivery done (the message is removed). False if the lease was lost meanwhile."""
+        _, count = self._db.run(
+            "DELETE FROM queue WHERE id = %s AND lease_token = %s",
+            (delivery.id, delivery.lease_token),
+        )
+        return count == 1
+
+    def ack_many(self, deliveries: Sequence[Delivery]) -> int:
+        """Ack several deliveries in one commit; returns how many leases were still held."""
+        _, count = self._db.run(
+            "DELETE FROM queue WHERE (id, lease_token) IN "
+            "(SELECT * FROM unnest(%s::bigint[], %s::text[]))",
+            ([d.id for d in deliveries], [d.lease_token for d in deliveries]),
+        )
+        return count
+
+    def ack_and_claim(
+        self,
+        delivery: Delivery,
+        *,
+        topics: Collection[str] | None = None,
+        lease_seconds: float = 30.0,
+        now: float | None = None,
+    ) -> tuple[bool, Delivery | None]:
+        """Ack ``delivery`` and lease the next due message in one commit."""
+        lease_seconds = _queue.check_delay(lease_seconds, what="lease_seconds")
+        topic_list = _queue.check_topics(topics)
+        with self.transaction():
+            acked = self.ack(delivery)
+            return acked, self.claim(topics=topic_list, lease_seconds=lease_seconds, now=now)
+
+    def fail(
+        self,
+        delivery: Delivery,
+        error: str,
+        *,
+        retry: bool = True,
+        retry_in: float | None = None,
+        now: float | None = None,
+    ) -> FailOutcome:
+        """Record a failed attempt: ``"retry"``, ``"dead"`` or ``"lost"`` (as :meth:`airq_nb.Store.fail`)."""
+        if retry_in is not None:
+            retry_in = _queue.check_delay(retry_in, what="retry_in")
+        now = self.now() if now is None else _check_time(now, what="now")
+        with self.transaction() as conn:
+            return _pg_queue.fail_delivery(
+                conn,
+                delivery,
+                str(error),
+                now=now,
+                retry=retry,
+                retry_in=retry_in,
+                write_undelivered=lambda keys, text: self._write_raw(conn, keys, text),
+            )
+
+    def extend_lease(
+        self, delivery: Delivery, lease_seconds: float, *, now: float | None = None
+    ) -> bool:
+        """Keep holding a message for ``lease_seconds`` more; False if the lease was lost."""
+        now = self.now() if now is None else _check_time(now, what="now")
+        expires = now + _queue.check_delay(lease_seconds, what="lease_seconds")
+        _, count = self._db.run(
+            "UPDATE queue SET lease_expires_at = %s, due_at = %s "
+            "WHERE id = %s AND lease_token = %s",
+            (expires, expires, delivery.id, delivery.lease_token),
+        )
+        return count == 1
+
+    def release(self, delivery: Delivery) -> bool:
+        """Give a message back unhandled (e.g. on shutdown): due again now, attempt not counted."""
+        _, count = self._db.run(
+            "UPDATE queue SET state = 'queued', attempts = GREATEST(attempts - 1, 0), "
+            "lease_token = NULL, lease_expires_at = NULL, due_at = deliver_at "
+            "WHERE id = %s AND lease_token = %s",
+            (delivery.id, delivery.lease_token),
+        )
+        return count == 1
+
+    def next_due(self, *, topics: Collection[str] | None = None) -> float | None:
+        """When the next message becomes claimable (due, or its lease runs out); None if never."""
+        query = (
+            "SELECT MIN(due_at) FROM queue WHERE state IN ('queued', 'leased') "
+            "AND NOT EXISTS (SELECT 1 FROM paused_topics p "
+            "WHERE p.topic = queue.topic OR p.topic = '*')"
+        )
+        topic_list = _queue.check_topics(topics)
+        params: tuple[Any, ...] = ()
+        if topic_list is not None:
+            query += " AND topic = ANY(%s)"
+            params = (topic_list,)
+        ((due,),) = self._db.run(query, params)[0]
+        return None if due is None else float(due)
