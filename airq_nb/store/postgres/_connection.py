@@ -41,14 +41,16 @@ def _check_idle(conn: psycopg.Connection[Any]) -> None:
     """Refuse a pooled connection the server has closed (a restart, an admin's kill).
 
     An idle connection that does not LISTEN has nothing to read unless the server hung up,
-    so a zero-timeout poll of its socket finds a dead connection without a round trip,
-    and the pool replaces it before a statement is lost on it.
+    so a zero-timeout poll of its socket finds a dead connection without a round trip.
+    It is closed (the pool would otherwise take it back as it is) and the pool replaces it
+    before a statement is lost on it.
     """
-    if conn.closed or conn.pgconn.status != ConnStatus.OK:
-        raise psycopg.OperationalError("connection closed")
-    readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
-    if readable:
-        raise psycopg.OperationalError("the server sent data to an idle connection")
+    if not conn.closed and conn.pgconn.status == ConnStatus.OK:
+        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+        if not readable:
+            return
+    conn.close()
+    raise psycopg.OperationalError("the server closed this idle connection")
 
 
 def _result(cursor: psycopg.Cursor[Any]) -> tuple[list[tuple[Any, ...]], int]:
@@ -58,7 +60,9 @@ def _result(cursor: psycopg.Cursor[Any]) -> tuple[list[tuple[Any, ...]], int]:
 class Connections:
     """A pool of autocommit connections whose ``search_path`` is the store's schema."""
 
-    def __init__(self, url: str, *, schema: str, pool_size: int, lock_timeout: float) -> None:
+    def __init__(
+        self, url: str, *, schema: str, pool_size: int, lock_timeout: float, connect_timeout: float
+    ) -> None:
         self.url = url
         self.where = redact(url)
         self._schema = schema
@@ -73,8 +77,9 @@ class Connections:
             configure=self._configure,
             check=_check_idle,
             name=f"airq_nb:{schema}",
-            timeout=lock_timeout,
-            reconnect_timeout=lock_timeout,
+            # How long a call waits for a connection (all busy, or the server restarting).
+            timeout=connect_timeout,
+            reconnect_timeout=connect_timeout,
         )
 
     def open(self, timeout: float) -> None:

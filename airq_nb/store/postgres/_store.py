@@ -58,7 +58,13 @@ class PostgresStore:
         self.schema = check_schema_name(schema)
         self.clock: Clock = clock or SystemClock()
         self._last_sweep = -math.inf
-        self._db = Connections(url, schema=schema, pool_size=pool_size, lock_timeout=lock_timeout)
+        self._db = Connections(
+            url,
+            schema=schema,
+            pool_size=pool_size,
+            lock_timeout=lock_timeout,
+            connect_timeout=connect_timeout,
+        )
         self.where = self._db.where
         self._listener: psycopg.Connection[Any] | None = None
         self._listen_lock = threading.Lock()
