@@ -14,9 +14,18 @@ if TYPE_CHECKING:
     from ..._clock import Clock
     from ._store import PostgresStore
 
-__all__ = ["is_postgres_url", "open_postgres_store"]
+__all__ = ["PostgresStore", "is_postgres_url", "open_postgres_store"]
 
 _SCHEMES = ("postgresql://", "postgres://")
+
+
+def __getattr__(name: str) -> object:
+    # PostgresStore needs psycopg: imported on first use, so `import airq_nb` never needs it.
+    if name == "PostgresStore":
+        from ._store import PostgresStore
+
+        return PostgresStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def is_postgres_url(location: object) -> bool:
