@@ -91,6 +91,12 @@ class Connections:
 
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self._schema)))
+        # A queue table's statistics are nearly always stale (a burst of enqueues lands
+        # between two autovacuum ANALYZEs), and then the planner answers a claim with a
+        # bitmap scan of every due row and a sort: linear in the backlog, per claim. The
+        # store's statements are all key or index-order lookups, for which the ordered
+        # index scan is right whatever the statistics say.
+        conn.execute("SET enable_bitmapscan TO off")
         # Like SQLite's busy timeout: wait for another writer's row lock, but not forever.
         conn.execute(
             sql.SQL("SET lock_timeout TO {}").format(
