@@ -362,3 +362,19 @@ def test_wait_for_change_wakes_on_other_connections_work(pg: PostgresStore, url:
 def test_wait_for_change_refuses_a_bad_timeout(pg: PostgresStore) -> None:
     with pytest.raises(airq_nb.InvalidDelayError, match="timeout"):
         pg.wait_for_change(-1)
+
+
+def test_close_wakes_a_thread_waiting_for_change(url: str) -> None:
+    store = airq_nb.open_store(url)
+    assert store.wait_for_change(0)
+    woke: list[bool] = []
+    waiter = threading.Thread(target=lambda: woke.append(store.wait_for_change(60)))
+    waiter.start()
+    time.sleep(0.2)  # let it block
+    started = time.monotonic()
+    store.close()
+    waiter.join(10)
+    assert not waiter.is_alive() and woke == [True]
+    assert time.monotonic() - started < 5
+    with pytest.raises(airq_nb.StoreError, match="closed"):
+        store.wait_for_change(0.1)

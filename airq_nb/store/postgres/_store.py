@@ -14,6 +14,7 @@ the same semantics (``docs/semantics.md``). How each guarantee is kept on Postgr
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from collections.abc import Callable, Collection, Sequence
@@ -113,6 +114,11 @@ class PostgresStore:
     def close(self) -> None:
         """Close the pool and the listening connection; later calls raise ``StoreError``."""
         self._closed = True
+        if self._listener is not None:
+            # Wake a thread blocked in wait_for_change (it holds the listener) so it lets go
+            # now rather than at its time-out; other listeners see one spurious wake-up.
+            with contextlib.suppress(StoreError):
+                self._db.run("SELECT pg_notify(%s, 'closing')", (channel_name(self.schema),))
         with self._listen_lock:
             if self._listener is not None:
                 self._listener.close()
