@@ -122,8 +122,8 @@ def test_a_server_restart_under_a_running_consumer_loses_nothing(
             while not stop.is_set():
                 try:
                     delivery = consumer_store.claim(lease_seconds=1)
-                    if delivery is None:
-                        time.sleep(0.005)
+                    if delivery is None:  # idle: LISTEN, across the restart too
+                        consumer_store.wait_for_change(0.2)
                         continue
                     time.sleep(0.002)  # the handler, whose effect is recorded here:
                     delivered.append(delivery.value)

@@ -3,7 +3,7 @@
 Like huey's ``storage.py``, one short list, each verb with a line saying what it promises;
 the semantics behind each line are in ``docs/semantics.md``. Code outside ``store/`` (the
 scheduler, the collector, the widgets) may rely on these verbs and on nothing else, so it
-works on either backend. ``tests/test_postgres_backend.py`` checks that both backends
+works on either backend. ``tests/test_postgres_store.py`` checks that both backends
 implement every verb with the same parameters.
 """
 

@@ -199,8 +199,9 @@ class PostgresStore:
             conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel_name(self.schema))))
         except psycopg.Error as exc:
             raise StoreError(
-                f"cannot listen for queue changes at {self.where} ({exc}); the store "
-                "reconnects on the next call once the server is reachable"
+                f"cannot listen for queue changes: lost or could not open the connection to "
+                f"PostgreSQL at {self.where} ({exc}); the store reconnects by itself on the "
+                "next call once the server is reachable"
             ) from exc
         return conn
 
