@@ -12,9 +12,9 @@ Measured, one message per commit unless said otherwise, same small JSON payload:
 - deliver/s: drain N queued messages through a no-op handler (airq_nb ``claim`` + ``ack``,
   also ``ack_and_claim`` and ``claim_many`` + ``ack_many``; procrastinate's worker with
   ``delete_jobs="always"``; pgqueuer's ``QueueManager`` in drain mode);
-- pickup latency: a consumer in another process, idle and waiting (airq_nb
-  ``wait_for_change``, procrastinate and pgqueuer their LISTEN/NOTIFY), gets a message
-  enqueued every 20 ms; latency = handler start - enqueue time, p50 and p99.
+- pickup latency: each system's consumer in its own process, idle and waiting (airq_nb
+  ``wait_for_change``, procrastinate and pgqueuer their LISTEN/NOTIFY), all at once; every
+  20 ms each is sent one message, in turn; latency = handler start - enqueue time.
 
 Ratios are to procrastinate (``x procr.``): above 1 is faster (for latency: lower).
 """
@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -114,40 +115,54 @@ asyncio.run(main())
 """
 
 
-def pickup_latency(
-    consumer: str, url: str, send: Callable[[float], None], count: int
-) -> list[float]:
-    """Latencies (ms) of ``count`` messages sent by ``send(t)`` to a waiting consumer process."""
-    with tempfile.NamedTemporaryFile("r", suffix=".txt") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-c", consumer, url, out.name],
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
+def pickup_latencies(
+    systems: dict[str, tuple[str, str, Callable[[float], None]]], count: int
+) -> dict[str, list[float]]:
+    """Latencies (ms) of ``count`` messages per system, each consumer in its own process.
+
+    ``systems`` maps a name to (consumer code, URL, ``send(t)``). Every 20 ms each system
+    is sent one message, in turn, so a busy moment of the machine hits them alike.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        outs = {name: Path(folder) / f"{name}.txt" for name in systems}
+        processes = {
+            name: subprocess.Popen(
+                [sys.executable, "-c", consumer, url, str(outs[name])],
+                stdout=subprocess.PIPE,
+                text=True,
+                cwd=ROOT,
+            )
+            for name, (consumer, url, _send) in systems.items()
+        }
         try:
-            assert process.stdout is not None and process.stdout.readline().strip() == "ready"
-            time.sleep(1.0)  # let it reach its wait
+            for process in processes.values():
+                assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+            time.sleep(1.0)  # let them reach their waits
             for _ in range(count):
-                send(time.time())
+                for _consumer, _url, send in systems.values():
+                    send(time.time())
                 time.sleep(0.02)
             deadline = time.monotonic() + 30
-            while len(Path(out.name).read_text().split()) < count:
+            while any(_lines(out) < count for out in outs.values()):
                 if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"the consumer got {Path(out.name).read_text().count(chr(10))}/{count}"
-                    )
+                    got = {name: _lines(out) for name, out in outs.items()}
+                    raise RuntimeError(f"messages received of {count}: {got}")
                 time.sleep(0.05)
-            return [float(line) for line in Path(out.name).read_text().split()]
+            return {name: [float(v) for v in out.read_text().split()] for name, out in outs.items()}
         finally:
-            process.kill()
-            process.wait()
+            for process in processes.values():
+                process.kill()
+                process.wait()
+
+
+def _lines(path: Path) -> int:
+    return len(path.read_text().split()) if path.exists() else 0
 
 
 # -- the systems ---------------------------------------------------------------------------
 
 
-def bench_airq_nb(url: str, n: int, batch: int, pickups: int) -> dict[str, Any]:
+def bench_airq_nb(url: str, n: int, batch: int) -> dict[str, Any]:
     import airq_nb
 
     result: dict[str, Any] = {}
@@ -190,13 +205,10 @@ def bench_airq_nb(url: str, n: int, batch: int, pickups: int) -> dict[str, Any]:
             result[name] = total / _timed(drain)
             assert store.queue.counts().total == 0
 
-        result["latency"] = pickup_latency(
-            AIRQ_CONSUMER, url, lambda t: store.enqueue({"t": t}), pickups
-        )
     return result
 
 
-def bench_procrastinate(url: str, n: int, batch: int, pickups: int) -> dict[str, Any]:
+def bench_procrastinate(url: str, n: int, batch: int) -> dict[str, Any]:
     from procrastinate import App, PsycopgConnector
 
     logging.disable(logging.WARNING)
@@ -231,12 +243,12 @@ def bench_procrastinate(url: str, n: int, batch: int, pickups: int) -> dict[str,
             result["deliver"] = queued / (time.perf_counter() - started)
 
     asyncio.run(run())
-    result["latency"] = _latency_with_loop(PROCRASTINATE_CONSUMER, url, pickups, "procrastinate")
     return result
 
 
-def _latency_with_loop(consumer: str, url: str, pickups: int, system: str) -> list[float]:
-    """Pickup latency for an asyncio producer: one event loop and connection in a thread."""
+@contextlib.contextmanager
+def _async_sender(system: str, url: str) -> Iterator[Callable[[float], None]]:
+    """``send(t)`` for procrastinate or pgqueuer: their async API on a loop in a thread."""
     import queue
     import threading
 
@@ -275,13 +287,13 @@ def _latency_with_loop(consumer: str, url: str, pickups: int, system: str) -> li
         sent.get(timeout=30)
 
     try:
-        return pickup_latency(consumer, url, send, pickups)
+        yield send
     finally:
         requests.put(None)
         thread.join(30)
 
 
-def bench_pgqueuer(url: str, n: int, batch: int, pickups: int) -> dict[str, Any]:
+def bench_pgqueuer(url: str, n: int, batch: int) -> dict[str, Any]:
     import json
 
     import psycopg
@@ -317,7 +329,6 @@ def bench_pgqueuer(url: str, n: int, batch: int, pickups: int) -> dict[str, Any]
             result["deliver"] = queued / (time.perf_counter() - started)
 
     asyncio.run(run())
-    result["latency"] = _latency_with_loop(PGQUEUER_CONSUMER, url, pickups, "pgqueuer")
     return result
 
 
@@ -370,14 +381,34 @@ def main() -> None:
         args.n, args.batch, args.pickups = 300, 300, 50
     base = os.environ["AIRQ_NB_TEST_PG"]
     results: dict[str, dict[str, Any]] = {}
+    urls: dict[str, str] = {}
     for system, bench in (
         ("airq_nb", bench_airq_nb),
         ("procrastinate", bench_procrastinate),
         ("pgqueuer", bench_pgqueuer),
     ):
-        url = _database_url(base, f"bench_{system}")
-        results[system] = bench(url, args.n, args.batch, args.pickups)
-        print(f"{system}: done", file=sys.stderr)
+        urls[system] = _database_url(base, f"bench_{system}")
+        results[system] = bench(urls[system], args.n, args.batch)
+        print(f"{system}: throughput done", file=sys.stderr)
+    import airq_nb
+
+    with contextlib.ExitStack() as stack:
+        store = stack.enter_context(airq_nb.open_store(urls["airq_nb"]))
+        systems = {
+            "airq_nb": (AIRQ_CONSUMER, urls["airq_nb"], lambda t: store.enqueue({"t": t})),
+            "procrastinate": (
+                PROCRASTINATE_CONSUMER,
+                urls["procrastinate"],
+                stack.enter_context(_async_sender("procrastinate", urls["procrastinate"])),
+            ),
+            "pgqueuer": (
+                PGQUEUER_CONSUMER,
+                urls["pgqueuer"],
+                stack.enter_context(_async_sender("pgqueuer", urls["pgqueuer"])),
+            ),
+        }
+        for system, latencies in pickup_latencies(systems, args.pickups).items():
+            results[system]["latency"] = latencies
     print(
         f"\n{args.n} messages (enqueue, deliver), batch of {args.batch}, {args.pickups} pickups; "
         f"PostgreSQL on a Unix socket, fsync off.\n"
