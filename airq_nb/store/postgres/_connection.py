@@ -168,7 +168,13 @@ class Connections:
                 f"PostgreSQL at {self.where} aborted this transaction to resolve a conflict "
                 f"with another one ({exc}); nothing was written. Try again."
             )
-        if isinstance(exc, psycopg.OperationalError | psycopg_pool.PoolTimeout):
+        if isinstance(exc, psycopg_pool.PoolTimeout):
+            return StoreError(
+                f"no connection to PostgreSQL at {self.where} could be had in time ({exc}): "
+                f"either all {self._pool.max_size} of the store's connections stayed busy, or "
+                "the server is unreachable. Nothing was written; try again."
+            )
+        if isinstance(exc, psycopg.OperationalError):
             return StoreError(
                 f"lost or could not open the connection to PostgreSQL at {self.where} ({exc}). "
                 "A write that was under way may or may not have been applied (messages are "
