@@ -378,3 +378,21 @@ def test_close_wakes_a_thread_waiting_for_change(url: str) -> None:
     assert time.monotonic() - started < 5
     with pytest.raises(airq_nb.StoreError, match="closed"):
         store.wait_for_change(0.1)
+
+
+def test_every_thread_waiting_for_change_wakes(pg: PostgresStore, url: str) -> None:
+    assert pg.wait_for_change(0)
+    woke: list[bool] = []
+    waiters = [
+        threading.Thread(target=lambda: woke.append(pg.wait_for_change(10))) for _ in range(3)
+    ]
+    for waiter in waiters:
+        waiter.start()
+    time.sleep(0.2)  # all three waiting: one reads the connection, two wait on it
+    with airq_nb.open_store(url) as producer:
+        started = time.monotonic()
+        producer.enqueue("work")
+        for waiter in waiters:
+            waiter.join(10)
+    assert woke == [True, True, True]
+    assert time.monotonic() - started < 5

@@ -14,14 +14,11 @@ the same semantics (``docs/semantics.md``). How each guarantee is kept on Postgr
 
 from __future__ import annotations
 
-import contextlib
 import math
-import threading
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from ..._clock import Clock, SystemClock
 from ..._errors import InvalidKeyError, InvalidValueError, StoreError
@@ -33,6 +30,7 @@ from .._sqlite import CommitResult, Entry, _check_time, _sql_limit
 from . import _queue as _pg_queue
 from ._admin import QueueManager
 from ._atomic import PostgresAtomic
+from ._change_wait import ChangeWait
 from ._connection import DEFAULT_LOCK_TIMEOUT, Connections
 from ._schema import channel_name, check_schema_name, create_schema
 
@@ -67,9 +65,6 @@ class PostgresStore:
             connect_timeout=connect_timeout,
         )
         self.where = self._db.where
-        self._listener: psycopg.Connection[Any] | None = None
-        self._listen_lock = threading.Lock()
-        self._closed = False
         try:
             first = psycopg.connect(url, autocommit=True, connect_timeout=int(connect_timeout))
         except psycopg.ProgrammingError as exc:  # the URL itself is malformed
@@ -92,6 +87,13 @@ class PostgresStore:
         finally:
             first.close()
         self._db.open(connect_timeout)
+        channel = channel_name(self.schema)
+        self._change_wait = ChangeWait(
+            url,
+            channel,
+            where=self.where,
+            wake=lambda: self._db.run("SELECT pg_notify(%s, 'closing')", (channel,)),
+        )
         self.queue = QueueManager(self)
 
     # -- plumbing -----------------------------------------------------------------------
@@ -113,16 +115,7 @@ class PostgresStore:
 
     def close(self) -> None:
         """Close the pool and the listening connection; later calls raise ``StoreError``."""
-        self._closed = True
-        if self._listener is not None:
-            # Wake a thread blocked in wait_for_change (it holds the listener) so it lets go
-            # now rather than at its time-out; other listeners see one spurious wake-up.
-            with contextlib.suppress(StoreError):
-                self._db.run("SELECT pg_notify(%s, 'closing')", (channel_name(self.schema),))
-        with self._listen_lock:
-            if self._listener is not None:
-                self._listener.close()
-                self._listener = None
+        self._change_wait.close()
         self._db.close()
 
     def __enter__(self) -> PostgresStore:
@@ -168,42 +161,9 @@ class PostgresStore:
 
         The first call starts listening and returns True at once: what happened before it
         listened is unknown, so the caller should look. A lost connection is re-opened and
-        also answers True.
+        also answers True. Several threads may wait at once; each sees each change.
         """
-        timeout = _queue.check_delay(timeout, what="timeout", limit=math.inf)
-        with self._listen_lock:
-            if self._listener is None:
-                self._listener = self._listen()
-                return True
-            try:
-                changed = False
-                for _ in self._listener.notifies(timeout=timeout, stop_after=1):
-                    changed = True
-                if changed:  # several commits are one change to the caller: drain them
-                    for _ in self._listener.notifies(timeout=0):
-                        pass
-                return changed
-            except psycopg.OperationalError:
-                self._listener.close()
-                self._listener = None
-                self._listener = self._listen()
-                return True
-
-    def _listen(self) -> psycopg.Connection[Any]:
-        if self._closed:
-            raise StoreError(
-                f"the store at {self.where} is closed; open it again with open_store()"
-            )
-        try:
-            conn = psycopg.connect(self._db.url, autocommit=True)
-            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel_name(self.schema))))
-        except psycopg.Error as exc:
-            raise StoreError(
-                f"cannot listen for queue changes: lost or could not open the connection to "
-                f"PostgreSQL at {self.where} ({exc}); the store reconnects by itself on the "
-                "next call once the server is reachable"
-            ) from exc
-        return conn
+        return self._change_wait.wait(_queue.check_delay(timeout, what="timeout", limit=math.inf))
 
     # -- KV -----------------------------------------------------------------------------
 
