@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..._errors import InvalidKeyError, InvalidValueError
+from ..._errors import InvalidValueError
 from .. import _queue
-from .._keys import Key, encode_key
-from .._queue import DeadLettered, Delivery, FailOutcome, PreparedMessage
-from .._sqlite import _check_time
+from .._keys import Key
+from .._queue import DeadLettered, Delivery, FailOutcome
+from .._sqlite import Store, _check_time
 from . import _queue as _pg_queue
 
 if TYPE_CHECKING:
@@ -63,35 +63,9 @@ class QueueVerbs:
         with self.transaction() as conn:
             return _pg_queue.insert_messages(conn, [prepared], now)[0]
 
-    def _prepare(
-        self,
-        value: Any,
-        delay: float,
-        topic: str,
-        keys_if_undelivered: Sequence[Key],
-        backoff_schedule: Sequence[float] | None,
-        dedup_key: str | None,
-        schedule: str | None,
-    ) -> PreparedMessage:
-        if keys_if_undelivered is None:
-            keys_if_undelivered = ()
-        if isinstance(keys_if_undelivered, str | bytes) or (
-            isinstance(keys_if_undelivered, tuple)
-            and keys_if_undelivered
-            and not isinstance(keys_if_undelivered[0], tuple)
-        ):
-            raise InvalidKeyError(
-                "keys_if_undelivered is a list of keys, e.g. [('failed', 1)], not one key"
-            )
-        return _queue.prepare_message(
-            value,
-            delay=delay,
-            topic=topic,
-            keys_if_undelivered=[encode_key(key) for key in keys_if_undelivered],
-            backoff_schedule=backoff_schedule,
-            dedup_key=dedup_key,
-            schedule=schedule,
-        )
+    # Validation before any transaction opens: the SQLite store's own, shared (it uses
+    # nothing of the store it is called on), so both backends refuse exactly the same input.
+    _prepare = Store._prepare
 
     # -- queue: consuming ---------------------------------------------------------------
 
