@@ -396,3 +396,18 @@ def test_every_thread_waiting_for_change_wakes(pg: PostgresStore, url: str) -> N
             waiter.join(10)
     assert woke == [True, True, True]
     assert time.monotonic() - started < 5
+
+
+def test_nul_characters_get_our_errors_not_the_drivers(pg: PostgresStore) -> None:
+    for options in ({"topic": "a\x00b"}, {"dedup_key": "k\x00"}, {"schedule": "\x00"}):
+        with pytest.raises(airq_nb.InvalidValueError, match="NUL"):
+            pg.enqueue("x", **options)
+    with pytest.raises(airq_nb.InvalidValueError, match="NUL"):
+        pg.queue.pause("t\x00")
+    assert pg.queue.counts().total == 0
+    # A handler's error text may hold anything: the failure is still recorded.
+    pg.enqueue({"nul": "\x00 is fine in a JSON value"}, backoff_schedule=[])
+    delivery = pg.claim()
+    assert delivery is not None and delivery.value == {"nul": "\x00 is fine in a JSON value"}
+    assert pg.fail(delivery, "boom\x00") == "dead"
+    assert pg.queue.dead_letters()[0].last_error == "boom\\x00"

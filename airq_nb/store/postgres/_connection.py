@@ -18,7 +18,7 @@ import psycopg_pool
 from psycopg import errors, sql
 from psycopg.pq import ConnStatus
 
-from ..._errors import StoreError
+from ..._errors import InvalidValueError, StoreError
 
 __all__ = ["Connections", "redact"]
 
@@ -156,6 +156,11 @@ class Connections:
         if isinstance(exc, psycopg_pool.PoolClosed):
             return StoreError(
                 f"the store at {self.where} is closed; open it again with open_store()"
+            )
+        if isinstance(exc, psycopg.DataError) and "NUL" in str(exc):
+            return InvalidValueError(
+                "a topic, dedup_key, schedule or filter contains a NUL character (\\x00), "
+                "which PostgreSQL text cannot hold; nothing was written. Remove it."
             )
         if isinstance(exc, errors.LockNotAvailable):
             return StoreError(

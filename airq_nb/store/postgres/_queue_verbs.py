@@ -200,7 +200,8 @@ class QueueVerbs:
             return _pg_queue.fail_delivery(
                 conn,
                 delivery,
-                str(error),
+                # A handler's message may hold a NUL, which PostgreSQL text cannot.
+                str(error).replace("\x00", "\\x00"),
                 now=now,
                 retry=retry,
                 retry_in=retry_in,
