@@ -411,3 +411,9 @@ def test_nul_characters_get_our_errors_not_the_drivers(pg: PostgresStore) -> Non
     assert delivery is not None and delivery.value == {"nul": "\x00 is fine in a JSON value"}
     assert pg.fail(delivery, "boom\x00") == "dead"
     assert pg.queue.dead_letters()[0].last_error == "boom\\x00"
+
+
+def test_a_malformed_url_is_a_store_error_without_its_password(postgres_url: str) -> None:
+    with pytest.raises(airq_nb.StoreError, match="as a PostgreSQL URL") as raised:
+        airq_nb.open_store(postgres_url.replace("postgres@", "postgres:s3cret@") + "&bogus=1")
+    assert "s3cret" not in str(raised.value)

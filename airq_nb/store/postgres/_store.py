@@ -68,7 +68,7 @@ class PostgresStore(QueueVerbs):
             first = psycopg.connect(url, autocommit=True, connect_timeout=int(connect_timeout))
         except psycopg.ProgrammingError as exc:  # the URL itself is malformed
             raise StoreError(
-                f"cannot use {url!r} as a PostgreSQL URL ({exc}); write it as "
+                f"cannot use {self.where} as a PostgreSQL URL ({str(exc).strip()}); write it as "
                 "postgresql://user@host/dbname (or with ?host=/socket/dir)"
             ) from exc
         except psycopg.Error as exc:
