@@ -1,4 +1,8 @@
-"""Shared fixtures: every test gets its own real SQLite file under pytest's tmp_path."""
+"""Shared fixtures: every test gets its own real SQLite file under pytest's tmp_path.
+
+Modules marked ``pytest.mark.backends("sqlite", "postgres")`` run their store tests on a
+real PostgreSQL server too (tests/store_backends.py): there ``db_path`` is the store's URL.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,14 @@ import pytest
 import airq_nb
 
 # Fake OpenWeatherMap / Open-Meteo / LAQN servers (fixtures openweathermap_server,
-# openmeteo_server, laqn_server).
-pytest_plugins = ["fake_sources", "fake_laqn"]
+# openmeteo_server, laqn_server); the backend parametrization and the PostgreSQL server
+# (backend, postgres_url, ...).
+pytest_plugins = ["fake_sources", "fake_laqn", "store_backends"]
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "airq.db"
+def db_path(store_location: Path) -> Path:
+    return store_location
 
 
 @pytest.fixture

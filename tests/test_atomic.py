@@ -10,6 +10,9 @@ import pytest
 
 import airq_nb
 
+# The contract: every test below runs on SQLite and on PostgreSQL (tests/store_backends.py).
+pytestmark = pytest.mark.backends("sqlite", "postgres")
+
 WRITER = """
 import sys, airq_nb
 with airq_nb.open_store(sys.argv[1]) as store:

@@ -10,8 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
+from store_backends import behind_the_back
 
 import airq_nb
+
+# The contract: every test below runs on SQLite and on PostgreSQL (tests/store_backends.py).
+pytestmark = pytest.mark.backends("sqlite", "postgres")
 
 
 def test_get_set_delete(store: airq_nb.Store) -> None:
@@ -112,10 +116,7 @@ def test_get_many_reads_one_snapshot(store: airq_nb.Store) -> None:
 
 def test_corrupt_kv_value_is_a_store_error(store: airq_nb.Store, db_path: Path) -> None:
     store.set(("ok",), 1)
-    raw = sqlite3.connect(db_path)
-    raw.execute("UPDATE kv SET value = '{not json'")
-    raw.commit()
-    raw.close()
+    behind_the_back(db_path, "UPDATE kv SET value = '{not json'")
     with pytest.raises(airq_nb.StoreError, match=r"store\.delete"):
         store.get(("ok",))
     store.delete(("ok",))
@@ -135,6 +136,7 @@ def test_a_directory_is_a_store_error(tmp_path: Path) -> None:
         airq_nb.open_store(tmp_path)
 
 
+@pytest.mark.sqlite_only("PRAGMA user_version")
 def test_a_newer_schema_is_a_store_error(db_path: Path) -> None:
     airq_nb.open_store(db_path).close()
     raw = sqlite3.connect(db_path)
@@ -150,6 +152,7 @@ def test_bad_durability_is_refused(db_path: Path) -> None:
         airq_nb.open_store(db_path, durability="fast")  # type: ignore[arg-type]
 
 
+@pytest.mark.sqlite_only("SQLite's file lock and busy timeout")
 def test_a_lock_held_past_the_busy_timeout_is_a_store_error(db_path: Path) -> None:
     store = airq_nb.open_store(db_path, busy_timeout=0.2)
     holder = sqlite3.connect(db_path, isolation_level=None)
@@ -169,6 +172,7 @@ def test_a_lock_held_past_the_busy_timeout_is_a_store_error(db_path: Path) -> No
         store.close()
 
 
+@pytest.mark.sqlite_only("SQLite's file lock")
 def test_contention_waits_instead_of_failing(db_path: Path) -> None:
     import threading
 
@@ -185,6 +189,7 @@ def test_contention_waits_instead_of_failing(db_path: Path) -> None:
         store.close()
 
 
+@pytest.mark.sqlite_only("PRAGMA data_version")
 def test_data_version_changes_when_another_connection_commits(db_path: Path) -> None:
     with airq_nb.open_store(db_path) as a, airq_nb.open_store(db_path) as b:
         before = a.data_version()
@@ -209,6 +214,7 @@ def test_a_closed_store_says_so(db_path: Path) -> None:
         store.enqueue(1)
 
 
+@pytest.mark.sqlite_only("WAL and synchronous pragmas")
 def test_durability_sets_wal_and_synchronous(db_path: Path) -> None:
     with airq_nb.open_store(db_path) as normal:
         assert normal.execute("PRAGMA journal_mode") == [("wal",)]
@@ -219,6 +225,7 @@ def test_durability_sets_wal_and_synchronous(db_path: Path) -> None:
         assert full.get(("k",)).value == 1
 
 
+@pytest.mark.sqlite_only("SQLite's file lock")
 def test_reads_do_not_wait_behind_a_write_that_waits_for_another_process(db_path: Path) -> None:
     with airq_nb.open_store(db_path, busy_timeout=30) as store:
         store.set(("k",), "before")

@@ -7,10 +7,14 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from store_backends import behind_the_back
 
 import airq_nb
 from airq_nb import FakeClock, Store
 from airq_nb.store._schema import SCHEMA_VERSION
+
+# The contract: every test below runs on SQLite and on PostgreSQL (tests/store_backends.py).
+pytestmark = pytest.mark.backends("sqlite", "postgres")
 
 
 def _claim(store: Store, **options: object) -> airq_nb.Delivery:
@@ -90,6 +94,7 @@ def test_default_backoff_then_dead_letter_with_keys_if_undelivered(
     assert clocked_store.claim() is None
 
 
+@pytest.mark.sqlite_only("a SQLite trigger; the PostgreSQL twin is in test_postgres_store.py")
 def test_dead_letter_and_keys_if_undelivered_are_one_transaction(
     clocked_store: Store, db_path: Path
 ) -> None:
@@ -388,10 +393,7 @@ def test_bad_list_limit_is_refused(store: Store) -> None:
 
 
 def _damage(db_path: Path, sql: str, params: tuple[object, ...] = ()) -> None:
-    raw = sqlite3.connect(db_path)
-    raw.execute(sql, params)
-    raw.commit()
-    raw.close()
+    behind_the_back(db_path, sql, params)
 
 
 @pytest.mark.parametrize(
@@ -448,6 +450,7 @@ def test_ids_stay_unique_after_purges_and_batches(clocked_store: Store) -> None:
     assert [m.value for m in clocked_store.queue.list()] == ["a", "c", "d"]
 
 
+@pytest.mark.sqlite_only("a SQLite file of schema 1")
 def test_a_schema_1_file_is_upgraded_without_reusing_ids(db_path: Path) -> None:
     # Schema 1 declared the queue with AUTOINCREMENT; its sequence must carry over.
     with airq_nb.open_store(db_path) as store:
@@ -469,6 +472,7 @@ def test_a_schema_1_file_is_upgraded_without_reusing_ids(db_path: Path) -> None:
         assert store.execute("PRAGMA user_version") == [(SCHEMA_VERSION,)]
 
 
+@pytest.mark.sqlite_only("counts commits with PRAGMA data_version")
 def test_ack_and_claim_in_one_commit(clocked_store: Store, db_path: Path) -> None:
     for n in range(3):
         clocked_store.enqueue(n, topic="t")

@@ -14,6 +14,9 @@ import pytest
 
 import airq_nb
 
+# Also on PostgreSQL (tests/store_backends.py): there db_path is the store's URL.
+pytestmark = pytest.mark.backends("sqlite", "postgres")
+
 WORKER = Path(__file__).parent / "workers" / "queue_worker.py"
 
 

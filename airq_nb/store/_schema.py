@@ -171,9 +171,13 @@ def _create_readings(conn: sqlite3.Connection) -> None:
 
 def _readings_provenance(conn: sqlite3.Connection) -> None:
     # ``kind``: measured or modelled; ``point``: the site code or "lat,lon" asked for.
-    # Rows from before were all modelled (OpenWeatherMap, Open-Meteo).
-    conn.execute("ALTER TABLE readings ADD COLUMN kind TEXT NOT NULL DEFAULT 'modelled'")
-    conn.execute("ALTER TABLE readings ADD COLUMN point TEXT")
+    # Rows from before were all modelled (OpenWeatherMap, Open-Meteo). Idempotent, like
+    # every step, so a file whose user_version was wound back is brought up again.
+    have = {row[1] for row in conn.execute("PRAGMA table_info(readings)")}
+    if "kind" not in have:
+        conn.execute("ALTER TABLE readings ADD COLUMN kind TEXT NOT NULL DEFAULT 'modelled'")
+    if "point" not in have:
+        conn.execute("ALTER TABLE readings ADD COLUMN point TEXT")
 
 
 def _reading_revisions(conn: sqlite3.Connection) -> None:

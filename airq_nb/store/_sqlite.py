@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from .._clock import Clock, SystemClock
-from .._errors import ConfigurationError
+from .._errors import ConfigurationError, StoreError
 from . import _queue, queue_manager
 from ._connection import DEFAULT_BUSY_TIMEOUT, MEMORY, Connection, Durability, sql_limit
 from .kv import AtomicOperation, CommitResult, Entry, KvVerbs
@@ -59,6 +59,7 @@ def open_store(
     clock: Clock | None = None,
     durability: Durability = "normal",
     busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    schema: str | None = None,
 ) -> Store:
     """Open (creating if needed) the store at ``path``, ``$AIRQ_NB_DB`` or the default path.
 
@@ -67,7 +68,24 @@ def open_store(
     ``"full"`` syncs every commit to disk as well. ``":memory:"`` is this process's
     in-memory store: every store opened on it, in any thread, shares it, and it is gone
     when the last of them closes.
+
+    A ``postgresql://`` URL (argument or ``AIRQ_NB_DB``) opens a
+    :class:`~airq_nb.store.postgres.PostgresStore` instead, in ``schema`` (default
+    ``"airq_nb"``); ``busy_timeout`` is then how long a write waits for a row lock.
     """
+    from .postgres import is_postgres_url, open_postgres_store
+
+    location = path if path is not None else os.environ.get("AIRQ_NB_DB")
+    if is_postgres_url(location):
+        if durability not in ("normal", "full"):
+            raise StoreError(f"durability must be 'normal' or 'full', got {durability!r}")
+        return open_postgres_store(  # type: ignore[return-value]
+            str(location), schema=schema, clock=clock, lock_timeout=busy_timeout
+        )
+    if schema is not None:
+        raise ConfigurationError(
+            "schema= is for PostgreSQL stores; give a postgresql:// URL, or leave schema out"
+        )
     return Store(resolve_path(path), clock=clock, durability=durability, busy_timeout=busy_timeout)
 
 

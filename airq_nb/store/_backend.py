@@ -1,0 +1,218 @@
+"""The verbs a store backend implements: the SQLite ``Store`` and the ``PostgresStore``.
+
+Like huey's ``storage.py``, one short list, each verb with a line saying what it promises;
+the semantics behind each line are in ``docs/semantics.md``. Code outside ``store/`` (the
+scheduler, the collector, the widgets) may rely on these verbs and on nothing else, so it
+works on either backend. ``tests/test_postgres_store.py`` checks that both backends
+implement every verb with the same parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from .._clock import Clock
+    from ._keys import Key
+    from ._queue import DeadLettered, Delivery, FailOutcome, Message, QueueCounts
+    from ._sqlite import AtomicOperation, CommitResult, Entry
+
+__all__ = ["Backend", "QueueAdmin"]
+
+
+@runtime_checkable
+class QueueAdmin(Protocol):
+    """``store.queue``: see and manage messages (Deno KV has none of this)."""
+
+    def list(
+        self,
+        *,
+        state: str | None = None,
+        topic: str | None = None,
+        due_before: float | None = None,
+        limit: int | None = None,
+    ) -> list[Message]:
+        """Messages in delivery order (dead letters last), optionally filtered."""
+        ...
+
+    def get(self, message_id: int) -> Message:
+        """One message by id; ``MessageNotFoundError`` if it is gone."""
+        ...
+
+    def delete(self, message_id: int) -> None:
+        """Remove one message whatever its state; ``MessageNotFoundError`` if there is none."""
+        ...
+
+    def purge(self, *, state: str | None = None, topic: str | None = None) -> int:
+        """Delete every message (of ``state`` and/or ``topic``); returns how many."""
+        ...
+
+    def pause(self, topic: str | None = None) -> None:
+        """Stop delivering ``topic`` (every topic if None); its messages stay queued."""
+        ...
+
+    def resume(self, topic: str | None = None) -> None:
+        """Deliver ``topic`` again; with None, lift every pause."""
+        ...
+
+    def paused_topics(self) -> tuple[str, ...]:
+        """The paused topics, sorted; ``"*"`` means everything is paused."""
+        ...
+
+    def dead_letters(self, *, topic: str | None = None, limit: int | None = None) -> list[Message]:
+        """Messages whose attempts ran out, with their last error."""
+        ...
+
+    def redrive(self, message_id: int, *, delay: float = 0) -> None:
+        """Send one dead letter back to the queue, attempts reset."""
+        ...
+
+    def redrive_all(self, *, topic: str | None = None) -> int:
+        """Re-drive every dead letter (of ``topic``); returns how many."""
+        ...
+
+    def counts(self) -> QueueCounts:
+        """Messages per state, overall and per topic, and the paused topics."""
+        ...
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A KV + durable queue with Deno KV semantics; ``open_store`` returns one."""
+
+    clock: Clock
+    queue: QueueAdmin
+
+    # -- KV -----------------------------------------------------------------------------
+
+    def get(self, key: Key) -> Entry:
+        """The entry at ``key``; value and versionstamp ``None`` when absent or expired."""
+        ...
+
+    def get_many(self, keys: Sequence[Key]) -> list[Entry]:
+        """Entries for several keys, read in one consistent snapshot."""
+        ...
+
+    def set(self, key: Key, value: Any, *, expire_in: float | None = None) -> CommitResult:
+        """Store a JSON value at ``key`` (gone after ``expire_in`` seconds, if given)."""
+        ...
+
+    def delete(self, key: Key) -> None:
+        """Remove ``key``; a missing key is not an error."""
+        ...
+
+    def list(
+        self,
+        *,
+        prefix: Key | None = None,
+        start: Key | None = None,
+        end: Key | None = None,
+        limit: int | None = None,
+        reverse: bool = False,
+    ) -> list[Entry]:
+        """Entries in Deno's key order: a range scan under ``prefix``, from ``start`` to ``end``."""
+        ...
+
+    def atomic(self) -> AtomicOperation:
+        """Checks, sets, deletes, sum/min/max and enqueues applied all or nothing, unraced."""
+        ...
+
+    # -- queue --------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        value: Any,
+        *,
+        delay: float = 0,
+        topic: str = "default",
+        keys_if_undelivered: Sequence[Key] = (),
+        backoff_schedule: Sequence[float] | None = None,
+        dedup_key: str | None = None,
+        schedule: str | None = None,
+    ) -> int:
+        """Queue a JSON message for delivery after ``delay`` seconds; returns its id."""
+        ...
+
+    def claim(
+        self,
+        *,
+        topics: Collection[str] | None = None,
+        lease_seconds: float = 30.0,
+        now: float | None = None,
+        lookahead: float = 0.0,
+        on_dead_letter: Callable[[DeadLettered], None] | None = None,
+    ) -> Delivery | None:
+        """Lease the earliest due message to this consumer alone, or return None."""
+        ...
+
+    def claim_many(
+        self,
+        limit: int,
+        *,
+        topics: Collection[str] | None = None,
+        lease_seconds: float = 30.0,
+        now: float | None = None,
+        on_dead_letter: Callable[[DeadLettered], None] | None = None,
+    ) -> list[Delivery]:
+        """Lease up to ``limit`` due messages in one commit, earliest first."""
+        ...
+
+    def ack(self, delivery: Delivery) -> bool:
+        """Done: remove the message; False if the lease was lost meanwhile."""
+        ...
+
+    def ack_many(self, deliveries: Sequence[Delivery]) -> int:
+        """Ack several deliveries in one commit; returns how many leases were still held."""
+        ...
+
+    def ack_and_claim(
+        self,
+        delivery: Delivery,
+        *,
+        topics: Collection[str] | None = None,
+        lease_seconds: float = 30.0,
+        now: float | None = None,
+    ) -> tuple[bool, Delivery | None]:
+        """Ack one delivery and lease the next due message in one commit."""
+        ...
+
+    def fail(
+        self,
+        delivery: Delivery,
+        error: str,
+        *,
+        retry: bool = True,
+        retry_in: float | None = None,
+        now: float | None = None,
+    ) -> FailOutcome:
+        """A failed attempt: "retry" by back-off, "dead" (keys_if_undelivered written) or "lost"."""
+        ...
+
+    def extend_lease(
+        self, delivery: Delivery, lease_seconds: float, *, now: float | None = None
+    ) -> bool:
+        """Keep holding a message ``lease_seconds`` longer; False if the lease was lost."""
+        ...
+
+    def release(self, delivery: Delivery) -> bool:
+        """Give a message back unhandled, due at once, its attempt not counted."""
+        ...
+
+    def next_due(self, *, topics: Collection[str] | None = None) -> float | None:
+        """When the next message becomes claimable (due, or its lease runs out); None if never."""
+        ...
+
+    def wait_for_change(self, timeout: float) -> bool:
+        """Block until a commit (any process's) may have added deliverable work, or ``timeout``."""
+        ...
+
+    # -- lifetime -----------------------------------------------------------------------
+
+    def now(self) -> float:
+        """The store clock's time, Unix seconds: what expiry and due times are measured in."""
+        ...
+
+    def close(self) -> None:
+        """Release the connections; later calls raise ``StoreError``."""
+        ...

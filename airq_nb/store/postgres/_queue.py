@@ -1,0 +1,213 @@
+"""Queue SQL for PostgreSQL: insert, claim with ``FOR UPDATE SKIP LOCKED``, fail, dead-letter.
+
+The validation and the row-to-delivery logic are the SQLite backend's (``store/_queue.py``);
+only the statements differ. Functions taking ``conn`` run in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .. import _queue
+from .._queue import Delivery, FailOutcome, PreparedMessage, UndeliverableRow
+
+__all__ = [
+    "claim_statement",
+    "dead_letter_claimed",
+    "fail_delivery",
+    "insert_messages",
+    "insert_one",
+]
+
+WriteUndelivered = Callable[[Sequence[bytes], str], None]
+
+_COLUMNS = (
+    "topic, value, state, deliver_at, due_at, attempts, backoff_schedule, "
+    "keys_if_undelivered, enqueued_at, dedup_key, schedule"
+)
+_INSERT = f"INSERT INTO queue ({_COLUMNS}) VALUES (%s, %s, 'queued', %s, %s, 0, %s, %s, %s, %s, %s)"
+_INSERT_RETURNING = _INSERT + " RETURNING id"
+# A twin enqueued concurrently by another connection wins the unique index; we return its id.
+_INSERT_DEDUP = (
+    _INSERT + " ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING RETURNING id"
+)
+# Many messages in one statement. Ids come from the identity column in the order of
+# ORDER BY, so the sorted returned ids match the messages in order.
+_INSERT_MANY = (
+    f"INSERT INTO queue ({_COLUMNS}) "
+    "SELECT topic, value, 'queued', at, at, 0, backoff, keys, %s, NULL, schedule "
+    "FROM unnest(%s::text[], %s::text[], %s::float8[], %s::text[], %s::text[], %s::text[]) "
+    "WITH ORDINALITY AS m(topic, value, at, backoff, keys, schedule, n) ORDER BY n RETURNING id"
+)
+
+
+def insert_one(message: PreparedMessage, now: float) -> tuple[str, tuple[Any, ...]]:
+    """The INSERT ... RETURNING id and its parameters for one message without a dedup key."""
+    at = now + message.delay
+    return _INSERT_RETURNING, (
+        message.topic,
+        message.value_json,
+        at,
+        at,
+        message.backoff_json,
+        message.keys_json,
+        now,
+        None,
+        message.schedule,
+    )
+
+
+def insert_messages(conn: Any, messages: Sequence[PreparedMessage], now: float) -> list[int]:
+    """Insert messages in the open transaction; a live ``dedup_key`` twin's id is reused."""
+    plain = [m for m in messages if m.dedup_key is None]
+    if len(plain) == len(messages):
+        rows = conn.execute(
+            _INSERT_MANY,
+            (
+                now,
+                [m.topic for m in messages],
+                [m.value_json for m in messages],
+                [now + m.delay for m in messages],
+                [m.backoff_json for m in messages],
+                [m.keys_json for m in messages],
+                [m.schedule for m in messages],
+            ),
+        ).fetchall()
+        return sorted(row[0] for row in rows)
+    ids: list[int] = []
+    for message in messages:
+        if message.dedup_key is None:
+            ids.append(conn.execute(*insert_one(message, now)).fetchone()[0])
+        else:
+            ids.append(_insert_deduplicated(conn, message, now))
+    return ids
+
+
+def _insert_deduplicated(conn: Any, message: PreparedMessage, now: float) -> int:
+    key = message.dedup_key
+    row = conn.execute(
+        "SELECT id FROM queue WHERE dedup_key = %s AND state <> 'dead'", (key,)
+    ).fetchone()
+    if row is not None:
+        return row[0]
+    # A dead twin keeps its row for inspection but gives up the key.
+    conn.execute(
+        "UPDATE queue SET dedup_key = NULL WHERE dedup_key = %s AND state = 'dead'", (key,)
+    )
+    at = now + message.delay
+    params = (
+        message.topic,
+        message.value_json,
+        at,
+        at,
+        message.backoff_json,
+        message.keys_json,
+        now,
+        key,
+        message.schedule,
+    )
+    row = conn.execute(_INSERT_DEDUP, params).fetchone()
+    if row is None:  # lost the race to another connection's enqueue of the same key
+        row = conn.execute("SELECT id FROM queue WHERE dedup_key = %s", (key,)).fetchone()
+    return row[0]
+
+
+# Lease the next due messages. SKIP LOCKED passes over rows another consumer is leasing
+# right now instead of waiting for it, and FOR UPDATE re-checks the conditions on the row's
+# newest version, so two consumers never lease one message. Queued messages are claimable
+# up to a look-ahead horizon; an expired lease only once it has really expired.
+_CLAIM = (
+    "WITH picked AS (SELECT id FROM queue "
+    "WHERE state IN ('queued', 'leased') AND due_at <= %(horizon)s "
+    "AND (state = 'queued' OR due_at <= %(now)s) "
+    "AND topic NOT IN (SELECT topic FROM paused_topics) "
+    "AND NOT EXISTS (SELECT 1 FROM paused_topics WHERE topic = '*') "
+    "{topics}ORDER BY due_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
+    "UPDATE queue q SET state = 'leased', attempts = q.attempts + 1, lease_token = %(token)s, "
+    "lease_expires_at = %(expires)s, due_at = %(expires)s FROM picked WHERE q.id = picked.id "
+    "RETURNING q.id, q.topic, q.value, q.deliver_at, q.attempts, q.backoff_schedule, "
+    "q.keys_if_undelivered, q.enqueued_at, q.schedule"
+)
+_CLAIM_ANY = _CLAIM.format(topics="")
+_CLAIM_TOPICS = _CLAIM.format(topics="AND topic = ANY(%(topics)s) ")
+
+
+def claim_statement(topics: Sequence[str] | None) -> str:
+    """The claim statement, filtered by topic when ``topics`` is given."""
+    return _CLAIM_ANY if topics is None else _CLAIM_TOPICS
+
+
+def write_undelivered_safely(
+    write_undelivered: WriteUndelivered, keys_raw: str | None, value_json: str
+) -> str:
+    """Write a dead letter's value under its keys_if_undelivered; a note for its error if not."""
+    return _queue._write_undelivered_safely(write_undelivered, keys_raw, value_json)
+
+
+def _dead_letter(conn: Any, msg_id: int, error: str, now: float) -> None:
+    conn.execute(
+        "UPDATE queue SET state = 'dead', last_error = %s, dead_at = %s, lease_token = NULL, "
+        "lease_expires_at = NULL, due_at = NULL WHERE id = %s",
+        (error, now, msg_id),
+    )
+
+
+def dead_letter_claimed(
+    conn: Any,
+    bad: UndeliverableRow,
+    lease_token: str,
+    now: float,
+    write_undelivered: WriteUndelivered,
+) -> None:
+    """Dead-letter a row this consumer just leased (in the open transaction)."""
+    row = conn.execute(
+        "SELECT keys_if_undelivered, value, backoff_schedule FROM queue "
+        "WHERE id = %s AND lease_token = %s FOR UPDATE",
+        (bad.msg_id, lease_token),
+    ).fetchone()
+    if row is None:
+        return  # deleted or re-leased meanwhile: nothing of ours to dead-letter
+    keys_raw, value_json, backoff_raw = row
+    error = bad.error
+    if bad.write_undelivered:
+        error += write_undelivered_safely(write_undelivered, keys_raw, value_json)
+        # The claim counted one attempt too many; show the attempts that really ran.
+        conn.execute(
+            "UPDATE queue SET attempts = %s WHERE id = %s",
+            (len(_queue._backoff_of(backoff_raw)) + 1, bad.msg_id),
+        )
+    _dead_letter(conn, bad.msg_id, error, now)
+
+
+def fail_delivery(
+    conn: Any,
+    delivery: Delivery,
+    error: str,
+    *,
+    now: float,
+    retry: bool,
+    retry_in: float | None,
+    write_undelivered: WriteUndelivered,
+) -> FailOutcome:
+    """Record a failed attempt: schedule the next by back-off, or dead-letter when exhausted."""
+    row = conn.execute(
+        "SELECT attempts, keys_if_undelivered, value FROM queue "
+        "WHERE id = %s AND lease_token = %s FOR UPDATE",
+        (delivery.id, delivery.lease_token),
+    ).fetchone()
+    if row is None:
+        return "lost"
+    attempts, keys_raw, value_json = row
+    if retry and attempts < delivery.max_attempts:
+        wait = delivery.backoff_schedule[attempts - 1] if retry_in is None else retry_in
+        at = now + wait
+        conn.execute(
+            "UPDATE queue SET state = 'queued', deliver_at = %s, due_at = %s, last_error = %s, "
+            "lease_token = NULL, lease_expires_at = NULL WHERE id = %s",
+            (at, at, error, delivery.id),
+        )
+        return "retry"
+    error += write_undelivered_safely(write_undelivered, keys_raw, value_json)
+    _dead_letter(conn, delivery.id, error, now)
+    return "dead"
