@@ -124,6 +124,9 @@ def delivery_chart(
         title=_title(view), name="delivery_chart", height=height, y_label="lateness (ms)",
         span=view.span, tz=view.tz, x_label="scheduled time",
     )  # fmt: skip
+    # Two invisible points keep the lateness axis at least 0–10 ms: with no deliveries at all
+    # Bokeh could not size it, and drew the chart without its axes.
+    fig.scatter(x=list(x_range(view.span, view.tz)), y=[0, 10], alpha=0, name="y_floor")
     markers = []
     for outcome, color in OUTCOME_COLORS.items():
         legend_swatch(fig, outcome, color=color, size=7)
