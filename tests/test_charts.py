@@ -61,7 +61,9 @@ def only_source(fig) -> ColumnDataSource:
 
 def data_renderers(fig) -> list[GlyphRenderer]:
     return [
-        r for r in fig.renderers if isinstance(r, GlyphRenderer) and r.glyph.y in ("pm2_5", "pm10")
+        r
+        for r in fig.renderers
+        if isinstance(r, GlyphRenderer) and getattr(r.glyph, "y", None) in ("pm2_5", "pm10")
     ]
 
 
@@ -86,19 +88,49 @@ def test_readings_chart_draws_pm2_5_and_pm10_lines_with_a_hiding_legend():
     }
 
 
-def test_readings_chart_hover_shows_time_both_values_and_the_series():
-    fig = charts.readings_chart(readings_frame(), now=NOW)
+def hover_of(fig) -> tuple[HoverTool, dict]:
     (hover,) = fig.select({"type": HoverTool})
-    tips = dict(hover.tooltips)
-    assert tips["time"] == "@time_text"
-    assert tips["PM2.5"].startswith("@pm2_5") and tips["PM10"].startswith("@pm10")
-    assert tips["series"] == "@series"
-    # Beside the pointer, on whichever side has room: the tooltip stays on the canvas.
-    assert (hover.attachment, hover.point_policy) == ("horizontal", "follow_mouse")
-    assert hover.renderers and all(r.glyph.y == "hover_y" for r in hover.renderers)
-    data = only_source(fig).data
+    (bars,) = hover.renderers
+    return hover, bars.data_source.data
+
+
+def test_readings_chart_hover_shows_time_both_values_and_the_series():
+    frame = readings_frame()
+    frame.loc[frame.index[-2], "pm10"] = None
+    fig = charts.readings_chart(frame, now=NOW)
+    hover, data = hover_of(fig)
+    assert hover.tooltips == [
+        ("time", "@time_text"),
+        ("PM2.5", "@pm2_5_0"),
+        ("PM10", "@pm10_0"),
+        ("series", "@series_0"),
+    ]
+    # One invisible bar per hour, the full height of the plot: the pointer anywhere in an
+    # hour's column gets that hour's one tooltip, beside the pointer on the side with room.
+    (bars,) = hover.renderers
+    assert type(bars.glyph).__name__ == "VBar" and bars.glyph.width == 3_600_000
+    assert bars.glyph.fill_alpha == 0 and bars.glyph.top > 1e6
+    assert (hover.mode, hover.attachment, hover.point_policy) == (
+        "mouse", "horizontal", "follow_mouse",
+    )  # fmt: skip
     assert data["time_text"][-1] == "2026-11-28 12:00 UTC"
-    assert set(data["series"]) == {"London · Open-Meteo (modelled)"}
+    assert pd.Timestamp(data["time"][-1]) == pd.Timestamp("2026-11-28 12:30")  # mid-hour
+    assert data["pm2_5_0"][-1] == "30.0 µg/m³"
+    assert data["pm10_0"][-2] == "no reading"
+    assert set(data["series_0"]) == {"London · Open-Meteo (modelled)"}
+
+
+def test_several_series_share_one_tooltip_per_hour_naming_each():
+    frame = pd.concat(
+        [readings_frame(5), readings_frame(5, location="x@$y", source="laqn", kind="measured")]
+    )
+    hover, _ = hover_of(charts.readings_chart(frame, now=NOW))
+    assert isinstance(hover.tooltips, str)
+    assert "London · Open-Meteo (modelled)" in hover.tooltips
+    assert "PM2.5 @pm2_5_0 · PM10 @pm10_0" in hover.tooltips
+    assert "PM2.5 @pm2_5_1 · PM10 @pm10_1" in hover.tooltips
+    # A name is shown as text: neither a field ("@…", "$…") nor markup.
+    assert "x&#64;&#36;y · LAQN (measured)" in hover.tooltips
 
 
 def test_missing_hours_are_gaps_not_joined_lines():
@@ -184,11 +216,12 @@ def test_measured_and_modelled_side_by_side_name_their_source_in_legend_and_hove
     labels = legend_labels(fig)
     assert "PM2.5 · London · Open-Meteo (modelled)" in labels
     assert "PM10 · laqn:KF1 · LAQN (measured)" in labels
-    series = {key: set(cds.data["series"]) for key, cds in sources(fig, "readings:").items()}
-    assert series == {
-        "London · open-meteo": {"London · Open-Meteo (modelled)"},
-        "laqn:KF1 · laqn": {"laqn:KF1 · LAQN (measured)"},
-    }
+    hover, data = hover_of(fig)
+    assert (set(data["series_0"]), set(data["series_1"])) == (
+        {"London · Open-Meteo (modelled)"},
+        {"laqn:KF1 · LAQN (measured)"},
+    )
+    assert "laqn:KF1 · LAQN (measured)" in hover.tooltips
     means = charts.daqi_chart(frame, now=NOW)
     assert {"London · Open-Meteo (modelled)", "laqn:KF1 · LAQN (measured)"} <= set(
         legend_labels(means)
@@ -200,11 +233,11 @@ def test_measured_and_modelled_side_by_side_name_their_source_in_legend_and_hove
 def test_readings_without_a_kind_column_or_with_an_unknown_kind_name_no_kind():
     frame = readings_frame(5, kind=None)
     assert "kind" not in frame
-    assert set(only_source(charts.readings_chart(frame, now=NOW)).data["series"]) == {
+    assert set(hover_of(charts.readings_chart(frame, now=NOW))[1]["series_0"]) == {
         "London · Open-Meteo"
     }
     odd = readings_frame(5, kind="guessed", source="somewhere-new")
-    assert set(only_source(charts.readings_chart(odd, now=NOW)).data["series"]) == {
+    assert set(hover_of(charts.readings_chart(odd, now=NOW))[1]["series_0"]) == {
         "London · somewhere-new"
     }
 
@@ -223,13 +256,14 @@ def test_a_long_legend_wraps_into_rows_instead_of_running_off_the_canvas():
 
 
 def test_times_in_europe_london_are_gmt_in_winter_and_bst_in_summer():
-    winter = only_source(charts.readings_chart(readings_frame(), now=NOW, tz="Europe/London"))
-    assert winter.data["time_text"][-1] == "2026-11-28 12:00 GMT"
-    assert pd.Timestamp(winter.data["time"][-1]) == pd.Timestamp("2026-11-28 12:00")
+    winter_fig = charts.readings_chart(readings_frame(), now=NOW, tz="Europe/London")
+    assert hover_of(winter_fig)[1]["time_text"][-1] == "2026-11-28 12:00 GMT"
+    winter = only_source(winter_fig).data
+    assert pd.Timestamp(winter["time"][-1]) == pd.Timestamp("2026-11-28 12:00")
     fig = charts.readings_chart(readings_frame(end=SUMMER), now=SUMMER, tz="Europe/London")
     summer = only_source(fig).data
-    # Bokeh draws naive wall time: 11:00 UTC is drawn at 12:00 and said to be 12:00 BST.
-    assert summer["time_text"][-1] == "2026-07-01 13:00 BST"
+    # Bokeh draws naive wall time: 12:00 UTC is drawn at 13:00 and said to be 13:00 BST.
+    assert hover_of(fig)[1]["time_text"][-1] == "2026-07-01 13:00 BST"
     assert pd.Timestamp(summer["time"][-1]) == pd.Timestamp("2026-07-01 13:00")
     assert fig.xaxis[0].axis_label == "time (Europe/London, GMT/BST)"
     utc = charts.readings_chart(readings_frame(end=SUMMER), now=SUMMER)
@@ -349,11 +383,13 @@ def test_too_few_hours_for_a_mean_and_no_readings_are_said_plainly():
 
 def test_daqi_chart_hover_names_the_band_of_each_mean():
     fig = charts.daqi_chart(readings_frame(30, pm2_5=40.0), now=NOW)
-    (hover,) = fig.select({"type": HoverTool})
-    assert dict(hover.tooltips)["band"] == "@band"
-    data = sources(fig, "means:")["pm2_5:London · open-meteo"].data
-    assert data["band"][-1] == "Moderate (DAQI 4)"
-    assert data["band"][0] == ""  # no mean, no band
+    hover, data = hover_of(fig)
+    assert dict(hover.tooltips)["24-h mean"] == "@mean_0"
+    assert data["mean_0"][-1] == "40.0 µg/m³, Moderate (DAQI 4)"
+    assert data["mean_0"][0] == "no 24-h mean"
+    means = sources(fig, "means:")["pm2_5:London · open-meteo"].data
+    assert means["band"][-1] == "Moderate (DAQI 4)"
+    assert means["band"][0] == ""  # no mean, no band
 
 
 # -- freshness --------------------------------------------------------------------------------

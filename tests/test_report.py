@@ -142,19 +142,26 @@ def open_page(browser, path: Path):
     return page
 
 
+# Where BokehJS drew each figure's legend, in canvas pixels, in document order.
+LEGEND_BOXES = """() => [...Bokeh.index.all_views()]
+    .filter((view) => view.model.type === 'Legend')
+    .map((view) => [view.bbox.x, view.bbox.y, view.bbox.width, view.bbox.height])"""
+
+
 def legend_colors(page, index: int, colors: dict[str, str]) -> dict[str, int]:
-    """How many pixels of each colour the legend band (above the plot) of figure ``index``
-    shows: a swatch that is drawn has its colour's pixels there."""
+    """How many pixels of each colour figure ``index``'s legend shows, as drawn: a swatch
+    that is drawn has its colour's pixels inside the legend's box."""
     from io import BytesIO
 
     from PIL import Image
 
     figure = page.locator(".bk-Figure").nth(index)
     figure.scroll_into_view_if_needed()
+    x, y, width, height = page.evaluate(LEGEND_BOXES)[index]
+    assert width > 50 and height > 15
     image = Image.open(BytesIO(figure.screenshot())).convert("RGB")
-    # The title and the legend sit above the plot frame, in the figure's top band.
-    band = image.crop((0, 0, image.width, 95))
-    pixels = [band.getpixel((x, y)) for y in range(band.height) for x in range(band.width)]
+    box = image.crop((int(x), int(y), int(x + width), int(y + height)))
+    pixels = [box.getpixel((i, j)) for j in range(box.height) for i in range(box.width)]
     counts = {}
     for name, color in colors.items():
         rgb = tuple(int(color[i : i + 2], 16) for i in (1, 3, 5))

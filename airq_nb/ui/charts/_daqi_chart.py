@@ -6,18 +6,26 @@ import html
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
 from bokeh.models import (
     BoxAnnotation,
     ColumnDataSource,
     Div,
     FixedTicker,
-    HoverTool,
     LinearAxis,
     Range1d,
 )
 
 from ...daqi import WHO_24H, DaqiBand, daqi_band, daqi_bands
-from ._figures import legend_above, no_data_label, time_figure, x_range, y_end
+from ._figures import (
+    hour_hover,
+    legend_above,
+    no_data_label,
+    stacked_tooltip,
+    time_figure,
+    x_range,
+    y_end,
+)
 from ._readings import NO_DATA
 from ._series import MEAN_MIN_HOURS, POLLUTANTS, Series, above_guideline
 from ._time import stamp_text, wall
@@ -44,7 +52,7 @@ DAQI_COLORS = (
 )  # fmt: skip
 #: Line colours of the series (dark, to read over the band shading).
 SERIES_COLORS = ("#08306b", "#000000", "#6a3d9a", "#8c510a", "#01665e", "#c51b7d")
-_HOUR_TEXT = {"rolling": "24-hour running mean", "calendar": "daily mean (midnight to midnight)"}
+_HOUR_TEXT = {"rolling": "24-hour running mean", "calendar": "daily mean"}
 
 
 def _band_edges(band: DaqiBand, bands: tuple[DaqiBand, ...]) -> tuple[float | None, float | None]:
@@ -86,9 +94,37 @@ def daqi_columns(series: Series, pollutant: str, tz: str) -> dict[str, Any]:
     }
 
 
+def hover_columns(view: ReadingsView, pollutant: str) -> dict[str, Any]:
+    """One row per hour, every series' 24-hour mean and its band as text, for one tooltip."""
+    hours = view.span.hours
+    columns: dict[str, Any] = {
+        "time": wall(hours + pd.Timedelta(minutes=30), view.tz),
+        "time_text": stamp_text(hours, view.tz),
+    }
+    for number, series in enumerate(view.series):
+        texts = []
+        for value in series.hourly[f"mean_{pollutant}"]:
+            band = daqi_band(pollutant, value)
+            texts.append("no 24-h mean" if band is None else f"{value:.1f} µg/m³, {band.text}")
+        columns[f"mean_{number}"] = texts
+        columns[f"series_{number}"] = [series.label] * len(hours)
+    return columns
+
+
+def hover_tooltips(view: ReadingsView, pollutant: str) -> list[tuple[str, str]] | str:
+    """The hour (the last of the 24 the mean covers), then each series' mean and band."""
+    if len(view.series) > 1:
+        entries = [(series.label, f"@mean_{n}") for n, series in enumerate(view.series)]
+        return stacked_tooltip(f"24-h mean {POLLUTANTS[pollutant]} up to @time_text", entries)
+    rows = [("up to the hour", "@time_text")]
+    if view.series:
+        rows += [("24-h mean", "@mean_0"), ("series", "@series_0")]
+    return rows
+
+
 def _title(view: ReadingsView, pollutant: str) -> str:
     name = POLLUTANTS[pollutant]
-    text = f"{name}: {_HOUR_TEXT[view.mean]} against the UK DAQI bands and the WHO guideline"
+    text = f"{name}: {_HOUR_TEXT[view.mean]} against the DAQI bands"
     return text if view.has_data else f"{text}: {NO_DATA}"
 
 
@@ -123,34 +159,19 @@ def draw_daqi(view: ReadingsView, pollutant: str, *, height: int = 300) -> Figur
         legend_label=f"WHO 24-h guideline {POLLUTANTS[pollutant]}: {guideline:g} µg/m³",
         name=f"who:{pollutant}",
     )  # fmt: skip
-    lines = []
     for number, series in enumerate(view.series):
         cds = ColumnDataSource(
             daqi_columns(series, pollutant, view.tz), name=f"means:{pollutant}:{series.key}"
         )
-        lines.append(
-            fig.line(
-                "time", "mean", source=cds, line_width=2.5,
-                color=SERIES_COLORS[number % len(SERIES_COLORS)],
-                # Modelled estimates dashed, measured values solid.
-                line_dash="dashed" if series.kind == "modelled" else "solid",
-                legend_label=series.label, name=f"mean:{pollutant}:{series.key}",
-            )
+        fig.line(
+            "time", "mean", source=cds, line_width=2.5,
+            color=SERIES_COLORS[number % len(SERIES_COLORS)],
+            # Modelled estimates dashed, measured values solid.
+            line_dash="dashed" if series.kind == "modelled" else "solid",
+            legend_label=series.label, name=f"mean:{pollutant}:{series.key}",
         )  # fmt: skip
-    fig.add_tools(
-        HoverTool(
-            renderers=lines,
-            mode="vline",
-            tooltips=[
-                ("time", "@time_text"),
-                ("24-h mean", f"@mean{{0.0}} µg/m³ {POLLUTANTS[pollutant]}"),
-                ("band", "@band"),
-                ("series", "@series"),
-            ],
-            attachment="horizontal",
-            point_policy="follow_mouse",
-        )
-    )
+    hover = ColumnDataSource(hover_columns(view, pollutant), name=f"means_hover:{pollutant}")
+    hour_hover(fig, hover, hover_tooltips(view, pollutant), name=f"hover:{pollutant}")
     fig.add_layout(no_data_label(NO_DATA, view.span, view.tz, y=top / 2, visible=not view.has_data))
     legend_above(fig)
     return fig
@@ -163,6 +184,7 @@ def update_daqi(
     for series in view.series:
         cds = models[f"means:{pollutant}:{series.key}"]
         cds.data = daqi_columns(series, pollutant, view.tz)
+    models[f"means_hover:{pollutant}"].data = hover_columns(view, pollutant)
     fig.title.text = _title(view, pollutant)
     models["no_data"].visible = not view.has_data
     return (*x_range(view.span, view.tz), _y_end(view, pollutant))

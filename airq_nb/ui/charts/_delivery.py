@@ -101,7 +101,7 @@ def read_deliveries(
 
 
 def _title(view: DeliveryView) -> str:
-    text = f"Delivery accuracy: lateness of each delivery, last {view.days:g} days (ms)"
+    text = f"Delivery lateness (ms), last {view.days:g} days"
     return text if view.count else f"{text}: {_NONE_YET}"
 
 

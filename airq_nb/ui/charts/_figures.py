@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import html
 import math
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from bokeh.models import Label, Range1d
+from bokeh.models import ColumnDataSource, HoverTool, Label, Range1d
 from bokeh.plotting import figure
 
 from ._series import Window
@@ -16,17 +17,21 @@ if TYPE_CHECKING:
     from bokeh.plotting import figure as Figure
 
 __all__ = [
+    "hour_hover",
     "legend_above",
     "legend_swatch",
     "named",
     "no_data_label",
+    "stacked_tooltip",
     "time_figure",
+    "value_text",
     "x_range",
     "y_end",
 ]
 
 _TOOLS = "pan,xwheel_zoom,box_zoom,reset,save"
 _HOUR = pd.Timedelta(hours=1)
+_LEGEND_ROW = 26  # px
 
 
 def x_range(span: Window, tz: str) -> tuple[Any, Any]:
@@ -58,9 +63,8 @@ def time_figure(
         tools=_TOOLS,
         active_scroll="xwheel_zoom",
         name=name,
-        # The same borders on every chart, so their time axes line up one above another.
-        min_border_left=70,
-        min_border_right=110,
+        # The tools above the plot, beside the title, leave its whole width to the data.
+        toolbar_location="above",
         x_range=Range1d(*x_range(span, tz)),
         **({"y_range": y_range} if y_range is not None else {}),
     )
@@ -70,11 +74,12 @@ def time_figure(
     return fig
 
 
-def legend_above(fig: Figure, *, row_chars: int = 90) -> None:
+def legend_above(fig: Figure, *, row_chars: int = 60) -> None:
     """The legend in rows above the plot, where it hides no data; a click hides a series.
 
     Items go in as many rows as keep each row within about ``row_chars`` characters, so a
-    long legend wraps instead of running off the canvas at 1000 px.
+    long legend wraps instead of running off a chart beside JupyterLab's file browser at
+    1000 px (about 560 px of canvas).
     """
     if not fig.legend:
         return
@@ -90,6 +95,8 @@ def legend_above(fig: Figure, *, row_chars: int = 90) -> None:
         margin=4,
     )  # fmt: skip
     fig.add_layout(legend, "above")
+    # Each further row of legend gets its own height, so the plot itself keeps its size.
+    fig.height += _LEGEND_ROW * (math.ceil(len(widths) / per_row) - 1)
 
 
 def _widest_row(widths: list[int], per_row: int) -> int:
@@ -102,6 +109,50 @@ def legend_swatch(fig: Figure, label: str, *, y: Any = math.nan, **visuals: Any)
     """A one-point, never-drawn marker under ``label`` so its legend entry has a swatch even
     while its own data source is empty (Bokeh draws no swatch for an empty vectorised glyph)."""
     fig.scatter(x=[math.nan], y=[y], legend_label=label, name=f"swatch:{label}", **visuals)
+
+
+def hour_hover(
+    fig: Figure, source: ColumnDataSource, tooltips: list[tuple[str, str]] | str, *, name: str
+) -> None:
+    """One tooltip per hour, wherever the pointer is in that hour's column of the plot.
+
+    An invisible bar spans each hour from the bottom of the plot to far above its top, so
+    the pointer always hits exactly one hour (never a stack of tooltips for neighbouring
+    hours or other series), and the tooltip follows the pointer, on the side with room,
+    which keeps it on the canvas.
+    """
+    bars = fig.vbar(
+        x="time", width=3_600_000, bottom=-1e9, top=1e9, source=source, fill_alpha=0,
+        line_alpha=0, hover_fill_alpha=0.08, hover_fill_color="#000000", hover_line_alpha=0,
+        name=name,
+    )  # fmt: skip
+    fig.add_tools(
+        HoverTool(
+            renderers=[bars], tooltips=tooltips, mode="mouse", point_policy="follow_mouse",
+            attachment="horizontal",
+        )
+    )  # fmt: skip
+
+
+def stacked_tooltip(heading: str, entries: list[tuple[str, str]]) -> str:
+    """A tooltip template with each entry's label above its value, so several series fit in
+    a narrow tooltip. Labels are our text, escaped (and ``@``/``$`` too, which Bokeh would
+    read as fields); values are Bokeh field templates such as ``@pm2_5_0``."""
+
+    def text(label: str) -> str:
+        return html.escape(label).replace("@", "&#64;").replace("$", "&#36;")
+
+    rows = "".join(
+        f"<div style='margin-top:3px'><div style='color:#555'>{text(label)}</div>"
+        f"<div>{value}</div></div>"
+        for label, value in entries
+    )
+    return f"<div style='font-size:12px;max-width:260px'><b>{heading}</b>{rows}</div>"
+
+
+def value_text(values: Any, *, unit: str = "µg/m³") -> list[str]:
+    """Numbers as "12.3 µg/m³", a missing one as "no reading"."""
+    return ["no reading" if not math.isfinite(v) else f"{v:.1f} {unit}" for v in values]
 
 
 def named(fig: Figure) -> dict[str, Any]:

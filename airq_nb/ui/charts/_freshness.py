@@ -57,7 +57,7 @@ def draw_freshness(view: ReadingsView, *, height: int | None = None) -> Figure:
     """A strip per series, a cell per hour: green when stored, red when missing."""
     labels = [s.label for s in view.series] or [NO_DATA]
     fig = time_figure(
-        title="Data freshness: each hour of each series (hover for when it was fetched)",
+        title="Data freshness: missing hours, and when each was fetched",
         name="freshness_chart", height=height or 110 + 34 * len(labels), y_label="",
         span=view.span, tz=view.tz, y_range=FactorRange(factors=list(reversed(labels))),
     )  # fmt: skip

@@ -5,10 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from bokeh.models import ColumnDataSource, HoverTool, Range1d
+import pandas as pd
+from bokeh.models import ColumnDataSource, Range1d
 
-from ._figures import legend_above, no_data_label, time_figure, x_range, y_end
+from ._figures import (
+    hour_hover,
+    legend_above,
+    no_data_label,
+    stacked_tooltip,
+    time_figure,
+    value_text,
+    x_range,
+    y_end,
+)
 from ._series import POLLUTANTS, Series
 from ._time import stamp_text, wall
 from ._view import ReadingsView
@@ -28,22 +37,44 @@ def readings_columns(series: Series, tz: str) -> dict[str, Any]:
     """The hourly chart's data source of one series: a row per hour, NaN where none."""
     hourly = series.hourly
     values = {p: hourly[p].to_numpy(dtype="float64") for p in POLLUTANTS}
-    with np.errstate(invalid="ignore"):
-        both_missing = np.isnan(values["pm2_5"]) & np.isnan(values["pm10"])
-        top = np.where(both_missing, np.nan, np.fmax(values["pm2_5"], values["pm10"]))
-    return {
-        "time": wall(hourly.index, tz),
-        "time_text": stamp_text(hourly.index, tz),
-        **values,
-        # An invisible marker at the higher value carries one tooltip per hour.
-        "hover_y": top,
-        "series": [series.label] * len(hourly),
+    return {"time": wall(hourly.index, tz), **values}
+
+
+def hover_columns(view: ReadingsView) -> dict[str, Any]:
+    """One row per hour of the window, with every series' values as text, for one tooltip."""
+    hours = view.span.hours
+    columns: dict[str, Any] = {
+        # The middle of the hour, where its hover bar is centred.
+        "time": wall(hours + pd.Timedelta(minutes=30), view.tz),
+        "time_text": stamp_text(hours, view.tz),
     }
+    for number, series in enumerate(view.series):
+        for pollutant in POLLUTANTS:
+            columns[f"{pollutant}_{number}"] = value_text(series.hourly[pollutant])
+        columns[f"series_{number}"] = [series.label] * len(hours)
+    return columns
+
+
+def hover_tooltips(view: ReadingsView) -> list[tuple[str, str]] | str:
+    """Time, PM2.5, PM10 and the series as a table for one series; for several, the time
+    and then each series' name above its two values."""
+    if len(view.series) > 1:
+        return stacked_tooltip(
+            "@time_text",
+            [
+                (series.label, f"PM2.5 @pm2_5_{n} · PM10 @pm10_{n}")
+                for n, series in enumerate(view.series)
+            ],
+        )
+    rows = [("time", "@time_text")]
+    if view.series:
+        rows += [("PM2.5", "@pm2_5_0"), ("PM10", "@pm10_0"), ("series", "@series_0")]
+    return rows
 
 
 def readings_title(view: ReadingsView) -> str:
     where = f" in {view.location}" if view.location else ""
-    text = f"Hourly PM2.5 and PM10{where}, last {view.days:g} days (µg/m³)"
+    text = f"Hourly PM2.5 and PM10{where} (µg/m³), last {view.days:g} days"
     return text if view.has_data else f"{text}: {NO_DATA}"
 
 
@@ -58,7 +89,6 @@ def draw_readings(view: ReadingsView, *, height: int = 340) -> Figure:
         title=readings_title(view), name="readings_chart", height=height, y_label="µg/m³",
         span=view.span, tz=view.tz, y_range=Range1d(0, top),
     )  # fmt: skip
-    hover_renderers = []
     for number, series in enumerate(view.series):
         cds = ColumnDataSource(readings_columns(series, view.tz), name=f"readings:{series.key}")
         dash = _DASHES[number % len(_DASHES)]
@@ -73,24 +103,8 @@ def draw_readings(view: ReadingsView, *, height: int = 340) -> Figure:
                 "time", pollutant, source=cds, color=COLORS[pollutant], size=4,
                 legend_label=legend, name=f"{pollutant}:{series.key}:markers",
             )  # fmt: skip
-        hover_renderers.append(
-            fig.scatter("time", "hover_y", source=cds, alpha=0, size=5, name=f"hover:{series.key}")
-        )
-    fig.add_tools(
-        HoverTool(
-            renderers=hover_renderers,
-            mode="vline",
-            tooltips=[
-                ("time", "@time_text"),
-                ("PM2.5", "@pm2_5{0.0} µg/m³"),
-                ("PM10", "@pm10{0.0} µg/m³"),
-                ("series", "@series"),
-            ],
-            # Beside the point, on the side with room: the tooltip stays on the canvas.
-            attachment="horizontal",
-            point_policy="follow_mouse",
-        )
-    )
+    hover = ColumnDataSource(hover_columns(view), name="readings_hover")
+    hour_hover(fig, hover, hover_tooltips(view), name="hover:readings")
     fig.add_layout(
         no_data_label(
             f"{NO_DATA}: start the collector", view.span, view.tz, y=top / 2,
@@ -107,6 +121,7 @@ def update_readings(
     """Put the view's data into a chart drawn for the same series; returns its home ranges."""
     for series in view.series:
         models[f"readings:{series.key}"].data = readings_columns(series, view.tz)
+    models["readings_hover"].data = hover_columns(view)
     fig.title.text = readings_title(view)
     models["no_data"].visible = not view.has_data
     return (*x_range(view.span, view.tz), _y_end(view))
