@@ -64,15 +64,14 @@ def _band_edges(band: DaqiBand, bands: tuple[DaqiBand, ...]) -> tuple[float | No
 
 
 def _band_axis(fig: Figure, bands: tuple[DaqiBand, ...]) -> None:
-    """A right-hand axis naming each band at its middle: "1 Low" … "10 Very High"."""
+    """A narrow right-hand axis numbering each band at its middle, 1 to 10 (the levels in
+    words are in the headline and the key, which have the room)."""
     middles = {}
     for band in bands:
         bottom, top = _band_edges(band, bands)
         low = 0.0 if bottom is None else bottom
         high = low + 10 if top is None else top
-        middles[(low + high) / 2] = (
-            f"{band.index} {band.level}" if band.index in (1, 4, 7, 10) else str(band.index)
-        )
+        middles[(low + high) / 2] = str(band.index)
     axis = LinearAxis(
         ticker=FixedTicker(ticks=list(middles)), major_label_overrides=middles,
         axis_label="DAQI band", major_tick_line_color=None, minor_tick_line_color=None,

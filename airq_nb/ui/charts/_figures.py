@@ -74,7 +74,7 @@ def time_figure(
     return fig
 
 
-def legend_above(fig: Figure, *, row_chars: int = 60) -> None:
+def legend_above(fig: Figure, *, row_chars: int = 70) -> None:
     """The legend in rows above the plot, where it hides no data; a click hides a series.
 
     Items go in as many rows as keep each row within about ``row_chars`` characters, so a

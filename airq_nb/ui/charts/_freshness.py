@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from bokeh.models import ColumnDataSource, Div, FactorRange, HoverTool
+from bokeh.models import ColumnDataSource, Div, FactorRange, HoverTool, LabelSet
 
 from ..._humanize import span_text
 from ._figures import legend_above, legend_swatch, time_figure, x_range
@@ -30,6 +30,7 @@ __all__ = [
 
 STATUS_COLORS = {"present": "#74c476", "missing": "#de2d26"}
 _HALF_HOUR = pd.Timedelta(minutes=30)
+_STRIP = -0.25  # a strip sits below the middle of its row, its name above
 
 
 def freshness_columns(view: ReadingsView, status: str) -> dict[str, Any]:
@@ -50,7 +51,12 @@ def freshness_columns(view: ReadingsView, status: str) -> dict[str, Any]:
         )
     hours = pd.DatetimeIndex(rows.pop("hour"), tz="UTC")
     # A cell spans its whole hour: its centre is half past.
-    return {"time": wall(hours + _HALF_HOUR, view.tz), **rows, "status": [status] * len(hours)}
+    return {
+        "time": wall(hours + _HALF_HOUR, view.tz),
+        "row": [(label, _STRIP) for label in rows["series"]],
+        **rows,
+        "status": [status] * len(hours),
+    }
 
 
 def draw_freshness(view: ReadingsView, *, height: int | None = None) -> Figure:
@@ -58,19 +64,31 @@ def draw_freshness(view: ReadingsView, *, height: int | None = None) -> Figure:
     labels = [s.label for s in view.series] or [NO_DATA]
     fig = time_figure(
         title="Data freshness: missing hours, and when each was fetched",
-        name="freshness_chart", height=height or 110 + 34 * len(labels), y_label="",
+        name="freshness_chart", height=height or 110 + 44 * len(labels), y_label="",
         span=view.span, tz=view.tz, y_range=FactorRange(factors=list(reversed(labels))),
     )  # fmt: skip
     cells = []
     for status, color in STATUS_COLORS.items():
-        legend_swatch(fig, f"hour {status}", y=labels[0], color=color, marker="square", size=12)
+        legend_swatch(
+            fig, f"hour {status}", y=(labels[0], _STRIP), color=color, marker="square", size=12
+        )
         cds = ColumnDataSource(freshness_columns(view, status), name=f"freshness:{status}")
         cells.append(
             fig.rect(
-                "time", "series", width=3_300_000, height=0.7, source=cds, color=color,
+                "time", "row", width=3_300_000, height=0.35, source=cds, color=color,
                 legend_label=f"hour {status}", name=f"cells:{status}",
             )
         )  # fmt: skip
+    # Each strip's name just above it, inside the plot: as y-axis labels the long names
+    # would widen the left margin of every chart aligned with this one.
+    names = ColumnDataSource({"row": [(label, -0.05) for label in labels], "text": labels})
+    fig.add_layout(
+        LabelSet(
+            x=4, x_units="screen", y="row", text="text", source=names, text_font_size="9pt",
+            text_baseline="bottom", text_color="#333333", name="strip_names",
+        )
+    )  # fmt: skip
+    fig.yaxis.visible = False
     fig.add_tools(
         HoverTool(
             renderers=cells,
