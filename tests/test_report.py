@@ -97,7 +97,8 @@ def test_the_parameters_cell_parses_without_a_warning(caplog):
         found = papermill.inspect_notebook(str(NOTEBOOK))
     assert [r.getMessage() for r in caplog.records] == []
     assert set(found) == {
-        "db_path", "headless", "days", "location", "tz", "report_html", "refresh_seconds",
+        "db_path", "headless", "days", "location", "tz", "mean", "report_html",
+        "refresh_seconds",
     }  # fmt: skip
     assert found["tz"]["default"] == '"UTC"'
     assert "Europe/London" in found["tz"]["help"]
