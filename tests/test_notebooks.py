@@ -161,7 +161,7 @@ def test_charts_notebook_draws_the_stored_readings_inline(tmp_path, openmeteo_se
     text = stream_text(notebook)
     assert f"London · open-meteo: {stored} hours with readings" in text
     assert "Data last fetched: " in text and "never" not in text.split("Data last fetched: ")[1]
-    assert "London · Open-Meteo: " in text and "(DAQI " in text  # today's band in words
+    assert "London · Open-Meteo" in text and "(DAQI " in text  # today's band in words
     # Headless: no live widget (it would need a kernel) but an embedded Bokeh document.
     assert widget_views(notebook) == []
     bundles = json.dumps([out.get("data", {}) for out in outputs(notebook)])

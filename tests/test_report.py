@@ -184,7 +184,8 @@ def test_headless_run_saves_charts_that_draw_without_a_kernel(tmp_path, seeded, 
     text = "".join(
         out.get("text", "") for cell in notebook.cells for out in cell.get("outputs", [])
     )
-    assert "London · Open-Meteo: " in text and "laqn:KF1 · LAQN: " in text
+    # Each series named with its source (and its kind, once the store records it).
+    assert "London · Open-Meteo" in text and "laqn:KF1 · LAQN" in text
     assert "missing 20" in text  # KF1's missing hour is named
     assert charts.LAQN_ATTRIBUTION in text
     assert f"report saved to {report}" in text

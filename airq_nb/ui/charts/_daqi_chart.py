@@ -10,7 +10,6 @@ import pandas as pd
 from bokeh.models import (
     BoxAnnotation,
     ColumnDataSource,
-    Div,
     FixedTicker,
     LinearAxis,
     Range1d,
@@ -39,7 +38,6 @@ __all__ = [
     "daqi_columns",
     "daqi_key_html",
     "draw_daqi",
-    "headline_div",
     "headline_html",
     "today_lines",
     "update_daqi",
@@ -273,7 +271,3 @@ def daqi_key_html() -> str:
         "(a mean is rounded to the nearest whole µg/m³, halves up)</caption>"
         f"{''.join(rows)}</table>"
     )
-
-
-def headline_div(view: ReadingsView) -> Div:
-    return Div(text=headline_html(view), name="today", sizing_mode="stretch_width")

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from bokeh.layouts import column
 from bokeh.models import Div, LayoutDOM, Range1d
 
+import airq_nb
+
 from .._refresh import PeriodicRefresh
 from ._daqi_chart import daqi_key_html, draw_daqi, headline_html, today_lines, update_daqi
 from ._delivery import (
@@ -31,11 +33,29 @@ if TYPE_CHECKING:
 
 __all__ = ["LAQN_ATTRIBUTION", "LiveChart", "dashboard"]
 
-#: What the Open Government Licence asks to be shown under LAQN data.
-LAQN_ATTRIBUTION = (
+#: What the Open Government Licence asks to be shown under LAQN data: the collector's own
+#: text when it has one (``airq_nb.LAQN_ATTRIBUTION``), else this.
+LAQN_ATTRIBUTION: str = getattr(
+    airq_nb,
+    "LAQN_ATTRIBUTION",
     "Contains data from the London Air Quality Network (Imperial College London), "
-    "Open Government Licence v3.0"
+    "Open Government Licence v3.0",
 )
+
+
+def attributions(view: ReadingsView) -> list[str]:
+    """The attribution each shown source asks for (``airq_nb.SOURCE_ATTRIBUTIONS`` when the
+    collector names them), once per source."""
+    known = getattr(airq_nb, "SOURCE_ATTRIBUTIONS", {"laqn": LAQN_ATTRIBUTION})
+    sources = sorted({series.source for series in view.series})
+    return [known[source] for source in sources if source in known]
+
+
+def _attribution_html(view: ReadingsView) -> str:
+    lines = "<br>".join(html.escape(text) for text in attributions(view))
+    return f"<p class='airq-attribution' style='font-size:11px;color:#555'>{lines}</p>"
+
+
 _Home = tuple[Any, Any, "float | None"]
 #: The charts a refresh updates in place, by name.
 _CHARTS = (
@@ -44,14 +64,6 @@ _CHARTS = (
     "freshness_chart",
     "delivery_chart",
 )
-
-
-def _attribution_html(view: ReadingsView) -> str:
-    return f"<p class='airq-attribution' style='font-size:11px;color:#555'>{html.escape(LAQN_ATTRIBUTION)}</p>"
-
-
-def _has_laqn(view: ReadingsView) -> bool:
-    return any(series.source == "laqn" for series in view.series)
 
 
 def _children(view: ReadingsView, deliveries: DeliveryView, store: Store) -> list[LayoutDOM]:
@@ -64,7 +76,7 @@ def _children(view: ReadingsView, deliveries: DeliveryView, store: Store) -> lis
         Div(text=freshness_html(view), name="freshness_text", sizing_mode="stretch_width"),
         delivery_chart(deliveries),
         Div(text=stats_html(store, view.now, location=view.location, tz=view.tz), name="stats_panel"),
-        Div(text=_attribution_html(view), name="attribution", visible=_has_laqn(view)),
+        Div(text=_attribution_html(view), name="attribution", visible=bool(attributions(view))),
     ]  # fmt: skip
 
 
@@ -207,7 +219,8 @@ class LiveChart(PeriodicRefresh):
         self._figure("stats_panel").text = stats_html(
             self.store, view.now, location=self.location, tz=self.tz
         )
-        self._figure("attribution").visible = _has_laqn(view)
+        attribution = self._figure("attribution")
+        attribution.update(text=_attribution_html(view), visible=bool(attributions(view)))
         self.refreshes += 1
 
     def locations(self) -> list[str]:
@@ -234,8 +247,7 @@ class LiveChart(PeriodicRefresh):
             f"{name}: {value}"
             for name, value in stats_rows(self.store, now, location=self.location, tz=self.tz)
         )
-        if _has_laqn(view):
-            lines.append(LAQN_ATTRIBUTION)
+        lines.extend(attributions(view))
         return "\n".join(lines)
 
     def _report(self, error: BaseException) -> None:

@@ -7,13 +7,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from bokeh.models import ColumnDataSource, Div, FactorRange, HoverTool, LabelSet
+from bokeh.models import ColumnDataSource, FactorRange, HoverTool, LabelSet
 
-from ..._humanize import span_text
 from ._figures import legend_above, legend_swatch, time_figure, x_range
 from ._readings import NO_DATA
 from ._series import Series, missing_runs
-from ._time import describe, stamp_text, wall
+from ._time import describe, span_text, stamp_text, wall
 from ._view import ReadingsView
 
 if TYPE_CHECKING:
@@ -22,7 +21,6 @@ if TYPE_CHECKING:
 __all__ = [
     "draw_freshness",
     "freshness_columns",
-    "freshness_div",
     "freshness_html",
     "freshness_lines",
     "update_freshness",
@@ -147,7 +145,3 @@ def freshness_lines(view: ReadingsView) -> list[str]:
 def freshness_html(view: ReadingsView) -> str:
     items = "".join(f"<li>{html.escape(line)}</li>" for line in freshness_lines(view))
     return f"<ul class='airq-freshness' style='margin:2px 0;font-size:12px'>{items}</ul>"
-
-
-def freshness_div(view: ReadingsView) -> Div:
-    return Div(text=freshness_html(view), name="freshness_text", sizing_mode="stretch_width")

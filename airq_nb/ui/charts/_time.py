@@ -14,9 +14,19 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pandas as pd
 
 from ..._errors import ConfigurationError
+
+# The formatter's span text; the only place the charts take time text from outside.
 from ..._humanize import span_text
 
-__all__ = ["check_tz", "describe", "now_utc", "stamp_text", "wall", "zone_label"]
+__all__ = [
+    "check_tz",
+    "describe",
+    "now_utc",
+    "span_text",
+    "stamp_text",
+    "wall",
+    "zone_label",
+]
 
 
 def check_tz(tz: str) -> str:
