@@ -169,9 +169,9 @@ def test_charts_notebook_draws_the_stored_readings_inline(tmp_path, openmeteo_se
     assert "Bokeh" in bundles and len(bundles) > 500_000
     assert "cdn.bokeh.org" not in bundles
     (document,) = [
-        out["data"]["application/javascript"]
+        out["data"]["text/html"]
         for out in outputs(notebook)
-        if "application/vnd.bokehjs_exec.v0+json" in out.get("data", {})
+        if "Bokeh.embed" in out.get("data", {}).get("text/html", "")
     ]
     assert "WHO 24-h guideline PM2.5" in document
 
