@@ -3,6 +3,8 @@
 Readings are stored by UTC hour. A chart shows them in ``tz`` — ``"UTC"`` or
 ``"Europe/London"`` (GMT in winter, BST in summer) or any IANA zone — as naive wall times, because
 Bokeh's datetime axis has no zone; every text also names the zone's abbreviation ("GMT", "BST").
+Wall time repeats an hour when the clocks go back (01:00 BST, then 01:00 GMT, drawn at the
+same place, told apart by their texts) and skips one when they go forward; UTC has neither.
 """
 
 from __future__ import annotations
