@@ -238,6 +238,7 @@ def test_charts_notebook_renders_a_bokeh_canvas(lab, page):
     page.wait_for_timeout(1000)  # let the glyphs paint before the screenshot
     page.screenshot(path=str(ARTIFACTS / "charts.png"), full_page=True)
     # Hovering the readings chart shows the hour and both values.
+    page.locator(".bk-Figure").first.scroll_into_view_if_needed()
     box = page.locator(".bk-Figure").first.bounding_box()
     for step in range(4):
         page.mouse.move(

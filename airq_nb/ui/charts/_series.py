@@ -1,0 +1,208 @@
+"""What the charts show, computed from a readings DataFrame with pandas alone (no Bokeh).
+
+A *series* is one ``(location, source)`` pair, as ``read_readings`` defines it. For each one
+this module builds the hourly values over the chart's window (a missing hour is NaN, so a line
+breaks there), the 24-hour means, the DAQI band of the newest mean, and which hours are missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ...daqi import WHO_24H, DaqiBand, daqi_band
+
+__all__ = [
+    "MEAN_MIN_HOURS",
+    "POLLUTANTS",
+    "SOURCE_NAMES",
+    "Series",
+    "Window",
+    "above_guideline",
+    "build_series",
+    "missing_runs",
+    "series_label",
+    "window",
+]
+
+#: Pollutant column → the name a chart shows.
+POLLUTANTS: dict[str, str] = {"pm2_5": "PM2.5", "pm10": "PM10"}
+#: Source id (as stored) → the name a person knows it by.
+SOURCE_NAMES: dict[str, str] = {
+    "open-meteo": "Open-Meteo",
+    "openweathermap": "OpenWeatherMap",
+    "laqn": "LAQN",
+}
+#: A 24-hour mean needs this many of its 24 hours (75 % data capture, as UK practice asks).
+MEAN_MIN_HOURS = 18
+_HOUR = pd.Timedelta(hours=1)
+_DAY = pd.Timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Window:
+    """The whole UTC hours a chart spans, ``start`` to ``end`` inclusive."""
+
+    start: pd.Timestamp
+    end: pd.Timestamp
+
+    @property
+    def hours(self) -> pd.DatetimeIndex:
+        return pd.date_range(self.start, self.end, freq="h", name="time")
+
+
+def window(now: pd.Timestamp, days: float) -> Window:
+    """The ``days`` × 24 whole hours up to ``now``'s hour: the hours the collector keeps."""
+    end = now.floor("h")
+    # The same rule as the collector's first hour; one hour more would always be empty.
+    return Window(start=end - pd.Timedelta(days=days) + _HOUR, end=end)
+
+
+def series_label(location: str, source: str, kind: str | None) -> str:
+    """ "London · Open-Meteo (modelled)"; without a known kind, just "London · Open-Meteo"."""
+    name = f"{location} · {SOURCE_NAMES.get(source, source)}"
+    return f"{name} ({kind})" if kind in ("measured", "modelled") else name
+
+
+@dataclass(frozen=True)
+class Series:
+    """One ``(location, source)`` pair's hourly values and 24-hour means over a window."""
+
+    location: str
+    source: str
+    kind: str | None
+    #: Index: every hour of the window (UTC). Columns: pm2_5, pm10 (NaN when missing),
+    #: fetched_at (NaT when missing), and mean_pm2_5, mean_pm10 (the 24-hour means).
+    hourly: pd.DataFrame
+
+    @property
+    def key(self) -> str:
+        """A stable id, ``"London · open-meteo"``: names the series' Bokeh data sources."""
+        return f"{self.location} · {self.source}"
+
+    @property
+    def label(self) -> str:
+        return series_label(self.location, self.source, self.kind)
+
+    def has_data(self) -> bool:
+        return bool(self.hourly[list(POLLUTANTS)].notna().any(axis=None))
+
+    def latest_mean(self, pollutant: str) -> tuple[pd.Timestamp, float] | None:
+        """The newest hour with a 24-hour mean of ``pollutant``, and that mean."""
+        means = self.hourly[f"mean_{pollutant}"].dropna()
+        return None if means.empty else (means.index[-1], float(means.iloc[-1]))
+
+    def today(self) -> dict[str, tuple[pd.Timestamp, float, DaqiBand | None]]:
+        """Per pollutant: the newest 24-hour mean's hour, value and DAQI band."""
+        out = {}
+        for pollutant in POLLUTANTS:
+            latest = self.latest_mean(pollutant)
+            if latest is not None:
+                out[pollutant] = (*latest, daqi_band(pollutant, latest[1]))
+        return out
+
+    def missing_hours(self) -> pd.DatetimeIndex:
+        """The window's hours with neither PM2.5 nor PM10."""
+        values = self.hourly[list(POLLUTANTS)]
+        return self.hourly.index[values.isna().all(axis=1)]
+
+
+def _numbers(part: pd.DataFrame, column: str) -> pd.Series:
+    raw = part[column] if column in part else pd.Series(np.nan, index=part.index)
+    return pd.to_numeric(raw, errors="coerce").astype("float64")
+
+
+def _kind(part: pd.DataFrame) -> str | None:
+    """The series' kind when the readings say one; an older store without ``kind`` says none."""
+    if "kind" not in part:
+        return None
+    kinds = {k for k in part["kind"].dropna().astype(str)}
+    return kinds.pop() if len(kinds) == 1 else None
+
+
+def _means(values: pd.Series, *, mean: str, tz: str) -> pd.Series:
+    """24-hour means of hourly ``values`` (every hour present in the index, NaN when missing).
+
+    ``rolling``: the mean of each hour and the 23 before it (the "24-hour running mean").
+    ``calendar``: each day's mean, midnight to midnight in ``tz``, given to every hour of
+    that day; the newest day is its mean so far. Either needs ``MEAN_MIN_HOURS`` hours,
+    except the newest calendar day, which shows once it has any.
+    """
+    if mean == "rolling":
+        return values.rolling(24, min_periods=MEAN_MIN_HOURS).mean()
+    days = values.index.tz_convert(tz).normalize()
+    grouped = values.groupby(days)
+    day_mean = grouped.transform("mean")
+    count = grouped.transform("count")
+    newest = days == days.max()
+    enough = (count >= MEAN_MIN_HOURS) | (newest & (count > 0))
+    return day_mean.where(enough)
+
+
+def build_series(
+    readings: pd.DataFrame,
+    span: Window,
+    *,
+    location: str | None = None,
+    source: str | None = None,
+    mean: str = "rolling",
+    tz: str = "UTC",
+) -> list[Series]:
+    """One :class:`Series` per ``(location, source)`` in ``readings``, sorted by label.
+
+    ``readings`` is shaped as ``read_readings`` returns it; rows a day before the window
+    count towards the first 24-hour means. Two readings of one hour (a re-fetch) are one.
+    """
+    if mean not in ("rolling", "calendar"):
+        raise ValueError(f"mean={mean!r}: use 'rolling' or 'calendar'")
+    frame = readings
+    if not len(frame):
+        return []
+    frame = frame.copy()
+    frame.index = pd.DatetimeIndex(pd.to_datetime(frame.index, utc=True)).floor("h")
+    frame = frame[(frame.index >= span.start - _DAY) & (frame.index <= span.end)]
+    for column, wanted in (("location", location), ("source", source)):
+        if wanted is not None and column in frame:
+            frame = frame[frame[column] == wanted]
+    if "location" not in frame:
+        frame["location"] = ""
+    if "source" not in frame:
+        frame["source"] = ""
+    hours = span.hours
+    # Hours from a day before the window, so the window's first hour has a full 24-h mean.
+    calc_hours = pd.date_range(span.start - _DAY + _HOUR, span.end, freq="h", name="time")
+    out = []
+    for (place, origin), part in frame.groupby(["location", "source"], sort=True):
+        columns: dict[str, Any] = {}
+        for pollutant in POLLUTANTS:
+            values = _numbers(part, pollutant).groupby(level=0).mean().reindex(calc_hours)
+            columns[pollutant] = values
+            columns[f"mean_{pollutant}"] = _means(values, mean=mean, tz=tz)
+        fetched = (
+            pd.to_datetime(part["fetched_at"], utc=True, errors="coerce")
+            if "fetched_at" in part
+            else pd.Series(pd.NaT, index=part.index, dtype="datetime64[ns, UTC]")
+        )
+        columns["fetched_at"] = fetched.groupby(level=0).max().reindex(calc_hours)
+        hourly = pd.DataFrame(columns, index=calc_hours).reindex(hours)
+        out.append(Series(location=str(place), source=str(origin), kind=_kind(part), hourly=hourly))
+    return sorted(out, key=lambda s: s.label)
+
+
+def missing_runs(hours: pd.DatetimeIndex) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """Consecutive missing hours as (first, last) pairs, oldest first."""
+    runs: list[tuple[pd.Timestamp, pd.Timestamp]] = []
+    for hour in hours:
+        if runs and hour - runs[-1][1] == _HOUR:
+            runs[-1] = (runs[-1][0], hour)
+        else:
+            runs.append((hour, hour))
+    return runs
+
+
+def above_guideline(pollutant: str, value: float) -> bool:
+    """Whether a 24-hour mean is above the WHO 2021 guideline (equal is within it)."""
+    return value > WHO_24H[pollutant]

@@ -1,0 +1,69 @@
+"""One reading of the store for every chart: the window, the series, the zone, read once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from ._series import Series, Window, build_series, window
+from ._time import check_tz, now_utc
+
+if TYPE_CHECKING:
+    from ...store._sqlite import Store
+
+__all__ = ["ReadingsView", "read_view"]
+
+_DAY = pd.Timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class ReadingsView:
+    """What the readings charts show, computed apart from drawing so a refresh skips Bokeh."""
+
+    now: pd.Timestamp
+    span: Window
+    days: float
+    tz: str
+    location: str | None
+    mean: str
+    series: list[Series]
+
+    @property
+    def has_data(self) -> bool:
+        return any(s.has_data() for s in self.series)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(s.key for s in self.series)
+
+
+def read_view(
+    data: pd.DataFrame | Store,
+    *,
+    days: float = 7,
+    now: datetime | float | None = None,
+    location: str | None = None,
+    source: str | None = None,
+    tz: str = "UTC",
+    mean: str = "rolling",
+) -> ReadingsView:
+    """The series of ``data`` (a ``read_readings`` DataFrame, or a store to read one from)."""
+    check_tz(tz)
+    store = None if isinstance(data, pd.DataFrame) else data
+    current = now_utc(now, store)
+    span = window(current, days)
+    if store is None:
+        readings = data
+    else:
+        from airq_nb import read_readings
+
+        # A day more than the window, so its first hour has a whole 24-hour mean.
+        since = (span.start - _DAY).to_pydatetime()
+        readings = read_readings(store, since=since, location=location, source=source)
+    series = build_series(readings, span, location=location, source=source, mean=mean, tz=tz)
+    return ReadingsView(
+        now=current, span=span, days=days, tz=tz, location=location, mean=mean, series=series
+    )
