@@ -44,6 +44,7 @@ from .collector._sources import (
     Source,
     source_from_env,
 )
+from .collector._status import CollectorStatus, collector_status
 from .scheduling._delivery_log import read_delivery_log
 from .scheduling._runtime import RunSummary, Scheduler, scheduler_for
 from .scheduling._schedules import ScheduleInfo
@@ -62,6 +63,7 @@ __all__ = [
     "Clock",
     "CollectResult",
     "CollectionFailedError",
+    "CollectorStatus",
     "CommitResult",
     "ConfigurationError",
     "DeadLettered",
@@ -100,6 +102,7 @@ __all__ = [
     "collect_now",
     "collect_once",
     "collect_until_idle",
+    "collector_status",
     "open_store",
     "read_delivery_log",
     "read_readings",

@@ -30,7 +30,7 @@ from .._errors import (
     RequestRejectedError,
     SourceUnavailableError,
 )
-from .._humanize import one_line
+from .._format import one_line
 
 if TYPE_CHECKING:
     import ssl

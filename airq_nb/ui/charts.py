@@ -29,7 +29,7 @@ from bokeh.models import (
 from bokeh.plotting import figure
 from bokeh.resources import INLINE
 
-from .._humanize import span_text
+from .._format import span_text
 from ._refresh import PeriodicRefresh
 
 if TYPE_CHECKING:

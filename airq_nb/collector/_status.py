@@ -1,0 +1,211 @@
+"""The collector's own status: its schedules' last and next run, its readings' freshness.
+
+``store_status`` describes the whole store (every topic, every dead letter); this reads only
+what belongs to the collector, so an unrelated topic's failure or a message nobody listens
+for never shows up as the collector's. It reads the database alone, through store and
+scheduling verbs, so it works in a kernel that is not the one collecting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from .._format import age_text, due_text, one_line, outcome_text, span_text, time_text
+from ._job import COLLECT_TOPIC, schedule_name
+from ._sources import Location
+
+if TYPE_CHECKING:
+    from datetime import tzinfo
+
+    from ..scheduling._schedules import ScheduleInfo
+    from ..store._sqlite import Store
+
+__all__ = ["CollectorStatus", "ReadingSeries", "collector_status"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingSeries:
+    """The stored readings of one (location, source) series."""
+
+    location: str
+    source: str
+    hours: int
+    newest: datetime | None
+    last_fetched: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorStatus:
+    """The collector's schedules, their last and next run, and how fresh its readings are.
+
+    ``last_*`` describe the collector's latest finished attempt (from the delivery log);
+    ``next_run_at`` is its next planned or queued run; ``readings`` counts stored hourly rows
+    over every series. Times are aware UTC datetimes; ``str()`` gives a readable summary.
+    """
+
+    checked_at: datetime
+    schedules: tuple[ScheduleInfo, ...]
+    last_run_at: datetime | None
+    last_finished_at: datetime | None
+    last_outcome: str | None
+    last_error: str | None
+    next_run_at: datetime | None
+    running: bool
+    paused: bool
+    dead_letters: int
+    readings: int
+    newest_reading_at: datetime | None
+    series: tuple[ReadingSeries, ...] = ()
+
+    @property
+    def newest_reading_age(self) -> timedelta | None:
+        """How old the newest stored hour is (from the start of that hour)."""
+        if self.newest_reading_at is None:
+            return None
+        return self.checked_at - self.newest_reading_at
+
+    def rows(self, *, tz: str | tzinfo | None = "UTC") -> list[tuple[str, str]]:
+        """The status as (label, plain text) rows, for the status panel and ``str()``."""
+        now = self.checked_at.timestamp()
+        if not self.schedules:
+            schedule = "not started (run airq_nb.start_collector() or the collector notebook)"
+        else:
+            schedule = "; ".join(_schedule_text(info) for info in self.schedules)
+        if self.last_finished_at is None:
+            last = "none yet"
+        else:
+            started = time_text(self.last_run_at or self.last_finished_at, tz=tz)
+            last = f"{started} ({age_text(self.last_run_at or self.last_finished_at, now)})"
+        if self.running:
+            upcoming = "running now"
+        elif self.paused:
+            upcoming = "paused"
+        elif self.next_run_at is None:
+            upcoming = "not planned"
+        else:
+            upcoming = f"{time_text(self.next_run_at, tz=tz)} ({due_text(self.next_run_at, now)})"
+        rows = [
+            ("Schedule", schedule),
+            ("Last run", last),
+            ("Outcome", outcome_text(self.last_outcome)),
+        ]
+        if self.last_error and self.last_outcome != "ok":
+            rows.append(("Error", one_line(self.last_error, 300)))
+        rows.append(("Next run", upcoming))
+        if self.dead_letters:
+            rows.append(
+                ("Dead letters", f"{self.dead_letters} (re-drive them in the queue notebook)")
+            )
+        if self.readings:
+            age = self.newest_reading_age
+            newest = time_text(self.newest_reading_at, tz=tz)
+            rows.append(("Readings stored", f"{self.readings:,} hourly readings"))
+            rows.append(
+                (
+                    "Newest reading",
+                    f"{newest} ({span_text(age.total_seconds()) if age else '0 s'} old)",
+                )
+            )
+        else:
+            rows.append(("Readings stored", "none yet" + _first_readings_hint(self)))
+        for series in self.series:
+            rows.append(
+                (
+                    f"{series.location} ({series.source})",
+                    f"{series.hours} hours, newest {time_text(series.newest, tz=tz)}, "
+                    f"fetched {time_text(series.last_fetched, tz=tz)}",
+                )
+            )
+        return rows
+
+    def __str__(self) -> str:
+        width = max(len(label) for label, _ in self.rows())
+        return "\n".join(f"{label + ':':<{width + 1}} {text}" for label, text in self.rows())
+
+
+def _schedule_text(info: ScheduleInfo) -> str:
+    every = f"every {span_text(info.every.total_seconds())}" if info.every else f"cron {info.cron}"
+    return f"{info.name}, {every}" + (" (paused)" if info.paused else "")
+
+
+def _first_readings_hint(status: CollectorStatus) -> str:
+    if status.running:
+        return ": the first collection is running"
+    if status.next_run_at is None or status.paused:
+        return ""
+    when = due_text(status.next_run_at, status.checked_at.timestamp())
+    return f": the first collection is {'due ' if when.startswith('in ') else ''}{when}"
+
+
+def collector_status(store: Store, *, location: Location | str | None = None) -> CollectorStatus:
+    """The collector's own status in ``store`` (every location, or just ``location``).
+
+    Only the collector's schedules (those on its queue topic), their runs in the queue and
+    the delivery log, and its stored readings; other topics never show here.
+    """
+    from ..scheduling._delivery_log import read_delivery_log, table_exists
+    from ..scheduling._schedules import list_schedules
+    from ._readings import read_readings
+
+    now = store.clock.now()
+    name = location.name if isinstance(location, Location) else location
+    wanted = None if name is None else schedule_name(Location(name, 0.0, 0.0))
+    schedules = tuple(
+        info
+        for info in (list_schedules(store) if table_exists(store, "schedules") else [])
+        if info.topic == COLLECT_TOPIC and (wanted is None or info.name == wanted)
+    )
+    runs = [
+        m for m in store.queue.list(topic=COLLECT_TOPIC) if wanted is None or m.schedule == wanted
+    ]
+    log = read_delivery_log(store, topic=COLLECT_TOPIC, schedule=wanted, limit=1)
+    if len(log):
+        last = log.iloc[-1]
+        started, finished = (
+            last["started_at"].to_pydatetime(warn=False),
+            last["finished_at"].to_pydatetime(warn=False),
+        )
+        outcome, error = last["outcome"], last["error"] if isinstance(last["error"], str) else None
+    else:
+        # The log keeps a week; fall back on what the schedules remember of their last run.
+        ran = sorted((i for i in schedules if i.last_run_at), key=lambda i: i.last_run_at)
+        started = finished = ran[-1].last_run_at if ran else None
+        outcome = ran[-1].last_outcome if ran else None
+        error = ran[-1].last_error if ran else None
+    paused_topics = store.queue.paused_topics()
+    slots = [
+        info.next_run_at.timestamp()
+        for info in schedules
+        if not info.paused and not info.in_flight and info.next_run_at is not None
+    ]
+    slots += [m.deliver_at for m in runs if m.state == "queued"]
+    readings = read_readings(store, location=name)
+    series = tuple(
+        ReadingSeries(
+            location=str(where),
+            source=str(source),
+            hours=len(group),
+            newest=group.index.max().to_pydatetime(warn=False),
+            last_fetched=group["fetched_at"].max().to_pydatetime(warn=False),
+        )
+        for (where, source), group in readings.groupby(["location", "source"], sort=True)
+    )
+    return CollectorStatus(
+        checked_at=datetime.fromtimestamp(now, UTC),
+        schedules=schedules,
+        last_run_at=started,
+        last_finished_at=finished,
+        last_outcome=outcome,
+        last_error=error,
+        next_run_at=datetime.fromtimestamp(min(slots), UTC) if slots else None,
+        running=any(m.state == "leased" for m in runs),
+        paused="*" in paused_topics
+        or COLLECT_TOPIC in paused_topics
+        or (bool(schedules) and all(i.paused for i in schedules)),
+        dead_letters=sum(m.state == "dead" for m in runs),
+        readings=len(readings),
+        newest_reading_at=max((s.newest for s in series if s.newest), default=None),
+        series=series,
+    )

@@ -1,0 +1,188 @@
+"""What the queue inspector puts on the page: cell texts, the CSV export, payloads, its CSS.
+
+Plain functions of messages and times, kept apart from the widget wiring in ``widgets.py``.
+Everything that reaches the page as HTML is escaped here.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+from datetime import tzinfo
+from typing import TYPE_CHECKING
+
+from .._format import NONE, due_text, one_line, span_text, time_text
+
+if TYPE_CHECKING:
+    from ..store._queue import Message
+
+__all__ = [
+    "COLUMNS",
+    "GRID_COLUMNS",
+    "STYLE",
+    "clipped",
+    "csv_link",
+    "escape",
+    "payload_html",
+    "payload_text",
+    "row_texts",
+]
+
+COLUMNS = ("", "id", "topic", "state", "due", "attempts", "last error", "payload")
+# Fixed tracks for short cells, shares of the rest for the long ones; below the sum of the
+# minimums the table scrolls sideways inside its box instead of overlapping.
+GRID_COLUMNS = "28px 64px minmax(90px, 1fr) 64px minmax(150px, 1.2fr) 72px minmax(140px, 2fr) minmax(160px, 3fr)"
+_MIN_WIDTH = "840px"
+
+# One cell never spills into the next: it is clipped with an ellipsis, the whole text in
+# its hover title (and the full payload in "View payload").
+STYLE = f"""<style>
+.airq-queue-inspector .jupyter-button {{ width: auto; min-width: fit-content; }}
+.airq-queue-inspector .widget-hbox {{ flex-wrap: wrap; }}
+.airq-table-box {{ overflow-x: auto; max-width: 100%; }}
+.airq-queue-table {{ min-width: {_MIN_WIDTH}; column-gap: 6px; row-gap: 0; }}
+.airq-queue-table > .widget-html {{ min-width: 0; margin: 0; overflow: hidden; }}
+.airq-queue-table > .widget-html > .widget-html-content {{
+  overflow: hidden; text-overflow: ellipsis; white-space: nowrap; line-height: 24px;
+}}
+.airq-queue-table > .widget-checkbox {{ margin: 0; width: 24px; min-width: 0; }}
+.airq-queue-table .airq-head {{ font-weight: bold; }}
+.airq-schedules-box {{ overflow-x: auto; max-width: 100%; }}
+.airq-schedules {{ border-collapse: collapse; }}
+.airq-schedules th, .airq-schedules td {{
+  text-align: left; padding: 0 0.8em 0 0; white-space: nowrap;
+}}
+.airq-payload pre {{
+  max-height: 20em; overflow: auto; white-space: pre-wrap; word-break: break-all; margin: 0;
+}}
+</style>"""
+
+_PREVIEW_CHARS = 80
+_ERROR_CHARS = 120
+
+
+def escape(text: object) -> str:
+    """``text`` made safe to put in HTML, quotes included."""
+    return html.escape(str(text), quote=True)
+
+
+def clipped(text: str, limit: int) -> str:
+    """Escaped text cut to ``limit`` characters, the whole of it in a hover title."""
+    return f"<span title='{escape(text)}'>{escape(one_line(text, limit))}</span>"
+
+
+def payload_text(message: Message, *, indent: int | None = None) -> str:
+    """The payload as JSON text (the raw stored text of a payload that is not JSON)."""
+    if message.corrupt and isinstance(message.value, str):
+        return message.value
+    return json.dumps(message.value, ensure_ascii=False, sort_keys=True, indent=indent)
+
+
+def _due(message: Message, now: float) -> str:
+    if message.state == "dead":
+        return f"dead {span_text(now - (message.dead_at or now))} ago"
+    if message.state == "leased":
+        left = (message.lease_expires_at or now) - now
+        return f"running, lease {span_text(left)} left"
+    due = due_text(message.deliver_at, now)
+    return f"{due} (paused)" if message.paused else due
+
+
+def row_texts(message: Message, now: float) -> list[str]:
+    """A message's table cells as plain text: id, topic, state, due, attempts, error, payload."""
+    return [
+        str(message.id),
+        message.topic,
+        message.state,
+        _due(message, now),
+        f"{message.attempts}/{message.max_attempts}",
+        message.corrupt or message.last_error or "",
+        payload_text(message),
+    ]
+
+
+def row_html(message: Message, now: float, *, tz: str | tzinfo | None) -> list[str]:
+    """The cells as escaped HTML; the due cell's title holds the exact time."""
+    *plain, error, preview = row_texts(message, now)
+    when = message.dead_at if message.state == "dead" else message.deliver_at
+    cells = [f"<span title='{escape(text)}'>{escape(text)}</span>" for text in plain]
+    cells[3] = (
+        f"<span title='{escape(time_text(when, tz=tz, seconds=True))}'>{escape(plain[3])}</span>"
+    )
+    return [
+        *cells,
+        clipped(error, _ERROR_CHARS),
+        f"<code>{clipped(preview, _PREVIEW_CHARS)}</code>",
+    ]
+
+
+def as_text_cells(message: Message, now: float) -> list[str]:
+    """The cells for a one-line text view: error and payload clipped like the table's."""
+    cells = row_texts(message, now)
+    cells[-2] = one_line(cells[-2], _ERROR_CHARS)
+    cells[-1] = one_line(cells[-1], _PREVIEW_CHARS)
+    return cells
+
+
+def _cell(value: object) -> object:
+    # A spreadsheet runs a cell starting with = + - @ as a formula: keep such text as text.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value
+    return value
+
+
+def csv_text(messages: list[Message], *, tz: str | tzinfo | None = "UTC") -> str:
+    """The messages as CSV: one row each, the whole payload as JSON in the last column."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        ["id", "topic", "state", "deliver_at", "attempts", "max_attempts", "schedule",
+         "last_error", "payload"]
+    )  # fmt: skip
+    for m in messages:
+        writer.writerow(
+            [
+                m.id,
+                _cell(m.topic),
+                m.state,
+                time_text(m.deliver_at, tz=tz, seconds=True),
+                m.attempts,
+                m.max_attempts,
+                _cell(m.schedule or ""),
+                _cell(m.corrupt or m.last_error or ""),
+                _cell(payload_text(m)),
+            ]
+        )
+    return out.getvalue()
+
+
+def csv_link(messages: list[Message], *, tz: str | tzinfo | None = "UTC") -> str:
+    """A download link holding the CSV itself (a data: URL): no server round-trip needed."""
+    data = base64.b64encode(csv_text(messages, tz=tz).encode()).decode("ascii")
+    count = len(messages)
+    return (
+        f"<a class='airq-csv' download='airq-queue.csv' "
+        f"href='data:text/csv;charset=utf-8;base64,{data}'>"
+        f"Download CSV of the {count} listed message{'s' * (count != 1)}</a>"
+    )
+
+
+def payload_html(messages: list[Message], *, tz: str | tzinfo | None = "UTC") -> str:
+    """The full, pretty-printed payload of each message, escaped."""
+    parts = []
+    for m in messages:
+        head = (
+            f"message {m.id} · {m.topic} · {m.state} · enqueued {time_text(m.enqueued_at, tz=tz)}"
+        )
+        error = (
+            f"<div>last error: {escape(m.corrupt or m.last_error)}</div>"
+            if (m.corrupt or m.last_error)
+            else ""
+        )
+        parts.append(
+            f"<div><b>{escape(head)}</b>{error}<pre>{escape(payload_text(m, indent=2))}</pre></div>"
+        )
+    return f"<div class='airq-payload'>{''.join(parts) or escape(NONE)}</div>"
