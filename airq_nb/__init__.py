@@ -44,7 +44,7 @@ from .collector._sources import (
     Source,
     source_from_env,
 )
-from .collector._status import CollectorStatus, collector_status
+from .collector._status import CollectorStatus, collector_status, wait_for_readings
 from .scheduling._delivery_log import read_delivery_log
 from .scheduling._runtime import RunSummary, Scheduler, scheduler_for
 from .scheduling._schedules import ScheduleInfo
@@ -110,4 +110,5 @@ __all__ = [
     "source_from_env",
     "start_collector",
     "store_status",
+    "wait_for_readings",
 ]

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from ..scheduling._schedules import ScheduleInfo
     from ..store._sqlite import Store
 
-__all__ = ["CollectorStatus", "ReadingSeries", "collector_status"]
+__all__ = ["CollectorStatus", "ReadingSeries", "collector_status", "wait_for_readings"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,3 +209,28 @@ def collector_status(store: Store, *, location: Location | str | None = None) ->
         newest_reading_at=max((s.newest for s in series if s.newest), default=None),
         series=series,
     )
+
+
+async def wait_for_readings(
+    store: Store, *, location: Location | str | None = None, timeout: float = 60.0
+) -> CollectorStatus:
+    """Wait (at most ``timeout`` seconds) until the collector has stored readings.
+
+    Returns early when there is nothing to wait for: the collector is not started or is
+    paused, or a run finished without readings (its error is in the returned status). Await
+    it from a notebook cell: the collector keeps running on the same event loop meanwhile.
+    """
+    deadline = store.clock.now() + timeout
+    started = datetime.fromtimestamp(store.clock.now(), UTC)
+    while True:
+        status = collector_status(store, location=location)
+        failed_since = status.last_finished_at is not None and status.last_finished_at >= started
+        if (
+            status.readings
+            or not status.schedules
+            or status.paused
+            or failed_since
+            or store.clock.now() >= deadline
+        ):
+            return status
+        await store.clock.sleep(min(1.0, max(0.0, deadline - store.clock.now())))
