@@ -31,19 +31,24 @@ __all__ = [
     "row_texts",
 ]
 
-COLUMNS = ("", "id", "topic", "state", "due", "attempts", "last error", "payload")
-# Fixed tracks for short cells, shares of the rest for the long ones; below the sum of the
-# minimums the table scrolls sideways inside its box instead of overlapping.
-GRID_COLUMNS = "28px 64px minmax(90px, 1fr) 64px minmax(150px, 1.2fr) 72px minmax(140px, 2fr) minmax(160px, 3fr)"
-_MIN_WIDTH = "840px"
+COLUMNS = ("", "id", "topic", "state", "due", "tries", "last error", "payload")
+# Fixed tracks for short cells, shares of the rest for the long ones. The minimums add up
+# to what a notebook's output area has at 1000 px with the file browser open (~560 px);
+# narrower than that, the table scrolls sideways inside its box instead of overlapping.
+GRID_COLUMNS = (
+    "24px 40px minmax(60px, 1fr) 52px minmax(120px, 1.2fr) 40px "
+    "minmax(70px, 1.5fr) minmax(90px, 2fr)"
+)
+_MIN_WIDTH = "540px"
 
 # One cell never spills into the next: it is clipped with an ellipsis, the whole text in
 # its hover title (and the full payload in "View payload").
 STYLE = f"""<style>
 .airq-queue-inspector .jupyter-button {{ width: auto; min-width: fit-content; }}
 .airq-queue-inspector .widget-hbox {{ flex-wrap: wrap; }}
+.airq-queue-inspector .airq-text {{ line-height: 1.5; padding: 2px 0; }}
 .airq-table-box {{ overflow-x: auto; max-width: 100%; }}
-.airq-queue-table {{ min-width: {_MIN_WIDTH}; column-gap: 6px; row-gap: 0; }}
+.airq-queue-table {{ min-width: {_MIN_WIDTH}; column-gap: 4px; row-gap: 0; }}
 .airq-queue-table > .widget-html {{ min-width: 0; margin: 0; overflow: hidden; }}
 .airq-queue-table > .widget-html > .widget-html-content {{
   overflow: hidden; text-overflow: ellipsis; white-space: nowrap; line-height: 24px;
@@ -53,7 +58,7 @@ STYLE = f"""<style>
 .airq-schedules-box {{ overflow-x: auto; max-width: 100%; }}
 .airq-schedules {{ border-collapse: collapse; }}
 .airq-schedules th, .airq-schedules td {{
-  text-align: left; padding: 0 0.8em 0 0; white-space: nowrap;
+  text-align: left; padding: 0 0.8em 0 0; white-space: nowrap; line-height: 1.6;
 }}
 .airq-payload pre {{
   max-height: 20em; overflow: auto; white-space: pre-wrap; word-break: break-all; margin: 0;
@@ -87,16 +92,18 @@ def _due(message: Message, now: float) -> str:
     if message.state == "leased":
         left = (message.lease_expires_at or now) - now
         return f"running, lease {span_text(left)} left"
-    due = due_text(message.deliver_at, now)
-    return f"{due} (paused)" if message.paused else due
+    return due_text(message.deliver_at, now)
 
 
 def row_texts(message: Message, now: float) -> list[str]:
     """A message's table cells as plain text: id, topic, state, due, attempts, error, payload."""
+    # A queued message of a paused topic waits for a resume, not for its time: say so where
+    # the eye looks for "will it run?" (the stored state is still "queued").
+    state = "paused" if message.paused and message.state == "queued" else message.state
     return [
         str(message.id),
         message.topic,
-        message.state,
+        state,
         _due(message, now),
         f"{message.attempts}/{message.max_attempts}",
         message.corrupt or message.last_error or "",
@@ -174,8 +181,10 @@ def payload_html(messages: list[Message], *, tz: str | tzinfo | None = "UTC") ->
     """The full, pretty-printed payload of each message, escaped."""
     parts = []
     for m in messages:
+        enqueued = time_text(m.enqueued_at, tz=tz)
         head = (
-            f"message {m.id} · {m.topic} · {m.state} · enqueued {time_text(m.enqueued_at, tz=tz)}"
+            f"message {m.id} · {escape(m.topic)} · {m.state} · enqueued "
+            f"<span style='white-space:nowrap'>{escape(enqueued)}</span>"
         )
         error = (
             f"<div>last error: {escape(m.corrupt or m.last_error)}</div>"
@@ -183,6 +192,6 @@ def payload_html(messages: list[Message], *, tz: str | tzinfo | None = "UTC") ->
             else ""
         )
         parts.append(
-            f"<div><b>{escape(head)}</b>{error}<pre>{escape(payload_text(m, indent=2))}</pre></div>"
+            f"<div><b>{head}</b>{error}<pre>{escape(payload_text(m, indent=2))}</pre></div>"
         )
     return f"<div class='airq-payload'>{''.join(parts) or escape(NONE)}</div>"

@@ -12,6 +12,7 @@ import html
 import re
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
@@ -262,11 +263,13 @@ class QueueInspector(PeriodicRefresh, w.VBox):
         states = ", ".join(f"{n} {s}" for s, n in sorted(counts.by_state.items())) or "empty"
         paused = counts.paused_topics
         paused_part = f" · <b>paused:</b> {_escape(paused_text(paused))}" if paused else ""
+        name = Path(self.store.path).name
         self.summary.value = (
-            f"<b>Queue</b> in <code>{_escape(self.store.path)}</code>: "
-            f"{counts.total} messages ({_escape(states)}){paused_part}"
+            f"<div class='airq-text'><b>Queue</b> in <code title='{_escape(self.store.path)}'>"
+            f"{_escape(name)}</code>: {counts.total} messages ({_escape(states)}){paused_part}"
+            "</div>"
         )
-        self.store_line.value = self._store_status_html(now)
+        self.store_line.value = f"<div class='airq-text'>{self._store_status_html(now)}</div>"
         matching = self._matching_count(counts)
         self.footer.value = f"showing {len(self._messages)} of {matching} matching messages" + (
             f" (first {self.limit})" if matching > len(self._messages) else ""
