@@ -285,6 +285,8 @@ def test_collector_notebook_collects_in_the_background_and_shows_status(lab, pag
     # "Run All" waited for the first collection: the last cell printed readings.
     page.get_by_text("hourly readings stored for London").wait_for(timeout=60_000)
     page.wait_for_timeout(500)
+    page.screenshot(path=str(SHOTS / "collector-1000-end.png"))
+    status.scroll_into_view_if_needed()
     page.screenshot(path=str(SHOTS / "collector-1000.png"))
     page.screenshot(path=str(ARTIFACTS / "collector.png"), full_page=True)
     # The kernel is free while the collector runs in it.

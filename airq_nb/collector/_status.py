@@ -115,7 +115,7 @@ class CollectorStatus:
                 (
                     f"{series.location} ({series.source})",
                     f"{series.hours} hours, newest {time_text(series.newest, tz=tz)}, "
-                    f"fetched {time_text(series.last_fetched, tz=tz)}",
+                    f"fetched {age_text(series.last_fetched, now)}",
                 )
             )
         return rows

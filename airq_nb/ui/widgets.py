@@ -54,6 +54,8 @@ _TAGS = re.compile(r"<[^>]+>")
 #: An action's result line stays this long, then the next refresh clears it.
 _RESULT_SECONDS = 20.0
 _STATUS_HEAD = "text-align:left;padding-right:1em;vertical-align:top;white-space:nowrap"
+# Times never break at their hyphens; a narrow output scrolls the table sideways instead.
+_STATUS_CELL = "white-space:nowrap"
 _escape = escape
 
 
@@ -678,10 +680,14 @@ class StatusPanel(PeriodicRefresh, w.HTML):
 
         self.status = collector_status(self.store, location=self.location)
         body = "".join(
-            f"<tr><th style='{_STATUS_HEAD}'>{_escape(label)}</th><td>{_escape(text)}</td></tr>"
+            f"<tr><th style='{_STATUS_HEAD}'>{_escape(label)}</th>"
+            f"<td style='{'' if label == 'Error' else _STATUS_CELL}'>{_escape(text)}</td></tr>"
             for label, text in self.status.rows(tz=self.tz)
         )
-        self.value = f"<b>Collector</b><table class='airq-status-table'>{body}</table>"
+        self.value = (
+            "<div style='line-height:1.5;overflow-x:auto'><b>Collector</b>"
+            f"<table class='airq-status-table'>{body}</table></div>"
+        )
 
     def _report(self, error: BaseException) -> None:
         self.value = f"<span style='color:#b00'>status refresh failed: {_escape(error)}</span>"
