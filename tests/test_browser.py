@@ -7,6 +7,7 @@ change; runs the charts notebook and sees the Bokeh canvas draw. Screenshots go 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import nbformat
@@ -56,6 +58,10 @@ pytestmark = [
 ]
 
 
+def fail_at_length(value: object) -> None:
+    raise ValueError("Traceback: " + "boom " * 60)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -87,6 +93,13 @@ def lab(tmp_path: Path, openmeteo_server, request) -> Iterator[tuple[str, Path]]
                 # Long unbroken texts: the cells that could push past their columns.
                 long_topic = "topic-" + "x" * 120
                 store.enqueue({"word": "y" * 400}, topic=long_topic, delay=3600)
+                # A dead letter with a long error, and a schedule for the schedules table.
+                scheduler = airq_nb.Scheduler(store)
+                scheduler.listen_queue(fail_at_length, topic="jobs")
+                store.enqueue({"n": 9}, topic="jobs", backoff_schedule=[])
+                scheduler.schedule("collect:London", every=timedelta(hours=1), topic="collect")
+                asyncio.run(scheduler.run_until_idle(timeout=30))
+                scheduler.close()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRQ_NB_", "OPENWEATHER"))}
     env.update(
@@ -354,7 +367,7 @@ def test_queue_table_fits_at_1000_px_and_says_what_pause_pauses(lab, page):
     page.set_viewport_size({"width": 1000, "height": 900})
     open_and_run_all(page, base, "queue")
     page.wait_for_function(
-        "() => document.querySelectorAll('.airq-queue-table .airq-select').length === 5"
+        "() => document.querySelectorAll('.airq-queue-table .airq-select').length === 6"
     )
     page.locator(".jp-DirListing").first.wait_for()  # the file browser is open beside it
     page.wait_for_timeout(500)
@@ -371,8 +384,13 @@ def test_queue_table_fits_at_1000_px_and_says_what_pause_pauses(lab, page):
     assert scope.is_visible()
     shown = scope.bounding_box()
     assert shown["x"] >= 0 and shown["x"] + shown["width"] <= 1000
-    # The store-wide line names the next delivery with its time.
-    assert "next delivery due: " in page.locator(".airq-store-status").inner_text()
+    # The store-wide line names the next delivery and the last one with its time.
+    store_line = page.locator(".airq-store-status").inner_text()
+    assert "next delivery due: " in store_line
+    assert "last delivery: failed, now a dead letter (jobs) at " in store_line
+    # The schedules list shows the collector's schedule, and later its paused delivery.
+    schedules = page.locator(".airq-schedules")
+    assert "collect:London" in schedules.inner_text()
     page.screenshot(path=str(SHOTS / "queue-1000.png"))
 
     # Select all, see a whole payload, export the list as CSV (no server round-trip).
@@ -384,7 +402,7 @@ def test_queue_table_fits_at_1000_px_and_says_what_pause_pauses(lab, page):
     with page.expect_download() as download:
         page.locator("a.airq-csv").click()
     csv_text = Path(download.value.path()).read_text()
-    assert csv_text.count("\n") == 6 and "y" * 400 in csv_text
+    assert csv_text.count("\n") == 7 and "y" * 400 in csv_text
     page.locator(".airq-select-all input").uncheck()
     # The kernel unticks the rows; tick one only after that, or its echo would untick it.
     page.wait_for_function(
@@ -403,6 +421,7 @@ def test_queue_table_fits_at_1000_px_and_says_what_pause_pauses(lab, page):
     page.get_by_role("button", name="Resume topic collect").wait_for()
     with airq_nb.open_store(db) as store:
         assert store.queue.paused_topics() == ("collect",)
+    schedules.get_by_text("topic paused").wait_for()
     assert page.evaluate(LAYOUT_PROBLEMS) == []
     page.screenshot(path=str(SHOTS / "queue-1000-paused.png"))
     page.locator(".airq-payload").scroll_into_view_if_needed()

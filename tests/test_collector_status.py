@@ -93,3 +93,31 @@ def test_pausing_the_collect_topic_shows_as_paused(store, openmeteo_server):
     store.queue.resume("collect")
     store.queue.pause("jobs")  # another topic's pause is not the collector's
     assert not airq_nb.collector_status(store).paused
+
+
+def test_wait_for_readings_returns_once_the_first_collection_is_stored(store, openmeteo_server):
+    async def scenario() -> airq_nb.CollectorStatus:
+        scheduler = airq_nb.Scheduler(store)
+        source = airq_nb.source_from_env("open-meteo", base_url=openmeteo_server.url)
+        install_collector(scheduler, store, source=source)
+        scheduler.start()
+        try:
+            return await airq_nb.wait_for_readings(store, timeout=60)
+        finally:
+            await scheduler.stop()
+            scheduler.close()
+
+    status = asyncio.run(scenario())
+    assert status.readings >= 24 * 6 and status.last_outcome == "ok"
+
+
+def test_wait_for_readings_does_not_wait_for_a_collector_that_is_not_there(store):
+    async def scenario() -> tuple[airq_nb.CollectorStatus, float]:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        status = await airq_nb.wait_for_readings(store, timeout=30)
+        return status, loop.time() - started
+
+    status, waited = asyncio.run(scenario())
+    assert status.schedules == () and status.readings == 0
+    assert waited < 5

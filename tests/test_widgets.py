@@ -405,7 +405,7 @@ def test_pause_selector_pauses_one_topic_whatever_the_filter(store):
     assert panel.pause_button.description == "Pause topic collect"
     panel.pause_button.click()
     assert store.queue.paused_topics() == ("collect",)
-    assert "<td><b>delivery paused</b></td>" in panel.schedules_table.value
+    assert "<td><b>topic paused</b></td>" in panel.schedules_table.value
     assert cell_texts(panel, store.queue.list(topic="collect")[0].id)[2] == "paused"
 
 
@@ -422,3 +422,13 @@ def test_a_new_inspector_on_the_same_store_stops_the_old_ones_refreshes(store):
         return old.refreshing, new.refreshing
 
     assert asyncio.run(scenario()) == (False, True)
+
+
+def test_a_paused_topic_without_messages_can_still_be_resumed(store):
+    store.queue.pause("quiet")
+    panel = inspector(store)
+    assert ("topic quiet", "quiet") in panel.pause_scope.options
+    panel.pause_scope.value = "quiet"
+    assert panel.pause_button.description == "Resume topic quiet"
+    panel.pause_button.click()
+    assert store.queue.paused_topics() == ()

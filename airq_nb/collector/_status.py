@@ -145,9 +145,10 @@ def collector_status(store: Store, *, location: Location | str | None = None) ->
     Only the collector's schedules (those on its queue topic), their runs in the queue and
     the delivery log, and its stored readings; other topics never show here.
     """
+    # The public reader (the readings contract), wherever its owner keeps it.
+    from .. import read_readings
     from ..scheduling._delivery_log import read_delivery_log, table_exists
     from ..scheduling._schedules import list_schedules
-    from ._readings import read_readings
 
     now = store.clock.now()
     name = location.name if isinstance(location, Location) else location

@@ -21,6 +21,7 @@ from .._errors import AirqError
 from .._format import (
     NONE,
     age_text,
+    due_text,
     outcome_text,
     paused_text,
     span_text,
@@ -259,7 +260,10 @@ class QueueInspector(PeriodicRefresh, w.VBox):
         options = [_ALL, *sorted(topics)]
         if list(self.topic_filter.options) != options:
             self.topic_filter.options = options
-        self._update_pause_options(sorted({*topics, *self._schedule_topics()}))
+        # Every topic a user may want to pause or resume: with messages, with a schedule,
+        # or paused already (so a paused topic can be resumed after its messages are gone).
+        paused_now = {t for t in counts.paused_topics if t != _EVERY_TOPIC}
+        self._update_pause_options(sorted({*topics, *self._schedule_topics(), *paused_now}))
         self._messages = queue.list(state=self.state, topic=self.topic, limit=self.limit)
         self._show_rows(now)
         states = ", ".join(f"{n} {s}" for s, n in sorted(counts.by_state.items())) or "empty"
@@ -299,7 +303,7 @@ class QueueInspector(PeriodicRefresh, w.VBox):
             )
             parts.append(clipped(text, 160))
             if isinstance(last["error"], str):
-                parts.append(clipped(f"error: {last['error']}", 160))
+                parts.append(clipped(f"error: {last['error']}", 60))
         else:
             parts.append("last delivery: none yet")
         parts[0] = _escape(parts[0])
@@ -578,7 +582,7 @@ class QueueInspector(PeriodicRefresh, w.VBox):
             picked = self.schedule_picker.value
             self.schedule_picker.options = names
             self.schedule_picker.value = picked if picked in names else (names or [None])[0]
-        head = ("name", "when", "topic", "state", "next run", "last run", "last outcome")
+        head = ("name", "when", "topic", "state", "next run", "last run", "outcome")
         rows = []
         for info in schedules:
             when = (
@@ -591,7 +595,7 @@ class QueueInspector(PeriodicRefresh, w.VBox):
             if info.paused:
                 state = "paused"
             elif "*" in paused_topics or info.topic in paused_topics:
-                state = "delivery paused"
+                state = "topic paused"
             else:
                 state = "active"
             outcome = outcome_text(info.last_outcome) if info.last_outcome else NONE
@@ -601,8 +605,9 @@ class QueueInspector(PeriodicRefresh, w.VBox):
                     _escape(when),
                     clipped(info.topic, 30),
                     f"<b>{state}</b>" if state != "active" else state,
-                    _escape(time_text(info.next_run_at, tz=self.tz)),
-                    _escape(time_text(info.last_run_at, tz=self.tz)),
+                    # Relative times keep the table narrow; the exact time is the title.
+                    self._when(info.next_run_at, due_text(info.next_run_at, now)),
+                    self._when(info.last_run_at, age_text(info.last_run_at, now)),
                     clipped(outcome, 40)
                     if not info.last_error
                     else f"<span title='{_escape(info.last_error)}'>{_escape(outcome)} ⓘ</span>",
@@ -616,6 +621,10 @@ class QueueInspector(PeriodicRefresh, w.VBox):
         self.schedules_table.value = (
             f"<table class='airq-schedules'><tr>{header}</tr>{cells}{empty}</table>"
         )
+
+    def _when(self, when: Any, relative: str) -> str:
+        """``relative`` ("in 25 min") with the exact time in its hover title."""
+        return f"<span title='{_escape(time_text(when, tz=self.tz))}'>{_escape(relative)}</span>"
 
     def run_schedule_now(self) -> None:
         """Enqueue one run of the picked schedule now."""
