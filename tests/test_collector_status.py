@@ -121,3 +121,13 @@ def test_wait_for_readings_does_not_wait_for_a_collector_that_is_not_there(store
     status, waited = asyncio.run(scenario())
     assert status.schedules == () and status.readings == 0
     assert waited < 5
+
+
+def test_the_status_panel_escapes_what_it_shows(store):
+    hostile = "<img src=x onerror=alert(1)>"
+    scheduler = airq_nb.Scheduler(store)
+    scheduler.schedule(f"collect:{hostile}", every=timedelta(hours=1), topic="collect")
+    scheduler.close()
+    panel = StatusPanel(store, autostart=False, tz="Europe/London")
+    assert "<img" not in panel.value and "&lt;img src=x onerror=alert(1)&gt;" in panel.value
+    assert " GMT (" in panel.value or " BST (" in panel.value
