@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from datetime import timedelta
@@ -181,9 +182,16 @@ def wait_for_connected_kernel(base: str, *, timeout: float = 60) -> None:
     second kernel that drops the queued cells.
     """
     deadline = time.monotonic() + timeout
+    kernels: object = None
     while time.monotonic() < deadline:
-        with urllib.request.urlopen(f"{base}/api/kernels", timeout=5) as reply:
-            kernels = json.load(reply)
+        try:
+            with urllib.request.urlopen(f"{base}/api/kernels", timeout=5) as reply:
+                kernels = json.load(reply)
+        except urllib.error.HTTPError:
+            # jupyter_server answers 500 to a listing taken while a kernel is starting (its
+            # last_activity is not set yet); the next poll sees it.
+            time.sleep(0.3)
+            continue
         if any(k["connections"] >= 1 and k["execution_state"] == "idle" for k in kernels):
             return
         time.sleep(0.3)

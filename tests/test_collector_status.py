@@ -96,6 +96,9 @@ def test_pausing_the_collect_topic_shows_as_paused(store, openmeteo_server):
 
 
 def test_wait_for_readings_returns_once_the_first_collection_is_stored(store, openmeteo_server):
+    # A slow source: the wait must outlast a first run that has started but not finished.
+    openmeteo_server.delay = 2.0
+
     async def scenario() -> airq_nb.CollectorStatus:
         scheduler = airq_nb.Scheduler(store)
         source = airq_nb.source_from_env("open-meteo", base_url=openmeteo_server.url)

@@ -40,7 +40,8 @@ class ReadingSeries:
 class CollectorStatus:
     """The collector's schedules, their last and next run, and how fresh its readings are.
 
-    ``last_*`` describe the collector's latest finished attempt (from the delivery log);
+    ``last_*`` describe the collector's latest attempt (``last_finished_at`` is None while
+    its first run is still going);
     ``next_run_at`` is its next planned or queued run; ``readings`` counts stored hourly rows
     over every series. Times are aware UTC datetimes; ``str()`` gives a readable summary.
     """
@@ -73,11 +74,8 @@ class CollectorStatus:
             schedule = "not started (run airq_nb.start_collector() or the collector notebook)"
         else:
             schedule = "; ".join(_schedule_text(info) for info in self.schedules)
-        if self.last_finished_at is None:
-            last = "none yet"
-        else:
-            started = time_text(self.last_run_at or self.last_finished_at, tz=tz)
-            last = f"{started} ({age_text(self.last_run_at or self.last_finished_at, now)})"
+        ran = self.last_run_at or self.last_finished_at
+        last = "none yet" if ran is None else f"{time_text(ran, tz=tz)} ({age_text(ran, now)})"
         if self.running:
             upcoming = "running now"
         elif self.paused:
@@ -170,9 +168,11 @@ def collector_status(store: Store, *, location: Location | str | None = None) ->
         )
         outcome, error = last["outcome"], last["error"] if isinstance(last["error"], str) else None
     else:
-        # The log keeps a week; fall back on what the schedules remember of their last run.
+        # No finished attempt in the log (it keeps a week; a first run may still be going):
+        # what the schedules remember. Their last_run_at is when a run *started*, so nothing
+        # here says a run finished.
         ran = sorted((i for i in schedules if i.last_run_at), key=lambda i: i.last_run_at)
-        started = finished = ran[-1].last_run_at if ran else None
+        started, finished = (ran[-1].last_run_at if ran else None), None
         outcome = ran[-1].last_outcome if ran else None
         error = ran[-1].last_error if ran else None
     paused_topics = store.queue.paused_topics()
