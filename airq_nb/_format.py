@@ -9,13 +9,10 @@ never has to guess which clock a time is on.
 from __future__ import annotations
 
 from datetime import UTC, datetime, tzinfo
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ._errors import ConfigurationError
-
-if TYPE_CHECKING:
-    from .scheduling._status import Status
 
 __all__ = [
     "NONE",
@@ -25,7 +22,6 @@ __all__ = [
     "outcome_text",
     "paused_text",
     "span_text",
-    "status_lines",
     "time_text",
     "zone",
 ]
@@ -143,26 +139,3 @@ def paused_text(paused_topics: tuple[str, ...]) -> str:
     if "*" in paused_topics:
         return "all topics"
     return ", ".join(paused_topics)
-
-
-def status_lines(status: Status, *, now: float, tz: str | tzinfo | None = "UTC") -> list[str]:
-    """The store-wide :class:`~airq_nb.Status` as "label: value" lines (CLI, text views)."""
-    if status.last_outcome is None:
-        last = "none yet"
-    else:
-        last = status.last_outcome
-        if status.last_delivery_accuracy_ms is not None:
-            last += f" ({status.last_delivery_accuracy_ms:,.0f} ms after it was due)"
-    next_due = (
-        "nothing scheduled"
-        if status.next_due is None
-        else f"{time_text(status.next_due, tz=tz)} ({due_text(status.next_due, now)})"
-    )
-    return [
-        f"next delivery due: {next_due}",
-        f"last delivery: {last}",
-        f"last error: {one_line(status.last_error, 200) if status.last_error else NONE}",
-        f"queue: {status.backlog} due now, {status.queued} queued, {status.leased} running, "
-        f"{status.dead_letters} dead",
-        f"paused: {paused_text(status.paused_topics)}",
-    ]

@@ -23,11 +23,14 @@ __all__ = [
     "COLUMNS",
     "GRID_COLUMNS",
     "STYLE",
+    "as_text_cells",
     "clipped",
     "csv_link",
+    "csv_text",
     "escape",
     "payload_html",
     "payload_text",
+    "row_html",
     "row_texts",
 ]
 

@@ -25,7 +25,6 @@ from .._format import (
     outcome_text,
     paused_text,
     span_text,
-    status_lines,
     time_text,
     zone,
 )
@@ -293,7 +292,12 @@ class QueueInspector(PeriodicRefresh, w.VBox):
 
         status = store_status(self.store)
         log = read_delivery_log(self.store, limit=1)
-        parts = [status_lines(status, now=now, tz=self.tz)[0]]
+        next_due = (
+            "nothing scheduled"
+            if status.next_due is None
+            else f"{time_text(status.next_due, tz=self.tz)} ({due_text(status.next_due, now)})"
+        )
+        parts = [f"next delivery due: {next_due}"]
         if len(log):
             last = log.iloc[-1]
             finished = last["finished_at"].to_pydatetime(warn=False)
