@@ -12,11 +12,12 @@ import html
 import io
 import json
 from datetime import tzinfo
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from .._format import NONE, due_text, one_line, span_text, time_text
+from .._format import NONE, age_text, due_text, one_line, outcome_text, span_text, time_text
 
 if TYPE_CHECKING:
+    from ..scheduling._schedules import ScheduleInfo
     from ..store._queue import Message
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "payload_text",
     "row_html",
     "row_texts",
+    "schedules_html",
 ]
 
 COLUMNS = ("", "id", "topic", "state", "due", "tries", "last error", "payload")
@@ -198,3 +200,55 @@ def payload_html(messages: list[Message], *, tz: str | tzinfo | None = "UTC") ->
             f"<div><b>{head}</b>{error}<pre>{escape(payload_text(m, indent=2))}</pre></div>"
         )
     return f"<div class='airq-payload'>{''.join(parts) or escape(NONE)}</div>"
+
+
+def _when(when: Any, relative: str, *, tz: str | tzinfo | None) -> str:
+    """``relative`` ("in 25 min") with the exact time in its hover title."""
+    return f"<span title='{escape(time_text(when, tz=tz))}'>{escape(relative)}</span>"
+
+
+def schedules_html(
+    schedules: list[ScheduleInfo],
+    paused_topics: tuple[str, ...],
+    *,
+    now: float,
+    tz: str | tzinfo | None = "UTC",
+) -> str:
+    """The schedules as an escaped table: timing, state (paused, or its topic paused), runs."""
+    head = ("name", "when", "topic", "state", "next run", "last run", "outcome")
+    rows = []
+    for info in schedules:
+        when = (
+            f"every {span_text(info.every.total_seconds())}"
+            if info.every is not None
+            else f"cron {info.cron}"
+        )
+        if info.tz and info.tz != "UTC":
+            when += f" ({info.tz})"
+        if info.paused:
+            state = "paused"
+        elif "*" in paused_topics or info.topic in paused_topics:
+            state = "topic paused"
+        else:
+            state = "active"
+        outcome = outcome_text(info.last_outcome) if info.last_outcome else NONE
+        rows.append(
+            (
+                clipped(info.name, 40),
+                escape(when),
+                clipped(info.topic, 30),
+                f"<b>{state}</b>" if state != "active" else state,
+                # Relative times keep the table narrow; the exact time is the title.
+                _when(info.next_run_at, due_text(info.next_run_at, now), tz=tz),
+                _when(info.last_run_at, age_text(info.last_run_at, now), tz=tz),
+                clipped(outcome, 40)
+                if not info.last_error
+                else f"<span title='{escape(info.last_error)}'>{escape(outcome)} ⓘ</span>",
+            )
+        )
+    cells = "".join(
+        "<tr>" + "".join(f"<td>{value}</td>" for value in row) + "</tr>" for row in rows
+    )
+    header = "".join(f"<th>{h}</th>" for h in head)
+    empty = "" if rows else f"<tr><td colspan='{len(head)}'>no schedules yet</td></tr>"
+    return f"<table class='airq-schedules'><tr>{header}</tr>{cells}{empty}</table>"

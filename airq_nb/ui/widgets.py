@@ -19,12 +19,10 @@ import ipywidgets as w
 
 from .._errors import AirqError
 from .._format import (
-    NONE,
     age_text,
     due_text,
     outcome_text,
     paused_text,
-    span_text,
     time_text,
     zone,
 )
@@ -38,8 +36,10 @@ from ._queue_view import (
     escape,
     payload_html,
     row_html,
+    schedules_html,
 )
 from ._refresh import PeriodicRefresh
+from ._status_panel import StatusPanel
 
 if TYPE_CHECKING:
     from ..store._queue import Message
@@ -53,10 +53,6 @@ _EVERY_TOPIC = "*"
 _TAGS = re.compile(r"<[^>]+>")
 #: An action's result line stays this long, then the next refresh clears it.
 _RESULT_SECONDS = 20.0
-_STATUS_HEAD = "text-align:left;padding-right:1em;vertical-align:top;white-space:nowrap"
-# Times never break at their hyphens; a narrow output scrolls the table sideways instead.
-_STATUS_CELL = "white-space:nowrap"
-_escape = escape
 
 
 def _button(description: str, icon: str, **options: Any) -> w.Button:
@@ -167,7 +163,7 @@ class QueueInspector(PeriodicRefresh, w.VBox):
             ]
         )
         self._header = [self.select_all] + [
-            w.HTML(f"<span class='airq-head'>{_escape(name)}</span>") for name in COLUMNS[1:]
+            w.HTML(f"<span class='airq-head'>{escape(name)}</span>") for name in COLUMNS[1:]
         ]
 
         self.state_filter.observe(self._filter_changed, "value")
@@ -267,11 +263,11 @@ class QueueInspector(PeriodicRefresh, w.VBox):
         self._show_rows(now)
         states = ", ".join(f"{n} {s}" for s, n in sorted(counts.by_state.items())) or "empty"
         paused = counts.paused_topics
-        paused_part = f" · <b>paused:</b> {_escape(paused_text(paused))}" if paused else ""
+        paused_part = f" · <b>paused:</b> {escape(paused_text(paused))}" if paused else ""
         name = Path(self.store.path).name
         self.summary.value = (
-            f"<div class='airq-text'><b>Queue</b> in <code title='{_escape(self.store.path)}'>"
-            f"{_escape(name)}</code>: {counts.total} messages ({_escape(states)}){paused_part}"
+            f"<div class='airq-text'><b>Queue</b> in <code title='{escape(self.store.path)}'>"
+            f"{escape(name)}</code>: {counts.total} messages ({escape(states)}){paused_part}"
             "</div>"
         )
         self.store_line.value = f"<div class='airq-text'>{self._store_status_html(now)}</div>"
@@ -310,7 +306,7 @@ class QueueInspector(PeriodicRefresh, w.VBox):
                 parts.append(clipped(f"error: {last['error']}", 60))
         else:
             parts.append("last delivery: none yet")
-        parts[0] = _escape(parts[0])
+        parts[0] = escape(parts[0])
         return " · ".join(parts)
 
     def _schedule_topics(self) -> list[str]:
@@ -454,9 +450,9 @@ class QueueInspector(PeriodicRefresh, w.VBox):
             try:
                 text = action()
             except AirqError as exc:
-                self._say(f"<span style='color:#b00'>{_escape(exc)}</span>")
+                self._say(f"<span style='color:#b00'>{escape(exc)}</span>")
             else:
-                self._say(_escape(text))
+                self._say(escape(text))
                 self._wake_scheduler()
             self.refresh()
 
@@ -548,7 +544,7 @@ class QueueInspector(PeriodicRefresh, w.VBox):
         self._clear_result()
         count = self._matching_count(self.store.queue.counts())
         self.confirm_text.value = (
-            f"<b>Purge {count} {_escape(self._purge_scope())}?</b> This cannot be undone."
+            f"<b>Purge {count} {escape(self._purge_scope())}?</b> This cannot be undone."
         )
         self.confirm_box.layout.display = "flex"
 
@@ -586,49 +582,9 @@ class QueueInspector(PeriodicRefresh, w.VBox):
             picked = self.schedule_picker.value
             self.schedule_picker.options = names
             self.schedule_picker.value = picked if picked in names else (names or [None])[0]
-        head = ("name", "when", "topic", "state", "next run", "last run", "outcome")
-        rows = []
-        for info in schedules:
-            when = (
-                f"every {span_text(info.every.total_seconds())}"
-                if info.every is not None
-                else f"cron {info.cron}"
-            )
-            if info.tz and info.tz != "UTC":
-                when += f" ({info.tz})"
-            if info.paused:
-                state = "paused"
-            elif "*" in paused_topics or info.topic in paused_topics:
-                state = "topic paused"
-            else:
-                state = "active"
-            outcome = outcome_text(info.last_outcome) if info.last_outcome else NONE
-            rows.append(
-                (
-                    clipped(info.name, 40),
-                    _escape(when),
-                    clipped(info.topic, 30),
-                    f"<b>{state}</b>" if state != "active" else state,
-                    # Relative times keep the table narrow; the exact time is the title.
-                    self._when(info.next_run_at, due_text(info.next_run_at, now)),
-                    self._when(info.last_run_at, age_text(info.last_run_at, now)),
-                    clipped(outcome, 40)
-                    if not info.last_error
-                    else f"<span title='{_escape(info.last_error)}'>{_escape(outcome)} ⓘ</span>",
-                )
-            )
-        cells = "".join(
-            "<tr>" + "".join(f"<td>{value}</td>" for value in row) + "</tr>" for row in rows
-        )
-        header = "".join(f"<th>{h}</th>" for h in head)
-        empty = "" if rows else f"<tr><td colspan='{len(head)}'>no schedules yet</td></tr>"
-        self.schedules_table.value = (
-            f"<table class='airq-schedules'><tr>{header}</tr>{cells}{empty}</table>"
-        )
-
-    def _when(self, when: Any, relative: str) -> str:
-        """``relative`` ("in 25 min") with the exact time in its hover title."""
-        return f"<span title='{_escape(time_text(when, tz=self.tz))}'>{_escape(relative)}</span>"
+        html_table = schedules_html(schedules, paused_topics, now=now, tz=self.tz)
+        if self.schedules_table.value != html_table:
+            self.schedules_table.value = html_table
 
     def run_schedule_now(self) -> None:
         """Enqueue one run of the picked schedule now."""
@@ -652,58 +608,7 @@ class QueueInspector(PeriodicRefresh, w.VBox):
         self._act(act)
 
     def _report(self, error: BaseException) -> None:
-        self._say(f"<span style='color:#b00'>refresh failed: {_escape(error)}</span>")
-
-    def close(self) -> None:
-        self.stop()
-        super().close()
-
-
-class StatusPanel(PeriodicRefresh, w.HTML):
-    """The collector's own status: its schedule, last and next run, readings and their age.
-
-    Reads :func:`airq_nb.collector_status`, so it works without a scheduler in this kernel,
-    and shows nothing of other topics (the queue inspector is the store-wide view).
-    ``tz`` is the zone times are shown in ("UTC" or e.g. "Europe/London").
-    """
-
-    def __init__(
-        self,
-        store: Store,
-        *,
-        location: Any = None,
-        tz: str = "UTC",
-        interval: float = 5.0,
-        autostart: bool = True,
-    ) -> None:
-        super().__init__()
-        zone(tz)  # an unknown zone fails here, not at every refresh
-        self.store = store
-        self.location = location
-        self.tz = tz
-        self.interval = interval
-        self.add_class("airq-status")
-        self.refresh()
-        if autostart:
-            self.start()
-
-    def refresh(self) -> None:
-        """Read the status again."""
-        from ..collector._status import collector_status
-
-        self.status = collector_status(self.store, location=self.location)
-        body = "".join(
-            f"<tr><th style='{_STATUS_HEAD}'>{_escape(label)}</th>"
-            f"<td style='{'' if label == 'Error' else _STATUS_CELL}'>{_escape(text)}</td></tr>"
-            for label, text in self.status.rows(tz=self.tz)
-        )
-        self.value = (
-            "<div style='line-height:1.5;overflow-x:auto'><b>Collector</b>"
-            f"<table class='airq-status-table'>{body}</table></div>"
-        )
-
-    def _report(self, error: BaseException) -> None:
-        self.value = f"<span style='color:#b00'>status refresh failed: {_escape(error)}</span>"
+        self._say(f"<span style='color:#b00'>refresh failed: {escape(error)}</span>")
 
     def close(self) -> None:
         self.stop()
