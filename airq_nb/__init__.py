@@ -44,6 +44,7 @@ from .collector._sources import (
     Source,
     source_from_env,
 )
+from .collector._status import CollectorStatus, collector_status, wait_for_readings
 from .scheduling._delivery_log import read_delivery_log
 from .scheduling._runtime import RunSummary, Scheduler, scheduler_for
 from .scheduling._schedules import ScheduleInfo
@@ -65,6 +66,7 @@ __all__ = [
     "Clock",
     "CollectResult",
     "CollectionFailedError",
+    "CollectorStatus",
     "CommitResult",
     "ConfigurationError",
     "DeadLettered",
@@ -104,6 +106,7 @@ __all__ = [
     "collect_now",
     "collect_once",
     "collect_until_idle",
+    "collector_status",
     "open_store",
     "read_delivery_log",
     "read_readings",
@@ -112,4 +115,5 @@ __all__ = [
     "source_from_env",
     "start_collector",
     "store_status",
+    "wait_for_readings",
 ]

@@ -21,7 +21,7 @@ from typing import Any
 
 from . import __version__
 from ._errors import AirqError, CollectionFailedError, ConfigurationError
-from ._humanize import one_line
+from ._format import one_line, time_text
 from .collector._job import (
     collect_once,
     collect_until_idle,
@@ -199,13 +199,9 @@ def _plain(value: Any) -> Any:
 def _when(value: Any) -> str:
     if value is None:
         return "-"
-    if isinstance(value, int | float):
-        value = datetime.fromtimestamp(value).astimezone()
-    return (
-        value.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
-        if isinstance(value, datetime)
-        else str(value)
-    )
+    if isinstance(value, int | float | datetime):
+        return time_text(value, tz="local", seconds=True)
+    return str(value)
 
 
 def _emit(args: argparse.Namespace, data: Any, lines: Sequence[str]) -> None:

@@ -561,7 +561,7 @@ def test_zoom_and_pan_survive_the_hourly_refresh(clocked_store, fake_clock, open
 
 
 def test_a_new_series_redraws_and_the_location_can_be_picked(store, openmeteo_server):
-    from airq_nb.collector._readings import upsert_readings
+    from airq_nb.store.readings import upsert_readings
 
     collect(store, openmeteo_server)
     live = charts.LiveChart(store)

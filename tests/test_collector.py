@@ -200,7 +200,7 @@ def test_two_processes_fetching_the_same_window_store_each_hour_once(
 
 
 def test_an_overlapping_batch_updates_hours_instead_of_duplicating(clocked_store, owm):
-    from airq_nb.collector._readings import upsert_readings
+    from airq_nb.store.readings import upsert_readings
 
     collect(clocked_store, owm)
     newer = [airq_nb.Reading(t, 99.0, 100.0, 5) for t in hours(clocked_store)[-10:]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -41,6 +42,20 @@ def papermill(
         command += ["-p", key, str(value)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
     return done, nbformat.read(output, as_version=4)
+
+
+def papermill_warnings(done: subprocess.CompletedProcess[str]) -> list[str]:
+    """What papermill itself warned about (e.g. "Unable to parse line 2"), from its log.
+
+    ipykernel's own start-up notice ("[IPKernelApp] WARNING | Kernel is running over TCP")
+    is the kernel's, not papermill's, and says nothing about the notebook.
+    """
+    return [
+        line
+        for line in done.stderr.splitlines()
+        if not line.startswith("[IPKernelApp]")
+        and ("Unable to parse" in line or "unknown parameter" in line or "warn" in line.lower())
+    ]
 
 
 def outputs(notebook: nbformat.NotebookNode) -> list[dict[str, Any]]:
@@ -81,6 +96,7 @@ def test_collector_headless_stores_readings_and_says_what_it_fetched(tmp_path, o
     env = kernel_env(AIRQ_NB_OPENMETEO_URL=openmeteo_server.url, AIRQ_NB_SOURCE="open-meteo")
     done, notebook = papermill("collector", tmp_path, env, db_path=db, headless=True)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert papermill_warnings(done) == []
     with airq_nb.open_store(db) as store:
         readings = airq_nb.read_readings(store)
     assert len(readings) >= 24 * 6
@@ -130,10 +146,15 @@ def test_queue_notebook_shows_the_messages_escaped(tmp_path):
         queued = store.enqueue({"station": "London"}, topic="collect", delay=600)
         hostile = store.enqueue({"note": "<script>alert(1)</script>"}, topic="other")
         before = [(m.id, m.state) for m in store.queue.list()]
-    done, notebook = papermill("queue", tmp_path, kernel_env(), db_path=db, headless=True)
+    done, notebook = papermill(
+        "queue", tmp_path, kernel_env(), db_path=db, headless=True, tz="Europe/London"
+    )
     assert done.returncode == 0, done.stderr[-3000:]
+    assert papermill_warnings(done) == []
     text = stream_text(notebook)
     assert "2 messages (2 queued)" in text
+    # The store-wide line, in the zone asked for (the hostile message is due at once).
+    assert re.search(r"next delivery due: [-\d]{10} [:\d]{5} (GMT|BST) \(due now\)", text)
     assert f"id={queued}  topic=collect  state=queued  due=in 10 min" in text
     assert f"id={hostile}  topic=other" in text
     assert len(widget_views(notebook)) == 1
@@ -209,3 +230,42 @@ def test_collector_headless_for_another_location(tmp_path, openmeteo_server):
     assert (request.params["latitude"], request.params["longitude"]) == ("48.8566", "2.3522")
     with airq_nb.open_store(db) as store:
         assert set(airq_nb.read_readings(store)["location"]) == {"Paris"}
+
+
+def test_collector_run_all_waits_for_the_first_collection(tmp_path, openmeteo_server):
+    """Not headless, as "Run All" in JupyterLab: the last cell shows readings, not "none yet"."""
+    db = tmp_path / "airq.db"
+    env = kernel_env(AIRQ_NB_OPENMETEO_URL=openmeteo_server.url, AIRQ_NB_SOURCE="open-meteo")
+    done, notebook = papermill(
+        "collector", tmp_path, env, db_path=db, headless=False, wait_seconds=60,
+        tz="Europe/London",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert papermill_warnings(done) == []
+    text = stream_text(notebook)
+    assert "No readings stored" not in text
+    assert "hourly readings stored for London" in text
+    assert re.search(r" (GMT|BST); the newest:", text)  # in the zone asked for
+    assert len(widget_views(notebook)) == 1  # the collector's status panel
+    panels = [
+        model["state"]["value"]
+        for model in widget_state(notebook).values()
+        if "airq-status" in model["state"].get("_dom_classes", [])
+    ]
+    assert panels and "collect:London" in panels[-1] and "hourly readings" in panels[-1]
+
+
+def test_collector_run_all_says_when_the_first_readings_will_arrive(tmp_path):
+    """The source is down: the wait ends at the failed run, which says what and when next."""
+    db = tmp_path / "airq.db"
+    env = kernel_env(
+        AIRQ_NB_OPENMETEO_URL=f"http://127.0.0.1:{closed_port()}", AIRQ_NB_SOURCE="open-meteo"
+    )
+    done, notebook = papermill(
+        "collector", tmp_path, env, db_path=db, headless=False, wait_seconds=30
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = stream_text(notebook)
+    assert "No readings stored for London yet." in text
+    assert "failed, will be retried" in text and "cannot reach Open-Meteo" in text
+    assert "Readings stored: none yet: the first collection is due" in text

@@ -17,7 +17,7 @@ import pytest
 from nbconvert import HTMLExporter
 
 import airq_nb
-from airq_nb.collector._readings import upsert_readings
+from airq_nb.store.readings import upsert_readings
 from airq_nb.ui import charts
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import csv
+import html
+import io
+import json
+import re
 import threading
 from datetime import timedelta
+
+import pytest
 
 import airq_nb
 from airq_nb.ui.widgets import QueueInspector, StatusPanel
@@ -31,6 +39,14 @@ def make_dead(store: airq_nb.Store, value: object, *, topic: str = "collect") ->
     return message_id
 
 
+def cell_texts(panel: QueueInspector, message_id: int) -> list[str]:
+    """The plain text a user reads in the row of ``message_id`` (tags stripped, unescaped)."""
+    for message, row in zip(panel.messages, panel._rows, strict=False):
+        if message.id == message_id:
+            return [html.unescape(re.sub(r"<[^>]+>", "", cell.value)) for cell in row[1:]]
+    raise AssertionError(f"message {message_id} is not listed")
+
+
 def all_html(panel: QueueInspector) -> str:
     texts = [c.value for c in panel.table.children if isinstance(c.value, str)]
     return "\n".join([*texts, panel.result.value, panel.summary.value])
@@ -42,10 +58,7 @@ def test_table_shows_topic_state_due_attempts_error_and_payload(clocked_store):
     dead = make_dead(store, {"n": 1}, topic="other")
     panel = inspector(store)
     assert {m.id for m in panel.messages} == {soon, dead}
-    cells = {
-        message.id: [c.value for c in row[1:]]
-        for message, row in zip(panel.messages, panel._rows, strict=False)
-    }
+    cells = {message_id: cell_texts(panel, message_id) for message_id in (soon, dead)}
     assert cells[soon][:5] == [str(soon), "collect", "queued", "in 5 min", "0/6"]
     assert "London" in cells[soon][6]
     assert cells[dead][2] == "dead" and cells[dead][4] == "1/1"
@@ -103,12 +116,15 @@ def test_pause_and_resume_a_topic(store):
     store.enqueue({"n": 1}, topic="collect")
     panel = inspector(store)
     panel.topic_filter.value = "collect"
-    assert panel.pause_button.description == "Pause"
+    # Filtering to a topic offers to pause that topic, and the button says so.
+    assert panel.pause_scope.value == "collect"
+    assert panel.pause_button.description == "Pause topic collect"
     panel.pause_button.click()
     assert store.queue.paused_topics() == ("collect",)
     assert store.claim(topics=["collect"]) is None
-    assert panel.pause_button.description == "Resume"
-    assert "(paused)" in panel._rows[0][4].value
+    assert panel.pause_button.description == "Resume topic collect"
+    assert panel.result.value == "Paused delivery of topic collect."
+    assert cell_texts(panel, panel.messages[0].id)[2] == "paused"
     panel.pause_button.click()
     assert store.queue.paused_topics() == ()
     assert store.claim(topics=["collect"]) is not None
@@ -116,9 +132,11 @@ def test_pause_and_resume_a_topic(store):
 
 def test_pause_everything_then_resume(store):
     panel = inspector(store)
+    assert panel.pause_button.description == "Pause all topics"
     panel.pause_button.click()
     assert store.queue.paused_topics() == ("*",)
-    assert "paused:</b> everything" in panel.summary.value
+    assert "paused:</b> all topics" in panel.summary.value
+    assert panel.pause_button.description == "Resume all topics"
     panel.pause_button.click()
     assert store.queue.paused_topics() == ()
 
@@ -157,7 +175,7 @@ def test_with_everything_paused_the_button_says_it_resumes_all_topics(store):
     store.queue.pause(None)
     panel = inspector(store)
     panel.topic_filter.value = "collect"
-    assert panel.pause_button.description == "Resume"
+    assert panel.pause_button.description == "Resume all topics"
     assert panel.pause_button.tooltip == "Resume delivery of all topics"
     panel.pause_button.click()
     assert store.queue.paused_topics() == ()
@@ -263,7 +281,7 @@ def test_schedules_table_and_its_buttons_act_through_the_scheduler(clocked_store
     assert f"(message {queued.id})" in panel.result.value
     panel.pause_schedule_button.click()
     assert scheduler.get_schedule("hourly <b>job</b>").paused
-    assert "— paused" in panel.schedules_table.value
+    assert "<td><b>paused</b></td>" in panel.schedules_table.value
     panel.resume_schedule_button.click()
     assert not scheduler.get_schedule("hourly <b>job</b>").paused
     assert "schedule hourly <b>job</b>: topic=collect paused=False" in panel.as_text()
@@ -276,7 +294,7 @@ def test_without_a_scheduler_the_schedules_part_is_hidden(store):
     assert panel.result.value == "No schedule picked."
 
 
-def test_status_panel_shows_deliveries_and_escapes_errors(clocked_store, fake_clock):
+def test_the_store_line_shows_the_last_delivery_with_its_time(clocked_store, fake_clock):
     store = clocked_store
     scheduler = airq_nb.Scheduler(store)
 
@@ -290,19 +308,110 @@ def test_status_panel_shows_deliveries_and_escapes_errors(clocked_store, fake_cl
     store.enqueue({"fail": False}, topic="jobs", delay=600)
     summary = asyncio.run(scheduler.run_until_idle(timeout=30))
     assert (summary.delivered, summary.dead_lettered) == (1, 1)
-    panel = StatusPanel(store, autostart=False)
-    text = panel.value
-    assert "in 10 min" in text
-    assert "1 queued" in text and "1 dead" in text
-    assert "&lt;script&gt;" in text and "<script" not in text
-    assert "no data yet" in text  # no readings stored
+    fake_clock.advance(120)
+    panel = inspector(store)
+    line = panel.store_line.value
+    assert "next delivery due: 2023-11-14 22:23 UTC (in 8 min)" in line
+    assert (
+        "last delivery: failed, now a dead letter (jobs) at 2023-11-14 22:13 UTC (2 min ago)"
+        in line
+    )
+    assert "&lt;script&gt;" in line and "<script" not in line
+    london = inspector(store, tz="Europe/London").store_line.value
+    assert "22:13 GMT" in london
 
 
 def test_status_panel_lists_stored_readings(store, openmeteo_server):
     source = airq_nb.source_from_env("open-meteo", base_url=openmeteo_server.url)
     stored = airq_nb.collect_now(store, source=source).stored
-    text = StatusPanel(store, autostart=False).value
-    assert f"Readings London (open-meteo)</th><td>{stored} hours" in text
+    panel = StatusPanel(store, autostart=False)
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", panel.value)).split())
+    assert f"{stored:,} hourly readings" in text
+    assert f"London (open-meteo) {stored} hours, newest" in text
+    assert panel.status.readings == stored
+
+
+def test_select_all_ticks_every_listed_message_and_delete_removes_them(store):
+    ids = [store.enqueue({"n": n}, topic="collect") for n in range(3)]
+    keep = store.enqueue({"n": 9}, topic="other")
+    panel = inspector(store)
+    panel.topic_filter.value = "collect"
+    panel.select_all.value = True
+    assert panel.selected == set(ids)
+    assert all(row[0].value for row in panel._rows[:3])
+    tick_off = panel._rows[0]
+    tick_off[0].value = False
+    assert not panel.select_all.value  # one unticked: "all" is no longer true
+    tick_off[0].value = True
+    assert panel.select_all.value
+    panel.delete_button.click()
+    assert [m.id for m in store.queue.list()] == [keep]
+
+
+def test_view_payload_shows_the_whole_payload_escaped(store):
+    long = {"text": HOSTILE, "numbers": list(range(100))}
+    message_id = store.enqueue(long, topic="collect")
+    panel = inspector(store)
+    panel.view_button.click()
+    assert "Nothing selected" in panel.result.value and panel.payload.value == ""
+    tick(panel, message_id)
+    panel.view_button.click()
+    shown = panel.payload.value
+    assert "<script" not in shown and "&lt;script&gt;" in shown
+    assert '"numbers": [' in html.unescape(shown) and "99" in shown  # nothing cut
+    assert panel.result.value == ""  # the "Nothing selected" line went
+
+
+def test_csv_export_holds_every_listed_message_in_full(store):
+    first = store.enqueue({"note": "=HYPERLINK(1)", "n": list(range(50))}, topic="collect")
+    second = make_dead(store, {"n": 2}, topic="=cmd")
+    panel = inspector(store)
+    link = panel.export.value
+    assert "download='airq-queue.csv'" in link and "2 listed messages" in link
+    encoded = re.search(r"base64,([A-Za-z0-9+/=]+)'", link).group(1)
+    rows = list(csv.DictReader(io.StringIO(base64.b64decode(encoded).decode())))
+    assert [int(r["id"]) for r in rows] == [first, second]
+    assert json.loads(rows[0]["payload"])["n"][-1] == 49  # the whole payload, not a preview
+    assert rows[1]["topic"] == "'=cmd"  # a spreadsheet must not run it as a formula
+    assert rows[1]["state"] == "dead" and "failed with" in rows[1]["last_error"]
+    panel.state_filter.value = "dead"
+    assert "1 listed message<" in panel.export.value
+
+
+def test_an_earlier_result_line_is_cleared(clocked_store, fake_clock):
+    store = clocked_store
+    store.enqueue({"n": 1}, topic="collect")
+    panel = inspector(store)
+    panel.delete_button.click()
+    assert "Nothing selected" in panel.result.value
+    panel.state_filter.value = "queued"  # a new view of the table: the old line goes
+    assert panel.result.value == ""
+    panel.delete_button.click()
+    panel.refresh()
+    assert "Nothing selected" in panel.result.value
+    fake_clock.advance(30)
+    panel.refresh()  # and a result line does not stay on screen for ever
+    assert panel.result.value == ""
+
+
+def test_pause_selector_pauses_one_topic_whatever_the_filter(store):
+    store.enqueue({"n": 1}, topic="collect")
+    store.enqueue({"n": 2}, topic="other")
+    scheduler = airq_nb.Scheduler(store)
+    scheduler.schedule("hourly", every=timedelta(hours=1), topic="collect")
+    panel = inspector(store, scheduler)
+    assert ("topic other", "other") in panel.pause_scope.options
+    panel.pause_scope.value = "collect"
+    assert panel.pause_button.description == "Pause topic collect"
+    panel.pause_button.click()
+    assert store.queue.paused_topics() == ("collect",)
+    assert "<td><b>topic paused</b></td>" in panel.schedules_table.value
+    assert cell_texts(panel, store.queue.list(topic="collect")[0].id)[2] == "paused"
+
+
+def test_an_unknown_time_zone_is_refused_at_once(store):
+    with pytest.raises(airq_nb.ConfigurationError, match="Europe/London"):
+        inspector(store, tz="Mars/Olympus")
 
 
 def test_a_new_inspector_on_the_same_store_stops_the_old_ones_refreshes(store):
@@ -313,3 +422,13 @@ def test_a_new_inspector_on_the_same_store_stops_the_old_ones_refreshes(store):
         return old.refreshing, new.refreshing
 
     assert asyncio.run(scenario()) == (False, True)
+
+
+def test_a_paused_topic_without_messages_can_still_be_resumed(store):
+    store.queue.pause("quiet")
+    panel = inspector(store)
+    assert ("topic quiet", "quiet") in panel.pause_scope.options
+    panel.pause_scope.value = "quiet"
+    assert panel.pause_button.description == "Resume topic quiet"
+    panel.pause_button.click()
+    assert store.queue.paused_topics() == ()

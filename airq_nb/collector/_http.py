@@ -23,7 +23,7 @@ from .._errors import (
     SourceConfigurationError,
     SourceUnavailableError,
 )
-from .._humanize import one_line
+from .._format import one_line
 from ._model import HOUR, Location, Reading
 
 if TYPE_CHECKING:

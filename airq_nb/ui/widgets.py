@@ -9,18 +9,37 @@ scheduler's public methods), so they work from whichever thread the kernel runs 
 from __future__ import annotations
 
 import html
-import json
 import re
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
 from .._errors import AirqError
-from .._humanize import one_line, span_text
+from .._format import (
+    age_text,
+    due_text,
+    outcome_text,
+    paused_text,
+    time_text,
+    zone,
+)
+from ._queue_view import (
+    COLUMNS,
+    GRID_COLUMNS,
+    STYLE,
+    as_text_cells,
+    clipped,
+    csv_link,
+    escape,
+    payload_html,
+    row_html,
+    schedules_html,
+)
 from ._refresh import PeriodicRefresh
+from ._status_panel import StatusPanel
 
 if TYPE_CHECKING:
     from ..store._queue import Message
@@ -28,65 +47,25 @@ if TYPE_CHECKING:
 
 __all__ = ["QueueInspector", "StatusPanel"]
 
-_PREVIEW_CHARS = 80
-_ERROR_CHARS = 120
 _ALL = "(all)"
+#: The pause selector's value for "every topic" (the store's own word for it).
+_EVERY_TOPIC = "*"
 _TAGS = re.compile(r"<[^>]+>")
-_COLUMNS = ("", "id", "topic", "state", "due", "attempts", "last error", "payload")
-_GRID_COLUMNS = "28px 56px minmax(90px, 1fr) 70px 160px 80px minmax(140px, 2fr) minmax(160px, 3fr)"
+#: An action's result line stays this long, then the next refresh clears it.
+_RESULT_SECONDS = 20.0
 
 
-def _escape(text: object) -> str:
-    return html.escape(str(text), quote=True)
-
-
-def _clipped(text: str, limit: int) -> str:
-    """Escaped text cut to ``limit`` characters, the whole of it in a hover title."""
-    return f"<span title='{_escape(text)}'>{_escape(one_line(text, limit))}</span>"
-
-
-def _due_text(message: Message, now: float) -> str:
-    if message.state == "dead":
-        return f"dead {span_text(now - (message.dead_at or now))} ago"
-    if message.state == "leased":
-        left = (message.lease_expires_at or now) - now
-        return f"running, lease {span_text(left)} left"
-    left = message.deliver_at - now
-    due = "due now" if left <= 0 else f"in {span_text(left)}"
-    return f"{due} (paused)" if message.paused else due
-
-
-def _row_texts(message: Message, now: float) -> list[str]:
-    """A message's table cells as plain text: id, topic, state, due, attempts, error, payload."""
-    if message.corrupt and isinstance(message.value, str):
-        preview = message.value  # the raw text of a payload that is not JSON
-    else:
-        preview = json.dumps(message.value, ensure_ascii=False, sort_keys=True)
-    return [
-        str(message.id),
-        message.topic,
-        message.state,
-        _due_text(message, now),
-        f"{message.attempts}/{message.max_attempts}",
-        message.corrupt or message.last_error or "",
-        preview,
-    ]
-
-
-def _utc_text(when: Any) -> str:
-    """A time (datetime or Unix seconds) as "YYYY-MM-DD HH:MM:SS UTC"; "—" for none."""
-    if when is None:
-        return "—"
-    if isinstance(when, int | float):
-        when = datetime.fromtimestamp(when, UTC)
-    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+def _button(description: str, icon: str, **options: Any) -> w.Button:
+    # Width "auto": the label decides the width, so no label is ever cut to "Re-dri…".
+    return w.Button(description=description, icon=icon, layout=w.Layout(width="auto"), **options)
 
 
 class QueueInspector(PeriodicRefresh, w.VBox):
     """The queue as a table with filters, selection and management buttons; refreshes itself.
 
     ``scheduler`` (optional) adds the schedules table and its run-now / pause / resume buttons;
-    queue actions go to the store, which is thread-safe, and then wake the scheduler.
+    queue actions go to the store, which is thread-safe, and then wake the scheduler. ``tz``
+    is the zone times are shown in ("UTC" or e.g. "Europe/London").
     """
 
     def __init__(
@@ -96,20 +75,27 @@ class QueueInspector(PeriodicRefresh, w.VBox):
         *,
         limit: int = 50,
         interval: float = 2.0,
+        tz: str = "UTC",
         autostart: bool = True,
     ) -> None:
+        zone(tz)  # an unknown zone fails here, not at every refresh
         self.store = store
         self.scheduler = scheduler
         self.limit = limit
         self.interval = interval
+        self.tz = tz
         self.selected: set[int] = set()
         # A click may arrive on another thread while the refresh task runs on the loop.
         self._lock = threading.RLock()
         self._row_ids: list[int | None] = []
         self._rows: list[list[w.Widget]] = []
+        self._messages: list[Message] = []
         self._syncing = False
+        self._result_at: float | None = None
 
         self.summary = w.HTML()
+        self.store_line = w.HTML()
+        self.store_line.add_class("airq-store-status")
         self.state_filter = w.Dropdown(
             options=[_ALL, "queued", "leased", "dead"],
             value=_ALL,
@@ -119,33 +105,49 @@ class QueueInspector(PeriodicRefresh, w.VBox):
         self.topic_filter = w.Dropdown(
             options=[_ALL], value=_ALL, description="topic", layout=w.Layout(width="240px")
         )
-        self.refresh_button = w.Button(description="Refresh", icon="refresh")
-        self.delete_button = w.Button(description="Delete selected", icon="trash")
-        self.redrive_button = w.Button(
-            description="Re-drive dead",
-            icon="repeat",
+        self.refresh_button = _button("Refresh", "refresh")
+        self.delete_button = _button("Delete selected", "trash")
+        self.redrive_button = _button(
+            "Re-drive dead",
+            "repeat",
             tooltip="Send the selected dead letters (or all dead in the filter) back to the queue",
         )
-        self.pause_button = w.Button(description="Pause", icon="pause")
-        self.purge_button = w.Button(description="Purge…", button_style="warning", icon="eraser")
+        self.view_button = _button(
+            "View payload", "eye", tooltip="Show the whole payload of the ticked messages"
+        )
+        self.purge_button = _button("Purge…", "eraser", button_style="warning")
+        self.pause_scope = w.Dropdown(
+            options=[("all topics", _EVERY_TOPIC)],
+            value=_EVERY_TOPIC,
+            description="pause",
+            layout=w.Layout(width="240px"),
+        )
+        self.pause_button = _button("Pause all topics", "pause")
         self.confirm_text = w.HTML()
-        self.confirm_button = w.Button(description="Yes, purge", button_style="danger")
-        self.cancel_button = w.Button(description="Cancel")
+        self.confirm_button = _button("Yes, purge", "check", button_style="danger")
+        self.cancel_button = _button("Cancel", "times")
         self.confirm_box = w.HBox(
             [self.confirm_text, self.confirm_button, self.cancel_button],
             layout=w.Layout(display="none"),
         )
-        self.table = w.GridBox(layout=w.Layout(grid_template_columns=_GRID_COLUMNS, width="100%"))
+        self.select_all = w.Checkbox(value=False, indent=False, layout=w.Layout(width="24px"))
+        self.select_all.add_class("airq-select-all")
+        self.table = w.GridBox(layout=w.Layout(grid_template_columns=GRID_COLUMNS, width="100%"))
         self.table.add_class("airq-queue-table")
+        self.table_box = w.Box([self.table], layout=w.Layout(width="100%"))
+        self.table_box.add_class("airq-table-box")
         self.footer = w.HTML()
+        self.export = w.HTML()
+        self.payload = w.HTML()
         self.result = w.HTML()
         self.result.add_class("airq-result")
 
         self.schedules_table = w.HTML()
+        self.schedules_table.add_class("airq-schedules-box")
         self.schedule_picker = w.Dropdown(options=[], description="schedule")
-        self.run_now_button = w.Button(description="Run now", icon="play")
-        self.pause_schedule_button = w.Button(description="Pause schedule", icon="pause")
-        self.resume_schedule_button = w.Button(description="Resume schedule", icon="play-circle")
+        self.run_now_button = _button("Run now", "play")
+        self.pause_schedule_button = _button("Pause schedule", "pause")
+        self.resume_schedule_button = _button("Resume schedule", "play-circle")
         self.schedules_box = w.VBox(
             [
                 w.HTML("<b>Schedules</b>"),
@@ -160,13 +162,18 @@ class QueueInspector(PeriodicRefresh, w.VBox):
                 ),
             ]
         )
-        self._header = [w.HTML(f"<b>{_escape(name)}</b>") for name in _COLUMNS]
+        self._header = [self.select_all] + [
+            w.HTML(f"<span class='airq-head'>{escape(name)}</span>") for name in COLUMNS[1:]
+        ]
 
         self.state_filter.observe(self._filter_changed, "value")
         self.topic_filter.observe(self._filter_changed, "value")
+        self.pause_scope.observe(lambda _: self._show_pause(), "value")
+        self.select_all.observe(self._select_all_changed, "value")
         self.refresh_button.on_click(lambda _: self.refresh())
         self.delete_button.on_click(lambda _: self.delete_selected())
         self.redrive_button.on_click(lambda _: self.redrive())
+        self.view_button.on_click(lambda _: self.view_payload())
         self.pause_button.on_click(lambda _: self.toggle_pause())
         self.purge_button.on_click(lambda _: self.ask_purge())
         self.confirm_button.on_click(lambda _: self.confirm_purge())
@@ -177,15 +184,21 @@ class QueueInspector(PeriodicRefresh, w.VBox):
 
         super().__init__(
             [
+                w.HTML(STYLE),
                 self.summary,
+                self.store_line,
                 w.HBox([self.state_filter, self.topic_filter, self.refresh_button]),
                 w.HBox(
-                    [self.delete_button, self.redrive_button, self.pause_button, self.purge_button]
+                    [self.delete_button, self.redrive_button, self.view_button, self.purge_button]
                 ),
+                w.HBox([self.pause_scope, self.pause_button]),
                 self.confirm_box,
                 self.result,
-                self.table,
-                self.footer,
+                self.table_box,
+                w.HBox(
+                    [self.footer, self.export], layout=w.Layout(justify_content="space-between")
+                ),
+                self.payload,
                 self.schedules_box,
             ]
         )
@@ -206,8 +219,18 @@ class QueueInspector(PeriodicRefresh, w.VBox):
         """The topic filter (None for every topic)."""
         return None if self.topic_filter.value == _ALL else self.topic_filter.value
 
-    def _filter_changed(self, _change: Any) -> None:
+    @property
+    def pause_topic(self) -> str | None:
+        """The topic the pause button acts on (None: every topic)."""
+        value = self.pause_scope.value
+        return None if value in (None, _EVERY_TOPIC) else value
+
+    def _filter_changed(self, change: Any) -> None:
         self.cancel_purge()
+        self._clear_result()
+        if change["owner"] is self.topic_filter:
+            # Filtering to a topic offers to pause that topic; "(all)" offers every topic.
+            self.pause_scope.value = _EVERY_TOPIC if self.topic is None else self.topic
         self.refresh()
 
     @property
@@ -223,6 +246,8 @@ class QueueInspector(PeriodicRefresh, w.VBox):
     def _refresh(self) -> None:
         queue = self.store.queue
         now = self.store.clock.now()
+        if self._result_at is not None and now - self._result_at > _RESULT_SECONDS:
+            self._clear_result()
         counts = queue.counts()
         topics = sorted(counts.by_topic)
         if self.topic is not None and self.topic not in topics:
@@ -230,33 +255,89 @@ class QueueInspector(PeriodicRefresh, w.VBox):
         options = [_ALL, *sorted(topics)]
         if list(self.topic_filter.options) != options:
             self.topic_filter.options = options
+        # Every topic a user may want to pause or resume: with messages, with a schedule,
+        # or paused already (so a paused topic can be resumed after its messages are gone).
+        paused_now = {t for t in counts.paused_topics if t != _EVERY_TOPIC}
+        self._update_pause_options(sorted({*topics, *self._schedule_topics(), *paused_now}))
         self._messages = queue.list(state=self.state, topic=self.topic, limit=self.limit)
         self._show_rows(now)
         states = ", ".join(f"{n} {s}" for s, n in sorted(counts.by_state.items())) or "empty"
         paused = counts.paused_topics
-        paused_text = (
-            " · <b>paused:</b> "
-            + _escape(", ".join("everything" if t == "*" else t for t in paused))
-            if paused
-            else ""
-        )
+        paused_part = f" · <b>paused:</b> {escape(paused_text(paused))}" if paused else ""
+        name = Path(self.store.path).name
         self.summary.value = (
-            f"<b>Queue</b> in <code>{_escape(self.store.path)}</code>: "
-            f"{counts.total} messages ({_escape(states)}){paused_text}"
+            f"<div class='airq-text'><b>Queue</b> in <code title='{escape(self.store.path)}'>"
+            f"{escape(name)}</code>: {counts.total} messages ({escape(states)}){paused_part}"
+            "</div>"
         )
+        self.store_line.value = f"<div class='airq-text'>{self._store_status_html(now)}</div>"
         matching = self._matching_count(counts)
         self.footer.value = f"showing {len(self._messages)} of {matching} matching messages" + (
             f" (first {self.limit})" if matching > len(self._messages) else ""
         )
-        target_paused = "*" in paused or (self.topic is not None and self.topic in paused)
-        self.pause_button.description = "Resume" if target_paused else "Pause"
-        self.pause_button.icon = "play" if target_paused else "pause"
-        # With everything paused a click resumes everything (see toggle_pause), whatever the
-        # topic filter says, so the tooltip must say so too.
-        everything = self.topic is None or "*" in paused
-        scope = "all topics" if everything else f"topic {self.topic}"
-        self.pause_button.tooltip = f"{self.pause_button.description} delivery of {scope}"
-        self._show_schedules(now)
+        link = csv_link(self._messages, tz=self.tz) if self._messages else ""
+        if self.export.value != link:
+            self.export.value = link
+        self._show_pause(paused)
+        self._show_schedules(now, paused)
+
+    def _store_status_html(self, now: float) -> str:
+        """The store-wide status in one line: next due, the last delivery with its time."""
+        from ..scheduling._delivery_log import read_delivery_log
+        from ..scheduling._status import store_status
+
+        status = store_status(self.store)
+        log = read_delivery_log(self.store, limit=1)
+        next_due = (
+            "nothing scheduled"
+            if status.next_due is None
+            else f"{time_text(status.next_due, tz=self.tz)} ({due_text(status.next_due, now)})"
+        )
+        parts = [f"next delivery due: {next_due}"]
+        if len(log):
+            last = log.iloc[-1]
+            finished = last["finished_at"].to_pydatetime(warn=False)
+            text = (
+                f"last delivery: {outcome_text(last['outcome'])} ({last['topic']}) at "
+                f"{time_text(finished, tz=self.tz)} ({age_text(finished, now)})"
+            )
+            parts.append(clipped(text, 160))
+            if isinstance(last["error"], str):
+                parts.append(clipped(f"error: {last['error']}", 60))
+        else:
+            parts.append("last delivery: none yet")
+        parts[0] = escape(parts[0])
+        return " · ".join(parts)
+
+    def _schedule_topics(self) -> list[str]:
+        if self.scheduler is None:
+            return []
+        return [info.topic for info in self.scheduler.schedules()]
+
+    def _update_pause_options(self, topics: list[str]) -> None:
+        options = [("all topics", _EVERY_TOPIC), *((f"topic {t}", t) for t in topics)]
+        if self.pause_topic is not None and self.pause_topic not in topics:
+            options.append((f"topic {self.pause_topic}", self.pause_topic))
+        if list(self.pause_scope.options) != options:
+            picked = self.pause_scope.value
+            self.pause_scope.options = options
+            self.pause_scope.value = picked if picked in dict(options).values() else _EVERY_TOPIC
+
+    def _show_pause(self, paused: tuple[str, ...] | None = None) -> None:
+        """Label the pause button with what a click does and to which topics."""
+        if paused is None:
+            paused = self.store.queue.paused_topics()
+        topic = self.pause_topic
+        if "*" in paused:
+            # Everything is paused: a click resumes everything (see toggle_pause).
+            label = "Resume all topics"
+        elif topic is None:
+            label = "Pause all topics"
+        else:
+            label = f"{'Resume' if topic in paused else 'Pause'} topic {topic}"
+        self.pause_button.description = label
+        self.pause_button.icon = "play" if label.startswith("Resume") else "pause"
+        self.pause_button.tooltip = f"{label.replace(' ', ' delivery of ', 1)}"
 
     def _matching_count(self, counts: Any) -> int:
         source = counts.by_state if self.topic is None else counts.by_topic.get(self.topic, {})
@@ -269,7 +350,7 @@ class QueueInspector(PeriodicRefresh, w.VBox):
         box.add_class("airq-select")
         position = len(self._rows)
         box.observe(lambda change: self._toggle(position, change["new"]), "value")
-        cells = [w.HTML() for _ in _COLUMNS[1:]]
+        cells = [w.HTML() for _ in COLUMNS[1:]]
         for cell in cells:
             cell.add_class("airq-cell")
         return [box, *cells]
@@ -284,6 +365,29 @@ class QueueInspector(PeriodicRefresh, w.VBox):
             self.selected.add(message_id)
         else:
             self.selected.discard(message_id)
+        self._sync_select_all()
+
+    def _select_all_changed(self, change: Any) -> None:
+        if self._syncing:
+            return
+        with self._lock:
+            listed = {m.id for m in self._messages}
+            self.selected = set(listed) if change["new"] else set()
+            self._syncing = True
+            try:
+                for message, row in zip(self._messages, self._rows, strict=False):
+                    row[0].value = message.id in self.selected
+            finally:
+                self._syncing = False
+
+    def _sync_select_all(self) -> None:
+        everything = bool(self._messages) and self.selected >= {m.id for m in self._messages}
+        if self.select_all.value != everything:
+            self._syncing = True
+            try:
+                self.select_all.value = everything
+            finally:
+                self._syncing = False
 
     def _show_rows(self, now: float) -> None:
         while len(self._rows) < len(self._messages):
@@ -294,17 +398,12 @@ class QueueInspector(PeriodicRefresh, w.VBox):
         try:
             for message, (box, *cells) in zip(self._messages, self._rows, strict=False):
                 box.value = message.id in self.selected
-                *plain, error, preview = _row_texts(message, now)
-                texts = [
-                    *(_escape(text) for text in plain),
-                    _clipped(error, _ERROR_CHARS),
-                    f"<code>{_clipped(preview, _PREVIEW_CHARS)}</code>",
-                ]
-                for cell, text in zip(cells, texts, strict=True):
+                for cell, text in zip(cells, row_html(message, now, tz=self.tz), strict=True):
                     if cell.value != text:
                         cell.value = text
         finally:
             self._syncing = False
+        self._sync_select_all()
         children = tuple(self._header) + tuple(
             cell for row in self._rows[: len(self._messages)] for cell in row
         )
@@ -315,34 +414,45 @@ class QueueInspector(PeriodicRefresh, w.VBox):
         """The queue and schedules as plain text, for headless runs and logs."""
         self.refresh()
         now = self.store.clock.now()
-        lines = [html.unescape(_TAGS.sub("", self.summary.value))]
+        lines = [
+            html.unescape(_TAGS.sub("", self.summary.value)),
+            html.unescape(_TAGS.sub("", self.store_line.value)),
+        ]
         for message in self._messages:
-            cells = _row_texts(message, now)
-            cells[-2] = one_line(cells[-2], _ERROR_CHARS)
-            cells[-1] = one_line(cells[-1], _PREVIEW_CHARS)
+            cells = as_text_cells(message, now)
             lines.append(
-                "  ".join(f"{name}={cell}" for name, cell in zip(_COLUMNS[1:], cells, strict=True))
+                "  ".join(f"{name}={cell}" for name, cell in zip(COLUMNS[1:], cells, strict=True))
             )
         lines.append(html.unescape(_TAGS.sub("", self.footer.value)))
         if self.scheduler is not None:
             for info in self.scheduler.schedules():
                 lines.append(
                     f"schedule {info.name}: topic={info.topic} paused={info.paused} "
-                    f"next_run={_utc_text(info.next_run_at)} last_outcome={info.last_outcome or '-'}"
+                    f"next_run={time_text(info.next_run_at, tz=self.tz)} "
+                    f"last_outcome={info.last_outcome or '-'}"
                 )
         return "\n".join(lines)
 
     # -- actions ----------------------------------------------------------------------------
 
+    def _clear_result(self) -> None:
+        self.result.value = ""
+        self._result_at = None
+
+    def _say(self, text_html: str) -> None:
+        self.result.value = text_html
+        self._result_at = self.store.clock.now()
+
     def _act(self, action: Callable[[], str]) -> None:
         """Run a store or scheduler action, show its result (or error) and refresh."""
         with self._lock:
+            self._clear_result()
             try:
                 text = action()
             except AirqError as exc:
-                self.result.value = f"<span style='color:#b00'>{_escape(exc)}</span>"
+                self._say(f"<span style='color:#b00'>{escape(exc)}</span>")
             else:
-                self.result.value = _escape(text)
+                self._say(escape(text))
                 self._wake_scheduler()
             self.refresh()
 
@@ -393,20 +503,32 @@ class QueueInspector(PeriodicRefresh, w.VBox):
 
         self._act(redrive)
 
+    def view_payload(self) -> None:
+        """Show the whole payload of the ticked messages (at most five) below the table."""
+        with self._lock:
+            chosen = [m for m in self._messages if m.id in self.selected][:5]
+            if not chosen:
+                self.payload.value = ""
+                self._say("Nothing selected: tick a message to see its whole payload.")
+                return
+            self._clear_result()
+            self.payload.value = payload_html(chosen, tz=self.tz)
+
     def toggle_pause(self) -> None:
-        """Pause delivery of the filtered topic (all topics if none), or resume it if paused."""
+        """Pause delivery of the topic in the pause selector (all topics), or resume it."""
 
         def toggle() -> str:
             paused = self.store.queue.paused_topics()
-            scope = "all topics" if self.topic is None else f"topic {self.topic}"
+            topic = self.pause_topic
+            scope = "all topics" if topic is None else f"topic {topic}"
             if "*" in paused:
                 # Everything is paused: resuming one topic alone would change nothing.
                 self.store.queue.resume(None)
                 return "Resumed delivery of all topics."
-            if self.topic is not None and self.topic in paused:
-                self.store.queue.resume(self.topic)
+            if topic is not None and topic in paused:
+                self.store.queue.resume(topic)
                 return f"Resumed delivery of {scope}."
-            self.store.queue.pause(self.topic)
+            self.store.queue.pause(topic)
             return f"Paused delivery of {scope}."
 
         self._act(toggle)
@@ -419,9 +541,10 @@ class QueueInspector(PeriodicRefresh, w.VBox):
 
     def ask_purge(self) -> None:
         """First step of a purge: show what would go and ask for confirmation."""
+        self._clear_result()
         count = self._matching_count(self.store.queue.counts())
         self.confirm_text.value = (
-            f"<b>Purge {count} {_escape(self._purge_scope())}?</b> This cannot be undone."
+            f"<b>Purge {count} {escape(self._purge_scope())}?</b> This cannot be undone."
         )
         self.confirm_box.layout.display = "flex"
 
@@ -448,7 +571,7 @@ class QueueInspector(PeriodicRefresh, w.VBox):
 
     # -- schedules --------------------------------------------------------------------------
 
-    def _show_schedules(self, now: float) -> None:
+    def _show_schedules(self, now: float, paused_topics: tuple[str, ...]) -> None:
         if self.scheduler is None:
             self.schedules_box.layout.display = "none"
             return
@@ -459,52 +582,22 @@ class QueueInspector(PeriodicRefresh, w.VBox):
             picked = self.schedule_picker.value
             self.schedule_picker.options = names
             self.schedule_picker.value = picked if picked in names else (names or [None])[0]
-        head = ("name", "when", "topic", "next run", "last run", "last outcome", "last error")
-        rows = []
-        for info in schedules:
-            when = (
-                f"every {span_text(info.every.total_seconds())}"
-                if info.every is not None
-                else f"cron {info.cron}"
-            )
-            if info.tz and info.tz != "UTC":
-                when += f" ({info.tz})"
-            if info.paused:
-                when += " — paused"
-            rows.append(
-                (
-                    info.name,
-                    when,
-                    info.topic,
-                    _utc_text(info.next_run_at),
-                    _utc_text(info.last_run_at),
-                    info.last_outcome or "—",
-                    info.last_error or "",
-                )
-            )
-        cells = "".join(
-            "<tr>" + "".join(f"<td>{_clipped(str(v), _ERROR_CHARS)}</td>" for v in row) + "</tr>"
-            for row in rows
-        )
-        header = "".join(f"<th style='text-align:left'>{h}</th>" for h in head)
-        empty = "" if rows else f"<tr><td colspan='{len(head)}'>no schedules yet</td></tr>"
-        self.schedules_table.value = (
-            f"<table class='airq-schedules' style='width:100%'><tr>{header}</tr>"
-            f"{cells}{empty}</table>"
-        )
+        html_table = schedules_html(schedules, paused_topics, now=now, tz=self.tz)
+        if self.schedules_table.value != html_table:
+            self.schedules_table.value = html_table
 
     def run_schedule_now(self) -> None:
         """Enqueue one run of the picked schedule now."""
         name = self.schedule_picker.value
         if self.scheduler is None or name is None:
-            self.result.value = "No schedule picked."
+            self._say("No schedule picked.")
             return
         self._act(lambda: f"Queued a run of {name} (message {self.scheduler.run_now(name)}).")
 
     def _schedule_action(self, verb: str) -> None:
         name = self.schedule_picker.value
         if self.scheduler is None or name is None:
-            self.result.value = "No schedule picked."
+            self._say("No schedule picked.")
             return
         method = getattr(self.scheduler, f"{verb}_schedule")
 
@@ -515,78 +608,7 @@ class QueueInspector(PeriodicRefresh, w.VBox):
         self._act(act)
 
     def _report(self, error: BaseException) -> None:
-        self.result.value = f"<span style='color:#b00'>refresh failed: {_escape(error)}</span>"
-
-    def close(self) -> None:
-        self.stop()
-        super().close()
-
-
-class StatusPanel(PeriodicRefresh, w.HTML):
-    """The collector's status from the database: next delivery, last result, backlog, readings.
-
-    Reads :func:`airq_nb.store_status`, so it works without a scheduler in this kernel.
-    """
-
-    def __init__(self, store: Store, *, interval: float = 5.0, autostart: bool = True) -> None:
-        super().__init__()
-        self.store = store
-        self.interval = interval
-        self.add_class("airq-status")
-        self.refresh()
-        if autostart:
-            self.start()
-
-    def refresh(self) -> None:
-        """Read the status again."""
-        from airq_nb import store_status
-
-        from ..collector._readings import readings_summary
-
-        status = store_status(self.store)
-        now = self.store.clock.now()
-        if status.last_outcome is None:
-            last = "none yet"
-        else:
-            last = _escape(status.last_outcome)
-            if status.last_delivery_accuracy_ms is not None:
-                last += f" ({status.last_delivery_accuracy_ms:,.0f} ms after it was due)"
-        if status.next_due is None:
-            next_due = "nothing scheduled"
-        else:
-            left = status.next_due.timestamp() - now
-            next_due = f"{_utc_text(status.next_due)} ({'due now' if left <= 0 else 'in ' + span_text(left)})"
-        paused = ", ".join("everything" if t == "*" else t for t in status.paused_topics)
-        rows = [
-            ("Next delivery due", next_due),
-            ("Last delivery", last),
-            ("Last error", _clipped(status.last_error or "—", _ERROR_CHARS)),
-            (
-                "Queue",
-                f"{status.backlog} due now, {status.queued} queued, {status.leased} running, "
-                f"{status.dead_letters} dead",
-            ),
-            ("Paused", _escape(paused or "nothing")),
-        ]
-        summaries = readings_summary(self.store)
-        for summary in summaries:
-            rows.append(
-                (
-                    _escape(f"Readings {summary['location']} ({summary['source']})"),
-                    f"{summary['hours']} hours, newest {_utc_text(summary['newest'])}, "
-                    f"last fetched {_utc_text(summary['last_fetched'])}",
-                )
-            )
-        if not summaries:
-            rows.append(("Readings", "no data yet"))
-        body = "".join(
-            f"<tr><th style='text-align:left;padding-right:1em'>{k}</th><td>{v}</td></tr>"
-            for k, v in rows
-        )
-        self.value = f"<b>airq_nb status</b><table>{body}</table>"
-
-    def _report(self, error: BaseException) -> None:
-        self.value = f"<span style='color:#b00'>status refresh failed: {_escape(error)}</span>"
+        self._say(f"<span style='color:#b00'>refresh failed: {escape(error)}</span>")
 
     def close(self) -> None:
         self.stop()

@@ -18,7 +18,7 @@ import pandas as pd
 from ..._errors import ConfigurationError
 
 # The formatter's span text; the only place the charts take time text from outside.
-from ..._humanize import span_text
+from ..._format import span_text
 
 __all__ = [
     "check_tz",
