@@ -501,8 +501,8 @@ class Scheduler:
                 "await sched.stop() first"
             )
         loop = asyncio.get_running_loop()
-        now = self.clock.now()
-        horizon = now if until is None else _until_as_unix(until, now)
+        started = self.clock.now()
+        limit = started if until is None else _until_as_unix(until, started)
         self._begin_session(loop)
         timed_out = False
         stalls = 0
@@ -515,13 +515,16 @@ class Scheduler:
                         await self._wait_for_event(self.poll_interval)
                         continue
                     now = self.clock.now()
+                    # The horizon moves with the clock: a run that misfire handling planned
+                    # at "now" during this call (coalesce) is due before the call returns.
+                    horizon = max(limit, now)
                     if wake_at is None or wake_at > horizon:
-                        if now >= horizon and not throttled:
+                        if now >= limit and not throttled:
                             break
                         if throttled:  # a due backlog drains at max_deliveries_per_second
                             await self._sleep(wake_at - now)  # type: ignore[operator]
                             continue
-                        await self._sleep(horizon - now)
+                        await self._sleep(limit - now)
                         continue
                     if wake_at <= now:
                         # Due but nothing could be started (a rare race, or a row that keeps
