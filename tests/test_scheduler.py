@@ -153,23 +153,51 @@ def test_no_overlap_a_long_run_delays_the_next_slot(clocked_store, fake_clock):
     assert len({r["message_id"] for r in rows}) == len(rows) == 4
 
 
-def test_source_errors_say_whether_to_retry_and_when(sched, clocked_store):
+def test_retry_and_permanent_say_whether_to_retry_and_when(sched, clocked_store):
     def handler(value):
         if value == "bad key":
-            raise airq_nb.InvalidApiKeyError("OpenWeatherMap rejected the API key")
-        raise airq_nb.RateLimitedError("slow down", retry_after=120)
+            raise airq_nb.Permanent("OpenWeatherMap rejected the API key")
+        if value == "wrapped":
+            raise airq_nb.Retry(after=5) from ValueError("upstream said no")
+        raise airq_nb.Retry(after=120, reason="slow down")
 
     sched.listen_queue(handler, topic="src")
     bad = clocked_store.enqueue("bad key", topic="src")
     limited = clocked_store.enqueue("limited", topic="src", backoff_schedule=[1])
+    wrapped = clocked_store.enqueue("wrapped", topic="src", backoff_schedule=[])
     run(sched.run_until_idle(until=timedelta(minutes=10)))
     assert clocked_store.queue.get(bad).attempts == 1  # not retried
     rows = log_rows(clocked_store)
-    assert [r["outcome"] for r in rows if r["message_id"] == bad] == ["dead"]
+    assert [(r["outcome"], r["error"]) for r in rows if r["message_id"] == bad] == [
+        ("dead", "OpenWeatherMap rejected the API key")
+    ]
     tries = [r for r in rows if r["message_id"] == limited]
-    assert [r["outcome"] for r in tries] == ["retry", "dead"]
+    assert [(r["outcome"], r["error"]) for r in tries] == [
+        ("retry", "slow down"),
+        ("dead", "slow down"),
+    ]
     waited = (tries[1]["scheduled_at"] - tries[0]["finished_at"]).total_seconds()
-    assert waited == 120.0  # Retry-After wins over the back-off schedule
+    assert waited == 120.0  # Retry(after=) wins over the back-off schedule
+    (last,) = [r for r in rows if r["message_id"] == wrapped]
+    assert last["error"] == "ValueError: upstream said no"  # no reason: the cause is logged
+
+
+def test_the_scheduler_knows_nothing_of_source_errors(sched, clocked_store):
+    """A SourceError from a handler is an ordinary failure: back-off, no special meaning."""
+
+    def handler(value):
+        raise airq_nb.InvalidApiKeyError("OpenWeatherMap rejected the API key")
+
+    sched.listen_queue(handler, topic="src")
+    message = clocked_store.enqueue("x", topic="src", backoff_schedule=[1])
+    run(sched.run_until_idle(until=timedelta(minutes=1)))
+    assert clocked_store.queue.get(message).attempts == 2
+
+
+@pytest.mark.parametrize("after", [-1, math.nan, math.inf, "5", True])
+def test_retry_refuses_a_wait_that_is_not_seconds(after):
+    with pytest.raises(ValueError, match="Retry"):
+        airq_nb.Retry(after=after)
 
 
 def test_async_handlers_and_messages_of_other_topics(sched, clocked_store):

@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 from .._errors import (
     CollectionFailedError,
     ConfigurationError,
+    Permanent,
     RateLimitedError,
-    SourceConfigurationError,
+    Retry,
     SourceError,
     SourceUnavailableError,
 )
@@ -337,8 +338,15 @@ def _handler(store: Store, sources: dict[str, Source]) -> Any:
             except ConfigurationError as exc:
                 # No key in this process (cron without OPENWEATHER_API_KEY), an unknown source
                 # name: retrying cannot help, so fail the run at once with the real cause.
-                raise SourceConfigurationError(str(exc)) from None
-        await collect_once(store, source=source, location=location)
+                raise Permanent(f"SourceConfigurationError: {exc}") from None
+        try:
+            await collect_once(store, source=source, location=location)
+        except SourceError as exc:
+            # Tell the scheduler what the failure means: it knows nothing of sources.
+            reason = f"{type(exc).__name__}: {exc}"
+            if not exc.retryable:
+                raise Permanent(reason) from exc
+            raise Retry(after=exc.retry_after, reason=reason) from exc
 
     return collect
 

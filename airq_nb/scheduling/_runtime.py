@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from .._clock import Clock
-from .._errors import SchedulerError, SourceError
+from .._errors import Permanent, Retry, SchedulerError
 from ..store._queue import MAX_DELAY_SECONDS, DeadLettered, Delivery, check_topic
 from ..store._sqlite import Store
 from ._delivery_log import (
@@ -135,6 +135,14 @@ class _Failure:
 def _describe(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}"
     return text if len(text) <= _MAX_ERROR_CHARS else text[: _MAX_ERROR_CHARS - 1] + "…"
+
+
+def _outcome_text(exc: Retry | Permanent) -> str:
+    """What the log records for a Retry/Permanent: its reason, else the error it wraps."""
+    if exc.reason:
+        return exc.reason[:_MAX_ERROR_CHARS]
+    cause = exc.__cause__
+    return _describe(cause) if cause is not None else _describe(exc)
 
 
 def _retry_in(value: float | None) -> float | None:
@@ -751,8 +759,10 @@ class Scheduler:
                     raise
             elif not await self._run_sync(handler, delivery):
                 return self._timed_out()
-        except SourceError as exc:
-            return _Failure(_describe(exc), exc.retryable, _retry_in(exc.retry_after))
+        except Retry as exc:
+            return _Failure(_outcome_text(exc), True, _retry_in(exc.after))
+        except Permanent as exc:
+            return _Failure(_outcome_text(exc), False)
         except Exception as exc:
             log.info("handler for %r failed: %s", delivery.topic, _describe(exc))
             return _Failure(_describe(exc))
