@@ -46,10 +46,11 @@ from .collector._sources import (
     Source,
     source_from_env,
 )
-from .scheduling._delivery_log import read_delivery_log
-from .scheduling._runtime import RunSummary, Scheduler, scheduler_for
-from .scheduling._schedules import ScheduleInfo
-from .scheduling._status import Status, store_status
+from .scheduling.delivery_log import read_delivery_log
+from .scheduling.registry import scheduler_for
+from .scheduling.runtime import RunSummary, Scheduler
+from .scheduling.schedules import ScheduleInfo
+from .scheduling.status import Status, store_status
 from .store._queue import DEFAULT_BACKOFF_SCHEDULE, DeadLettered, Delivery, Message, QueueCounts
 from .store._sqlite import DEFAULT_DB_PATH, AtomicOperation, CommitResult, Entry, Store, open_store
 

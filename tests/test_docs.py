@@ -19,7 +19,7 @@ import pytest
 import airq_nb
 from airq_nb import FakeClock, Scheduler, read_delivery_log
 from airq_nb.collector import _job as _collector
-from airq_nb.scheduling import _schedules
+from airq_nb.scheduling import schedules as _schedules
 from airq_nb.store import _json, _keys, _queue
 from airq_nb.store import _sqlite as _store
 

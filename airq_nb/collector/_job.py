@@ -364,7 +364,7 @@ def start_collector(
     this process's scheduler for the store, and starts it on the running event loop.
     Calling it again (a re-run cell) updates the schedule; it never starts a second one.
     """
-    from ..scheduling._runtime import scheduler_for
+    from ..scheduling.registry import scheduler_for
     from ..store._sqlite import open_store
 
     if store is None:
@@ -389,8 +389,8 @@ async def collect_until_idle(
     into one). Returns the scheduler's ``RunSummary``. Raises :class:`CollectionFailedError`
     naming the last error if a run failed; that run stays queued for its retry.
     """
-    from ..scheduling._runtime import Scheduler
-    from ..scheduling._status import store_status
+    from ..scheduling.runtime import Scheduler
+    from ..scheduling.status import store_status
     from ..store._sqlite import open_store
 
     if store is None:

@@ -418,6 +418,12 @@ class Store:
             except sqlite3.Error as exc:
                 raise self._translate(exc) from exc
 
+    def wait_for_change(self, timeout: float) -> bool:
+        """Block until another commit may have changed the file (True) or ``timeout`` passes."""
+        from ._change_wait import wait_for_change
+
+        return wait_for_change(self, timeout)
+
     def close(self) -> None:
         with self._lock, self._read_lock:
             self._conn.close()
