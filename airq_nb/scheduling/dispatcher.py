@@ -63,6 +63,9 @@ class Tick:
     wake_at: float | None
     #: Due work is waiting only for the rate limit (not idle: look again at ``wake_at``).
     throttled: bool = False
+    #: Every slot was taken when the trip ended: ``wake_at`` leaves the queue out, so look
+    #: again as soon as a slot frees (a handler landing wakes the runtime).
+    saturated: bool = False
 
 
 @dataclass(slots=True)
@@ -163,7 +166,10 @@ class Dispatcher:
             return Tick(result.planned, result.wake_at, result.throttled)
         for delivery, scheduled_at in result.claims:
             self._launch(delivery, scheduled_at)
-        return Tick(result.planned + len(result.claims), result.wake_at, result.throttled)
+        saturated = bool(topics) and free - len(result.claims) <= 0
+        return Tick(
+            result.planned + len(result.claims), result.wake_at, result.throttled, saturated
+        )
 
     def _count(self, settlements: list[Settlement], result: _TripResult) -> None:
         counts = self.counts
@@ -202,24 +208,27 @@ class Dispatcher:
         if settlements and now - self._last_prune >= PRUNE_EVERY_SECONDS:
             prune = now - self.log_retention
         allowed = self._allowance(free, now) if topics else 0
-        due = store.next_due(topics=topics) if topics and free > 0 else None
-        wants_claim = allowed > 0 and due is not None and due <= horizon
-        schedule_due = next_schedule_wake(store)
-        wants_plan = schedule_due is not None and schedule_due <= horizon
+        writing = bool(settlements) or prune is not None
+        # Reads first, so an idle trip takes no write lock; a trip that commits anyway
+        # looks for due work inside its transaction instead.
+        due = store.next_due(topics=topics) if topics and free > 0 and not writing else None
+        wants_claim = allowed > 0 and (writing or (due is not None and due <= horizon))
+        schedule_due = None if writing else next_schedule_wake(store)
+        wants_plan = writing or (schedule_due is not None and schedule_due <= horizon)
         outcomes: list[str] = []
         queued: list[int] = []
         planned, broken = 0, []
         claims: list[tuple[Delivery, float]] = []
         dead: list[Any] = []
-        if settlements or prune is not None or wants_claim or wants_plan:
+        if writing or wants_claim or wants_plan:
             with store.transaction():  # one commit for all of it
-                if settlements or prune is not None:
+                if writing:
                     outcomes = settle_batch(store, settlements, prune_before=prune)
                 if wants_plan:
                     queued, planned, broken = plan_due_runs(
                         store, now=now, horizon=horizon, plan=plan_stored
                     )
-                if allowed > 0:
+                if wants_claim:
                     claims, dead = claim_batch(
                         store,
                         limit=allowed,
@@ -234,6 +243,8 @@ class Dispatcher:
         if self.rate is not None:
             for _ in claims:
                 self._next_token = max(self._next_token, now) + 1.0 / self.rate
+        if self.rate is not None and allowed == 0 and free > 0 and topics:
+            due = store.next_due(topics=topics)
         throttled = (
             self.rate is not None
             and allowed == 0

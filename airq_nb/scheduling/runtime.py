@@ -348,6 +348,8 @@ class Scheduler(SchedulerApi):
             if dispatcher.in_flight:
                 await self._wait_for_event(self.poll_interval)
                 continue
+            if tick.saturated and dispatcher.free_slots() > 0:
+                continue  # the slots freed after the trip looked: look at the queue again
             now = self.clock.now()
             # The horizon moves with the clock: a run that misfire handling planned at
             # "now" during this call (coalesce) is due before the call returns.
