@@ -73,7 +73,8 @@ def claim_batch(
     ``lookahead`` are taken (to be started on time); an expired lease only once it expired.
     A schedule's run is not started while another run of the same schedule is leased (a
     re-driven old run, or a second one in the batch): it is given back, due when that lease
-    ends, with its attempt not counted — so two runs of one schedule never overlap.
+    ends (or at once when that run is settled), with its attempt not counted — so two runs
+    of one schedule never overlap.
     """
     if limit < 1 or not topics:
         return [], []
@@ -208,6 +209,12 @@ def settle_batch(
             write_log_entries(conn, entries)
         if schedule_rows:
             record_outcomes(conn, schedule_rows)
+            # Runs held back while this one was leased (see claim_batch) are due again now.
+            conn.executemany(
+                "UPDATE queue SET due_at = deliver_at WHERE schedule = ? AND state = 'queued' "
+                "AND due_at > deliver_at",
+                [(name,) for name in {row[2] for row in schedule_rows}],
+            )
         if prune_before is not None:
             prune_delivery_log(conn, older_than=prune_before)
     return outcomes
