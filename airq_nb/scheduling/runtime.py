@@ -31,6 +31,7 @@ from ..store._change_wait import unwatch, watch
 from ..store.delivery_log import ensure_delivery_log_table
 from ..store.schedules import ensure_schedules_table
 from ._api import SchedulerApi, positive, until_as_unix, weak_call
+from ._waiting import Waiting
 from .delivery_log import utc
 from .dispatcher import Dispatcher
 from .executors import describe
@@ -65,7 +66,7 @@ class RunSummary:
     timed_out: bool = False
 
 
-class Scheduler(SchedulerApi):
+class Scheduler(SchedulerApi, Waiting):
     """Delivers queue messages to handlers and runs durable schedules on an asyncio loop.
 
     ``concurrency`` bounds handlers running at once (sync ones run on a pool of that many
@@ -139,17 +140,6 @@ class Scheduler(SchedulerApi):
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<Scheduler {str(self.store.path)!r} {state}, topics={sorted(self._handlers)}>"
-
-    def wake(self) -> None:
-        """Make the runtime look at the queue and schedules now (thread-safe)."""
-        loop, event = self._loop, self._wake
-        if loop is None or event is None or loop.is_closed():
-            return
-        if threading.get_ident() == self._loop_thread:
-            event.set()
-            return
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nothing to wake
-            loop.call_soon_threadsafe(event.set)
 
     def _note_writes(self, count: int) -> None:
         checkpointer = self._dispatcher.checkpointer
@@ -411,49 +401,10 @@ class Scheduler(SchedulerApi):
                     self._runtime_error = describe(exc)
                     log.error("airq_nb scheduler: %s; retrying in 1 s", self._runtime_error)
                     wake_at = self.clock.now() + 1.0
-                if self._dispatcher.pending:
-                    continue
+                else:
+                    if self._dispatcher.pending:
+                        continue  # handlers finished during the trip: settle them now
                 if wake_at is None:
                     await self._wait_for_event(None)
                 else:
                     await self._wait_for_event(wake_at - lead - self.clock.now())
-
-    async def _watch_changes(self) -> None:
-        """Wake the runtime when another connection commits (``store.wait_for_change``)."""
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                changed = await loop.run_in_executor(
-                    self._watch_pool, self.store.wait_for_change, self.poll_interval
-                )
-            except Exception as exc:  # a closed store: the runtime's own trip reports it
-                log.info("airq_nb scheduler: change-wait failed: %s", describe(exc))
-                await asyncio.sleep(self.poll_interval)
-                continue
-            if changed and self._wake is not None:
-                self._wake.set()
-
-    async def _wait_for_event(self, seconds: float | None) -> bool:
-        assert self._wake is not None
-        if seconds is not None and seconds <= 0:
-            return self._wake.is_set()
-        try:
-            async with asyncio.timeout(seconds):
-                await self._wake.wait()
-        except TimeoutError:
-            return False
-        return True
-
-    async def _sleep(self, seconds: float) -> None:
-        """Sleep on the scheduler's clock (instant with a FakeClock), waking early on changes."""
-        assert self._wake is not None
-        waits = [
-            asyncio.ensure_future(self.clock.sleep(seconds)),
-            asyncio.ensure_future(self._wake.wait()),
-        ]
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for wait in waits:
-                wait.cancel()
-            await asyncio.gather(*waits, return_exceptions=True)
