@@ -21,11 +21,11 @@ import logging
 import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..store._batch import Settlement, claim_batch, extend_leases, settle_batch
-from ..store.schedules import next_schedule_wake, plan_due_runs
+from ..store._batch import Settlement, extend_leases, settle_batch, settle_plan_claim
+from ..store.schedules import next_schedule_wake
 from .executors import Failure, Handler, ThreadExecutor, describe, is_async, run_async
 from .schedules import next_slot_after, plan_stored
 
@@ -85,7 +85,6 @@ class _TripResult:
     dead_on_claim: int
     wake_at: float | None
     throttled: bool
-    settled: list[Settlement] = field(default_factory=list)
 
 
 class Dispatcher:
@@ -221,23 +220,25 @@ class Dispatcher:
         claims: list[tuple[Delivery, float]] = []
         dead: list[Any] = []
         if writing or wants_claim or wants_plan:
-            with store.transaction():  # one commit for all of it
-                if writing:
-                    outcomes = settle_batch(store, settlements, prune_before=prune)
-                if wants_plan:
-                    queued, planned, broken = plan_due_runs(
-                        store, now=now, horizon=horizon, plan=plan_stored
-                    )
-                if wants_claim:
-                    claims, dead = claim_batch(
-                        store,
-                        limit=allowed,
-                        topics=topics,
-                        lease_seconds=self.lease_seconds,
-                        now=now,
-                        lookahead=self.lead,
-                        next_after=next_slot_after,
-                    )
+            trip = settle_plan_claim(  # one commit for all of it
+                store,
+                settlements,
+                prune_before=prune,
+                plan=plan_stored if wants_plan else None,
+                claim_limit=allowed if wants_claim else 0,
+                topics=topics,
+                lease_seconds=self.lease_seconds,
+                now=now,
+                lookahead=self.lead,
+                next_after=next_slot_after,
+            )
+            outcomes, queued, planned, broken = (
+                trip.outcomes,
+                trip.queued_runs,
+                trip.planned,
+                trip.broken,
+            )
+            claims, dead = trip.claims, trip.dead_on_claim
             if prune is not None:
                 self._last_prune = now
         if self.rate is not None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from . import _queue
 from .delivery_log import LogEntry, prune_delivery_log, write_log_entries
-from .schedules import NextAfterFn, absorb_slots, record_outcomes
+from .schedules import NextAfterFn, PlanFn, absorb_slots, plan_due_runs, record_outcomes
 
 if TYPE_CHECKING:
     from ._queue import DeadLettered, Delivery
@@ -27,10 +27,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Settlement",
+    "TripResult",
     "WalCheckpointer",
     "claim_batch",
     "extend_leases",
     "settle_batch",
+    "settle_plan_claim",
 ]
 
 log = logging.getLogger("airq_nb.store")
@@ -235,6 +237,61 @@ def _release(conn: sqlite3.Connection, delivery: Delivery) -> str:
         (delivery.id, delivery.lease_token),
     )
     return "released" if cursor.rowcount == 1 else "lost"
+
+
+@dataclass(frozen=True, slots=True)
+class TripResult:
+    """What :func:`settle_plan_claim` did."""
+
+    outcomes: list[str]
+    queued_runs: list[int]
+    planned: int
+    broken: list[tuple[str, str]]
+    claims: list[tuple[Delivery, float]]
+    dead_on_claim: list[DeadLettered]
+
+
+def settle_plan_claim(
+    store: Store,
+    settlements: Sequence[Settlement],
+    *,
+    prune_before: float | None,
+    plan: PlanFn | None,
+    claim_limit: int,
+    topics: Collection[str],
+    lease_seconds: float,
+    now: float,
+    lookahead: float,
+    next_after: NextAfterFn,
+) -> TripResult:
+    """A scheduler's whole trip in one commit: settle finished deliveries, queue the runs of
+    due schedules (with ``plan``, if given), then claim up to ``claim_limit`` due messages.
+
+    Settling first frees a schedule for its next run and wakes runs held back behind it,
+    so both can be planned and claimed in the same commit.
+    """
+    outcomes: list[str] = []
+    queued: list[int] = []
+    planned, broken = 0, []
+    claims: list[tuple[Delivery, float]] = []
+    dead: list[DeadLettered] = []
+    with store.transaction():
+        if settlements or prune_before is not None:
+            outcomes = settle_batch(store, settlements, prune_before=prune_before)
+        if plan is not None:
+            horizon = now + lookahead
+            queued, planned, broken = plan_due_runs(store, now=now, horizon=horizon, plan=plan)
+        if claim_limit > 0:
+            claims, dead = claim_batch(
+                store,
+                limit=claim_limit,
+                topics=topics,
+                lease_seconds=lease_seconds,
+                now=now,
+                lookahead=lookahead,
+                next_after=next_after,
+            )
+    return TripResult(outcomes, queued, planned, broken, claims, dead)
 
 
 def extend_leases(
