@@ -117,8 +117,7 @@ class ThreadExecutor:
     ) -> Failure | None:
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
-        future: ConcurrentFuture[Any] = self._pool.submit(context.run, handler, value)
-        waiting = asyncio.wrap_future(future, loop=loop)
+        future, waiting = self._pool.submit(loop, context.run, handler, value)
         # Nobody awaits a timed-out thread's result: retrieve it so asyncio never complains.
         waiting.add_done_callback(lambda f: f.cancelled() or f.exception())
         try:
@@ -166,51 +165,86 @@ class ThreadExecutor:
 class _DaemonPool:
     """Up to ``workers`` daemon threads, started on demand and reused.
 
-    Like ``ThreadPoolExecutor``, except that its threads are daemons: a handler that never
-    returns must not keep the interpreter from exiting (``ThreadPoolExecutor`` joins its
-    threads at exit).
+    Like ``ThreadPoolExecutor``, except that its threads are daemons (a handler that never
+    returns must not keep the interpreter from exiting: ``ThreadPoolExecutor`` joins its
+    threads at exit), and that results reach the event loop through one mailbox: handlers
+    finishing together cost the loop one wake-up, not one each.
     """
 
     def __init__(self, workers: int) -> None:
         self._max = workers
-        self._work: queue.SimpleQueue[
-            tuple[ConcurrentFuture[Any], Callable[..., Any], tuple[Any, ...]] | None
-        ] = queue.SimpleQueue()
+        self._work: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads = 0
         self._idle = 0
+        self._mailbox: list[tuple[asyncio.Future[Any], ConcurrentFuture[Any]]] = []
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> ConcurrentFuture[Any]:
-        future: ConcurrentFuture[Any] = ConcurrentFuture()
+    def submit(
+        self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any
+    ) -> tuple[ConcurrentFuture[Any], asyncio.Future[Any]]:
+        """Run ``fn(*args)`` on a pool thread; its outcome as a thread future and a loop future."""
+        job = _Job(ConcurrentFuture(), loop.create_future(), loop, fn, args)
         with self._lock:
             if self._idle == 0 and self._threads < self._max:
                 self._threads += 1
                 threading.Thread(target=self._serve, name="airq-handler", daemon=True).start()
-            else:
-                self._idle -= 1  # that idle thread takes this item
-        self._work.put((future, fn, args))
-        return future
+            elif self._idle:
+                self._idle -= 1  # that idle thread takes this job
+        self._work.put(job)
+        return job.future, job.waiting
 
     def _serve(self) -> None:
         while True:
-            item = self._work.get()
-            if item is None:
+            job = self._work.get()
+            if job is None:
                 return
-            future, fn, args = item
-            if future.set_running_or_notify_cancel():
+            if job.future.set_running_or_notify_cancel():
                 try:
-                    future.set_result(fn(*args))
+                    job.future.set_result(job.fn(*job.args))
                 except BaseException as exc:
-                    future.set_exception(exc)
-            del item, future
+                    job.future.set_exception(exc)
+                self._post(job)
+            del job
             with self._lock:
                 self._idle += 1
+
+    def _post(self, job: _Job) -> None:
+        with self._lock:
+            first = not self._mailbox
+            self._mailbox.append((job.waiting, job.future))
+        if first:
+            try:
+                job.loop.call_soon_threadsafe(self._deliver)
+            except RuntimeError:  # the loop is closed: nobody waits for the result
+                with self._lock:
+                    self._mailbox.clear()
+
+    def _deliver(self) -> None:
+        with self._lock:
+            done, self._mailbox = self._mailbox, []
+        for waiting, future in done:
+            if waiting.done():  # cancelled: nobody waits for it
+                continue
+            exc = future.exception()
+            if exc is None:
+                waiting.set_result(future.result())
+            else:
+                waiting.set_exception(exc)
 
     def shutdown(self) -> None:
         with self._lock:
             threads, self._threads = self._threads, 0
         for _ in range(threads):
             self._work.put(None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    future: ConcurrentFuture[Any]
+    waiting: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[[], None]) -> None:
