@@ -117,6 +117,7 @@ class Dispatcher:
         self.threads = ThreadExecutor(concurrency)
         self.in_flight: dict[tuple[int, str], _Flight] = {}
         self.pending: list[Settlement] = []
+        self._kinds: dict[str, tuple[Handler, bool]] = {}  # topic -> (handler, is it async)
         self.counts = Counts()
         self.lead = 0.0
         #: Set by stop(): claims that come back from a trip under way are given back.
@@ -330,7 +331,10 @@ class Dispatcher:
         handler = self.handlers.get(delivery.topic)
         if handler is None:
             return Failure(f"no handler for topic {delivery.topic!r} in this scheduler")
-        if is_async(handler):
+        known = self._kinds.get(delivery.topic)
+        if known is None or known[0] is not handler:  # a new (or replaced) handler
+            known = self._kinds[delivery.topic] = (handler, is_async(handler))
+        if known[1]:
             return await run_async(handler, delivery.value, self.handler_timeout)
         return await self.threads.run(
             handler, delivery.value, self.handler_timeout, on_unstuck=self._on_change

@@ -175,12 +175,15 @@ def settle_batch(
     if not settlements and prune_before is None:
         return outcomes
     with store.transaction() as conn:
+        acked = _ack_all(
+            conn, [s.delivery for s in settlements if not s.release and s.error is None]
+        )
         for s in settlements:
             d = s.delivery
             if s.release:
                 outcome = _release(conn, d)
             elif s.error is None:
-                outcome = _ack(conn, d)
+                outcome = "ok" if d.id in acked else "lost"
             else:
                 outcome = _queue.fail_delivery(
                     conn,
@@ -222,11 +225,22 @@ def settle_batch(
     return outcomes
 
 
-def _ack(conn: sqlite3.Connection, delivery: Delivery) -> str:
-    cursor = conn.execute(
-        "DELETE FROM queue WHERE id = ? AND lease_token = ?", (delivery.id, delivery.lease_token)
-    )
-    return "ok" if cursor.rowcount == 1 else "lost"
+def _ack_all(conn: sqlite3.Connection, deliveries: Sequence[Delivery]) -> set[int]:
+    """Delete the messages whose leases are still held; returns their ids (others are lost)."""
+    by_token: dict[str, list[int]] = {}
+    for d in deliveries:
+        by_token.setdefault(d.lease_token, []).append(d.id)
+    acked: set[int] = set()
+    for token, ids in by_token.items():
+        for start in range(0, len(ids), 500):  # well under SQLite's variable limit
+            chunk = ids[start : start + 500]
+            rows = conn.execute(
+                f"DELETE FROM queue WHERE lease_token = ? AND id IN ({','.join('?' * len(chunk))}) "
+                "RETURNING id",
+                [token, *chunk],
+            ).fetchall()
+            acked.update(row[0] for row in rows)
+    return acked
 
 
 def _release(conn: sqlite3.Connection, delivery: Delivery) -> str:
