@@ -245,17 +245,16 @@ class Dispatcher:
         if self.rate is not None:
             for _ in claims:
                 self._next_token = max(self._next_token, now) + 1.0 / self.rate
-        if self.rate is not None and allowed == 0 and free > 0 and topics:
-            due = store.next_due(topics=topics)
-        throttled = (
-            self.rate is not None
-            and allowed == 0
-            and free > 0
-            and due is not None
-            and due <= horizon
-        )
         self._note_writes(len(settlements) + len(queued) + len(claims))
-        wake_at = self._next_wake(topics, free - len(claims))
+        throttled = False
+        try:  # reads after the commit: a failure here must not make the trip look failed
+            if self.rate is not None and allowed == 0 and free > 0 and topics:
+                due = store.next_due(topics=topics)
+                throttled = due is not None and due <= horizon
+            wake_at = self._next_wake(topics, free - len(claims))
+        except Exception as exc:
+            log.info("airq_nb scheduler: could not read the next due time: %s", describe(exc))
+            wake_at = now + 1.0
         return _TripResult(
             outcomes, len(queued), planned, broken, claims, len(dead), wake_at, throttled
         )
