@@ -93,26 +93,31 @@ class ChangeWaiter:
         """
         deadline = time.monotonic() + max(0.0, timeout)
         with self._lock:
-            while True:
-                if self._closed:
+            try:
+                return self._wait(deadline)
+            finally:
+                if self._closed:  # close() came during the wait: it left the closing to us
                     self._release()
-                    return False
+
+    def _wait(self, deadline: float) -> bool:
+        while not self._closed:
+            if self._changed():
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if self._poll is None:
+                time.sleep(min(CHECK_INTERVAL, remaining))
+                continue
+            # Sleep until something in the folder is written (or the timeout).
+            if not self._poll.poll(min(remaining, 0.25) * 1000.0):
+                continue
+            self._drain_events()
+            for pause in _SETTLE_CHECKS:
                 if self._changed():
                     return True
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                if self._poll is None:
-                    time.sleep(min(CHECK_INTERVAL, remaining))
-                    continue
-                # Sleep until something in the folder is written (or the timeout).
-                if not self._poll.poll(min(remaining, 0.25) * 1000.0):
-                    continue
-                self._drain_events()
-                for pause in _SETTLE_CHECKS:
-                    if self._changed():
-                        return True
-                    time.sleep(pause)
+                time.sleep(pause)
+        return False
 
     def _drain_events(self) -> None:
         assert self._fd is not None
