@@ -14,8 +14,11 @@ Side by side, in one run, each on its own fresh file in WAL mode with synchronou
 Enqueueing is not timed (each system fills its queue its own fastest way first). Prints
 msg/s and each row's ratio to huey. Targets (issue 10): async ≥ 2x huey, sync ≥ 1x huey,
 at the concurrency a backlog drain would use (64 async, 16 sync); rows at the default
-concurrency (4) are shown too: a batch is at most as large as the free slots. Run: ``python benchmarks/drain.py`` (``--messages N``, ``--repeat R`` keeps the
-best of R runs of each). The machine's load matters: see ``uptime``.
+concurrency (4) are shown too: a batch is at most as large as the free slots.
+
+Run: ``python benchmarks/drain.py`` (``--messages N``; ``--repeat R`` keeps each system's
+best of R rounds, a round running every system once, in turn). The machine's load
+matters: the caption prints the load average.
 """
 
 from __future__ import annotations
@@ -114,30 +117,31 @@ def raw_drain(folder: Path, messages: int) -> float:
     return elapsed
 
 
-def best(run: Callable[[Path], float], repeat: int) -> float:
-    times = []
+def best_interleaved(runs: dict[str, Callable[[Path], float]], repeat: int) -> dict[str, float]:
+    """Each system's best time over ``repeat`` rounds; a round runs every system once, in
+    turn, so a busy moment of a shared machine hits them alike."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeat):
-        with tempfile.TemporaryDirectory(prefix="airq-drain-") as folder:
-            times.append(run(Path(folder)))
-    return min(times)
+        for name, run in runs.items():
+            with tempfile.TemporaryDirectory(prefix="airq-drain-") as folder:
+                times[name].append(run(Path(folder)))
+    return {name: min(found) for name, found in times.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=5000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
     n = args.messages
-    rows = {
-        "raw sqlite3 claim+delete loop": best(lambda f: raw_drain(f, n), args.repeat),
-        "huey worker loop (SqliteHuey, WAL)": best(lambda f: huey_drain(f, n), args.repeat),
+    runs: dict[str, Callable[[Path], float]] = {
+        "raw sqlite3 claim+delete loop": lambda f: raw_drain(f, n),
+        "huey worker loop (SqliteHuey, WAL)": lambda f: huey_drain(f, n),
     }
     for kind, concurrency in VARIANTS:
         name = f"airq_nb run_until_idle, {kind} handler, concurrency {concurrency}"
-        rows[name] = best(
-            lambda f, k=kind, c=concurrency: airq_drain(f, n, k, c),
-            args.repeat,  # type: ignore[misc]
-        )
+        runs[name] = lambda f, k=kind, c=concurrency: airq_drain(f, n, k, c)  # type: ignore[misc]
+    rows = best_interleaved(runs, args.repeat)
     huey_rate = n / rows["huey worker loop (SqliteHuey, WAL)"]
     load = os.getloadavg()
     print(f"Draining {n:,} queued messages to a no-op handler (best of {args.repeat}); ")
