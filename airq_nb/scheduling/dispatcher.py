@@ -246,12 +246,23 @@ class Dispatcher:
             for _ in claims:
                 self._next_token = max(self._next_token, now) + 1.0 / self.rate
         self._note_writes(len(settlements) + len(queued) + len(claims))
+        committed = writing or wants_claim or wants_plan
         throttled = False
         try:  # reads after the commit: a failure here must not make the trip look failed
-            if self.rate is not None and allowed == 0 and free > 0 and topics:
+            if committed and self.rate is not None and allowed == 0 and free > 0 and topics:
                 due = store.next_due(topics=topics)
-                throttled = due is not None and due <= horizon
-            wake_at = self._next_wake(topics, free - len(claims))
+            throttled = (
+                self.rate is not None
+                and allowed == 0
+                and free > 0
+                and due is not None
+                and due <= horizon
+            )
+            if committed:
+                wake_at = self._next_wake(topics, free - len(claims))
+            else:  # nothing was written: what was just read still holds
+                found = [schedule_due, None if due is None else max(due, self._next_token)]
+                wake_at = min((c for c in found if c is not None), default=None)
         except Exception as exc:
             log.info("airq_nb scheduler: could not read the next due time: %s", describe(exc))
             wake_at = now + 1.0
