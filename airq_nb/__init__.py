@@ -18,8 +18,10 @@ from ._errors import (
     MalformedReplyError,
     MessageNotFoundError,
     PayloadTooLargeError,
+    Permanent,
     RateLimitedError,
     RequestRejectedError,
+    Retry,
     ScheduleNotFoundError,
     SchedulerError,
     SourceConfigurationError,
@@ -45,10 +47,11 @@ from .collector._sources import (
     source_from_env,
 )
 from .collector._status import CollectorStatus, collector_status, wait_for_readings
-from .scheduling._delivery_log import read_delivery_log
-from .scheduling._runtime import RunSummary, Scheduler, scheduler_for
-from .scheduling._schedules import ScheduleInfo
-from .scheduling._status import Status, store_status
+from .scheduling.delivery_log import read_delivery_log
+from .scheduling.registry import scheduler_for
+from .scheduling.runtime import RunSummary, Scheduler
+from .scheduling.schedules import ScheduleInfo
+from .scheduling.status import Status, store_status
 from .store._queue import DEFAULT_BACKOFF_SCHEDULE, DeadLettered, Delivery, Message, QueueCounts
 from .store._sqlite import DEFAULT_DB_PATH, AtomicOperation, CommitResult, Entry, Store, open_store
 from .store.readings import read_readings, read_revisions
@@ -86,10 +89,12 @@ __all__ = [
     "OpenMeteoSource",
     "OpenWeatherMapSource",
     "PayloadTooLargeError",
+    "Permanent",
     "QueueCounts",
     "RateLimitedError",
     "Reading",
     "RequestRejectedError",
+    "Retry",
     "RunSummary",
     "ScheduleInfo",
     "ScheduleNotFoundError",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 __all__ = [
     "AirqError",
     "CollectionFailedError",
@@ -14,8 +16,10 @@ __all__ = [
     "MalformedReplyError",
     "MessageNotFoundError",
     "PayloadTooLargeError",
+    "Permanent",
     "RateLimitedError",
     "RequestRejectedError",
+    "Retry",
     "ScheduleNotFoundError",
     "SchedulerError",
     "SourceConfigurationError",
@@ -118,3 +122,38 @@ class MalformedReplyError(SourceError):
     """The source answered, but the reply is not what its API documents; nothing was written."""
 
     retryable = True
+
+
+class Retry(AirqError):
+    """Raised by a queue handler: this attempt failed, try the message again.
+
+    ``after`` (seconds, at most 30 days) replaces the next step of the message's back-off
+    (e.g. an HTTP 429's ``Retry-After``); ``None`` keeps the back-off. The attempt counts:
+    when the message has no attempts left it is dead-lettered as for any other failure.
+    ``reason`` is what the delivery log and the dead letter record.
+    """
+
+    def __init__(self, after: float | None = None, reason: str = "") -> None:
+        if after is not None and (
+            isinstance(after, bool)
+            or not isinstance(after, int | float)
+            or not 0 <= after < math.inf
+        ):
+            raise ValueError(
+                f"Retry(after=...) must be None or a finite number of seconds >= 0, got {after!r}"
+            )
+        super().__init__(reason or "the handler asked for a retry")
+        self.after = None if after is None else float(after)
+        self.reason = reason
+
+
+class Permanent(AirqError):
+    """Raised by a queue handler: this message can never succeed, dead-letter it now.
+
+    No further attempt is made (an invalid API key, a malformed message); the message's
+    value is written under its ``keys_if_undelivered`` and ``reason`` is its last error.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

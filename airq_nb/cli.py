@@ -283,7 +283,7 @@ async def _serve(
     store: Store, source: Any, locations: list[Location] | None, timeout: float | None
 ) -> None:
     """Run the collector as a service until SIGTERM/SIGINT (or ``timeout`` seconds)."""
-    from .scheduling._runtime import Scheduler
+    from .scheduling.runtime import Scheduler
 
     scheduler = Scheduler(store)
     try:
@@ -305,7 +305,7 @@ async def _serve(
 
 
 def _status_of(store: Store) -> Any:
-    from .scheduling._status import store_status
+    from .scheduling.status import store_status
 
     return store_status(store)
 
@@ -347,7 +347,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _schedules(args: argparse.Namespace) -> int:
-    from .scheduling._schedules import list_schedules
+    from .scheduling.schedules import list_schedules
 
     with _open(args) as store:
         schedules = list_schedules(store)

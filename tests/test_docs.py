@@ -19,8 +19,8 @@ import pytest
 import airq_nb
 from airq_nb import FakeClock, Scheduler, read_delivery_log
 from airq_nb.collector import _job as _collector
-from airq_nb.scheduling import _schedules
-from airq_nb.store import _json, _keys, _queue
+from airq_nb.scheduling import schedules as _schedules
+from airq_nb.store import _change_wait, _json, _keys, _queue
 from airq_nb.store import _sqlite as _store
 
 DOCS = Path(__file__).parents[1] / "docs"
@@ -133,7 +133,7 @@ def _phrases() -> list[str]:
         f"at most {lease:g} s after the crash",
         f"`handler_timeout` ({defaults['handler_timeout'].default:g} s by default)",
         f"`concurrency` (default {defaults['concurrency'].default})",
-        f"within about {defaults['poll_interval'].default:g} s",
+        f"elsewhere it looks every {_change_wait.CHECK_INTERVAL * 1000:g} ms",
         f"waits up to {_store.DEFAULT_BUSY_TIMEOUT:g} s",
         f"at most {_schedules.SKIP_GRACE_SECONDS:g} s late",
         f"`max_catch_up` may be at most {_schedules.MAX_CATCH_UP_LIMIT:,}",

@@ -153,23 +153,51 @@ def test_no_overlap_a_long_run_delays_the_next_slot(clocked_store, fake_clock):
     assert len({r["message_id"] for r in rows}) == len(rows) == 4
 
 
-def test_source_errors_say_whether_to_retry_and_when(sched, clocked_store):
+def test_retry_and_permanent_say_whether_to_retry_and_when(sched, clocked_store):
     def handler(value):
         if value == "bad key":
-            raise airq_nb.InvalidApiKeyError("OpenWeatherMap rejected the API key")
-        raise airq_nb.RateLimitedError("slow down", retry_after=120)
+            raise airq_nb.Permanent("OpenWeatherMap rejected the API key")
+        if value == "wrapped":
+            raise airq_nb.Retry(after=5) from ValueError("upstream said no")
+        raise airq_nb.Retry(after=120, reason="slow down")
 
     sched.listen_queue(handler, topic="src")
     bad = clocked_store.enqueue("bad key", topic="src")
     limited = clocked_store.enqueue("limited", topic="src", backoff_schedule=[1])
+    wrapped = clocked_store.enqueue("wrapped", topic="src", backoff_schedule=[])
     run(sched.run_until_idle(until=timedelta(minutes=10)))
     assert clocked_store.queue.get(bad).attempts == 1  # not retried
     rows = log_rows(clocked_store)
-    assert [r["outcome"] for r in rows if r["message_id"] == bad] == ["dead"]
+    assert [(r["outcome"], r["error"]) for r in rows if r["message_id"] == bad] == [
+        ("dead", "OpenWeatherMap rejected the API key")
+    ]
     tries = [r for r in rows if r["message_id"] == limited]
-    assert [r["outcome"] for r in tries] == ["retry", "dead"]
+    assert [(r["outcome"], r["error"]) for r in tries] == [
+        ("retry", "slow down"),
+        ("dead", "slow down"),
+    ]
     waited = (tries[1]["scheduled_at"] - tries[0]["finished_at"]).total_seconds()
-    assert waited == 120.0  # Retry-After wins over the back-off schedule
+    assert waited == 120.0  # Retry(after=) wins over the back-off schedule
+    (last,) = [r for r in rows if r["message_id"] == wrapped]
+    assert last["error"] == "ValueError: upstream said no"  # no reason: the cause is logged
+
+
+def test_the_scheduler_knows_nothing_of_source_errors(sched, clocked_store):
+    """A SourceError from a handler is an ordinary failure: back-off, no special meaning."""
+
+    def handler(value):
+        raise airq_nb.InvalidApiKeyError("OpenWeatherMap rejected the API key")
+
+    sched.listen_queue(handler, topic="src")
+    message = clocked_store.enqueue("x", topic="src", backoff_schedule=[1])
+    run(sched.run_until_idle(until=timedelta(minutes=1)))
+    assert clocked_store.queue.get(message).attempts == 2
+
+
+@pytest.mark.parametrize("after", [-1, math.nan, math.inf, "5", True])
+def test_retry_refuses_a_wait_that_is_not_seconds(after):
+    with pytest.raises(ValueError, match="Retry"):
+        airq_nb.Retry(after=after)
 
 
 def test_async_handlers_and_messages_of_other_topics(sched, clocked_store):
@@ -438,9 +466,10 @@ def test_handler_timeout_fails_the_attempt(store):
     assert log_rows(store)[0]["error"] == "handler timed out after 0.2 s"
 
 
-def test_a_timed_out_sync_handler_keeps_its_message_until_its_thread_returns(store):
+def test_a_timed_out_sync_handler_fails_at_once_and_is_reported_until_it_returns(store):
     lock = threading.Lock()
     calls = running = peak = 0
+    stuck_seen = []
 
     def slow_first_time(value):
         nonlocal calls, running, peak
@@ -458,15 +487,57 @@ def test_a_timed_out_sync_handler_keeps_its_message_until_its_thread_returns(sto
         sched = airq_nb.Scheduler(store, handler_timeout=0.2)
         sched.listen_queue(slow_first_time)
         store.enqueue("x", backoff_schedule=[0.1])
-        return await sched.run_until_idle(timeout=10, until=timedelta(seconds=1.2))
+        summary = await sched.run_until_idle(timeout=10, until=timedelta(seconds=0.5))
+        stuck_seen.append(sched.status().stuck_handlers)
+        await asyncio.sleep(0.5)  # the first thread returns meanwhile
+        stuck_seen.append(sched.status().stuck_handlers)
+        return summary
 
     summary = run(main())
-    assert peak == 1  # the retry never overlapped the first run's thread
+    # Python cannot stop the thread: the retry ran beside it (documented), on another slot.
+    assert peak == 2
+    assert stuck_seen == [1, 0]
     rows = log_rows(store)
     assert [r["outcome"] for r in rows] == ["retry", "ok"]
     assert rows[0]["error"] == "handler timed out after 0.2 s"
-    assert rows[0]["finished_at"] - rows[0]["started_at"] >= timedelta(seconds=0.7)
+    assert rows[0]["finished_at"] - rows[0]["started_at"] < timedelta(seconds=0.6)
     assert summary.delivered == 1 and summary.failed == 1
+
+
+def test_a_sync_handler_that_never_returns_holds_neither_its_message_nor_a_slot_silently(
+    store, db_path
+):
+    release = threading.Event()
+    calls = []
+
+    def hangs(value):
+        calls.append(value)
+        release.wait(10)
+
+    async def main():
+        sched = airq_nb.Scheduler(store, concurrency=1, handler_timeout=0.2)
+        sched.listen_queue(hangs)
+        message_id = store.enqueue("x", backoff_schedule=[0.1, 0.1])
+        summary = await sched.run_until_idle(timeout=5, until=timedelta(seconds=1))
+        return sched.status(), summary, message_id
+
+    try:
+        status, summary, message_id = run(main())
+        # Its one slot is taken by the stuck thread, and status says so.
+        assert status.stuck_handlers == 1 and status.in_flight == 0
+        assert summary.failed == 1 and summary.delivered == 0
+        # The message is not held: it is queued for its retry, for any consumer.
+        message = store.queue.get(message_id)
+        assert message.state == "queued" and message.attempts == 1
+        with airq_nb.open_store(db_path) as other:
+            other_sched = airq_nb.Scheduler(other, handler_timeout=0.2)
+            done = []
+            other_sched.listen_queue(done.append)
+            again = run(other_sched.run_until_idle(timeout=5))
+            other_sched.close()
+        assert done == ["x"] and again.delivered == 1
+    finally:
+        release.set()
 
 
 def test_stop_gives_back_the_lease_of_unfinished_work(store):

@@ -12,7 +12,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import airq_nb
-from airq_nb.scheduling._schedules import ScheduleSpec, parse_spec, plan_due_runs, plan_slot
+from airq_nb.scheduling.schedules import ScheduleSpec, parse_spec, plan_due_runs, plan_slot
 
 HOUR = 3600.0
 T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC

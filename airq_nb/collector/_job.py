@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 from .._errors import (
     CollectionFailedError,
     ConfigurationError,
+    Permanent,
     RateLimitedError,
-    SourceConfigurationError,
+    Retry,
     SourceError,
     SourceUnavailableError,
 )
@@ -443,8 +444,15 @@ def _handler(store: Store, sources: dict[str, Source]) -> Any:
             except ConfigurationError as exc:
                 # No key in this process (cron without OPENWEATHER_API_KEY), an unknown source
                 # name: retrying cannot help, so fail the run at once with the real cause.
-                raise SourceConfigurationError(str(exc)) from None
-        await collect_once(store, source=source, location=location)
+                raise Permanent(f"SourceConfigurationError: {exc}") from None
+        try:
+            await collect_once(store, source=source, location=location)
+        except SourceError as exc:
+            # Tell the scheduler what the failure means: it knows nothing of sources.
+            reason = f"{type(exc).__name__}: {exc}"
+            if not exc.retryable:
+                raise Permanent(reason) from exc
+            raise Retry(after=exc.retry_after, reason=reason) from exc
 
     return collect
 
@@ -465,7 +473,7 @@ def start_collector(
     it on the running event loop. Calling it again (a re-run cell) updates the schedules;
     it never starts a second scheduler.
     """
-    from ..scheduling._runtime import scheduler_for
+    from ..scheduling.registry import scheduler_for
     from ..store._sqlite import open_store
 
     if source is None:
@@ -496,8 +504,8 @@ async def collect_until_idle(
     into one). Returns the scheduler's ``RunSummary``. Raises :class:`CollectionFailedError`
     naming the last error if a run failed; that run stays queued for its retry.
     """
-    from ..scheduling._runtime import Scheduler
-    from ..scheduling._status import store_status
+    from ..scheduling.runtime import Scheduler
+    from ..scheduling.status import store_status
     from ..store._sqlite import open_store
 
     if store is None:

@@ -19,8 +19,8 @@ from ._sources import Location
 if TYPE_CHECKING:
     from datetime import tzinfo
 
-    from ..scheduling._schedules import ScheduleInfo
     from ..store._sqlite import Store
+    from ..store.schedules import ScheduleInfo
 
 __all__ = ["CollectorStatus", "ReadingSeries", "collector_status", "wait_for_readings"]
 
@@ -145,15 +145,15 @@ def collector_status(store: Store, *, location: Location | str | None = None) ->
     """
     # The public reader (the readings contract), wherever its owner keeps it.
     from .. import read_readings
-    from ..scheduling._delivery_log import read_delivery_log, table_exists
-    from ..scheduling._schedules import list_schedules
+    from ..scheduling.delivery_log import read_delivery_log
+    from ..scheduling.schedules import list_schedules
 
     now = store.clock.now()
     name = location.name if isinstance(location, Location) else location
     wanted = None if name is None else schedule_name(Location(name, 0.0, 0.0))
     schedules = tuple(
         info
-        for info in (list_schedules(store) if table_exists(store, "schedules") else [])
+        for info in list_schedules(store)
         if info.topic == COLLECT_TOPIC and (wanted is None or info.name == wanted)
     )
     runs = [

@@ -104,6 +104,12 @@ class Store(KvVerbs, QueueVerbs, Connection):
         Connection.__init__(self, path, durability=durability, busy_timeout=busy_timeout)
         self.queue = QueueManager(self)
 
+    def wait_for_change(self, timeout: float) -> bool:
+        """Block until another commit may have changed the file (True) or ``timeout`` passes."""
+        from ._change_wait import wait_for_change
+
+        return wait_for_change(self, timeout)
+
     def __enter__(self) -> Store:
         return self
 

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from .._format import NONE, age_text, due_text, one_line, outcome_text, span_text, time_text
 
 if TYPE_CHECKING:
-    from ..scheduling._schedules import ScheduleInfo
     from ..store._queue import Message
+    from ..store.schedules import ScheduleInfo
 
 __all__ = [
     "COLUMNS",

@@ -283,8 +283,8 @@ class QueueInspector(PeriodicRefresh, w.VBox):
 
     def _store_status_html(self, now: float) -> str:
         """The store-wide status in one line: next due, the last delivery with its time."""
-        from ..scheduling._delivery_log import read_delivery_log
-        from ..scheduling._status import store_status
+        from ..scheduling.delivery_log import read_delivery_log
+        from ..scheduling.status import store_status
 
         status = store_status(self.store)
         log = read_delivery_log(self.store, limit=1)

@@ -207,3 +207,6 @@ def test_kill9_scheduler_consumers_loses_nothing(
         counts = store.queue.counts()
         assert counts.total == 0, f"left in the queue: {counts.by_state} (seed {seed})"
         assert store.execute("PRAGMA integrity_check") == [("ok",)]
+        # The delivery log is complete: each ack committed with its row, in batches.
+        acked = airq_nb.read_delivery_log(store).query("outcome == 'ok'")["message_id"]
+        assert len(acked) == acked.nunique() == SCHED_MESSAGES, f"seed {seed}"

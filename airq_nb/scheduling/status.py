@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from ._delivery_log import table_exists, utc
+from ..store.delivery_log import due_backlog, last_delivery
+from ..store.schedules import next_schedule_wake
+from .delivery_log import utc
 
 if TYPE_CHECKING:
     from ..store._sqlite import Store
@@ -35,6 +37,10 @@ class Status:
     in_flight: int = 0
     topics: tuple[str, ...] = ()
     runtime_error: str | None = None
+    #: Sync handlers still running after ``handler_timeout``: their attempts were failed
+    #: (and retried or dead-lettered), but Python cannot stop a thread, so each holds one
+    #: of the scheduler's ``concurrency`` slots until it returns.
+    stuck_handlers: int = 0
 
 
 def store_status(store: Store) -> Status:
@@ -44,40 +50,16 @@ def store_status(store: Store) -> Status:
     earliest of the next queued message and the next schedule slot.
     """
     now = store.now()
-    counts = dict(
-        store.execute(
-            "SELECT state, COUNT(*) FROM queue GROUP BY state",
-        )
-    )
-    (backlog,) = store.execute(
-        "SELECT COUNT(*) FROM queue WHERE state = 'queued' AND deliver_at <= ?", (now,)
-    )[0]
-    candidates = [store.next_due()]
-    if table_exists(store, "schedules"):
-        from ._schedules import next_schedule_wake
-
-        candidates.append(next_schedule_wake(store))
+    counts = store.queue.counts().by_state
+    candidates = [store.next_due(), next_schedule_wake(store)]
     due = [c for c in candidates if c is not None]
-    accuracy = outcome = error = None
-    if table_exists(store, "delivery_log"):
-        last = store.execute("SELECT outcome FROM delivery_log ORDER BY id DESC LIMIT 1")
-        outcome = last[0][0] if last else None
-        # Rows of messages dead-lettered without running (no start) have no lateness.
-        started = store.execute(
-            "SELECT lateness_ms FROM delivery_log WHERE lateness_ms IS NOT NULL "
-            "ORDER BY id DESC LIMIT 1"
-        )
-        accuracy = started[0][0] if started else None
-        failed = store.execute(
-            "SELECT error FROM delivery_log WHERE error IS NOT NULL ORDER BY id DESC LIMIT 1"
-        )
-        error = failed[0][0] if failed else None
+    outcome, accuracy, error = last_delivery(store)
     return Status(
         next_due=utc(min(due)) if due else None,
         last_delivery_accuracy_ms=accuracy,
         last_outcome=outcome,
         last_error=error,
-        backlog=backlog,
+        backlog=due_backlog(store, now=now),
         queued=counts.get("queued", 0),
         leased=counts.get("leased", 0),
         dead_letters=counts.get("dead", 0),

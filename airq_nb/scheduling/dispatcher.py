@@ -1,0 +1,397 @@
+"""Claim a batch, launch it, settle a batch: the scheduler's delivery machinery.
+
+One *trip* to the store is one write transaction that settles every delivery that
+finished since the last trip (ack, retry or dead letter, each with its delivery-log row),
+queues the runs of due schedules, and claims as many due messages as there are free
+slots (bounded by ``concurrency`` and ``max_deliveries_per_second``). Handlers that finish
+while a trip is under way share the next one. Trips run on the dispatcher's own store
+thread, lease keep-alives on another, so neither a slow commit nor a lock held by another
+process ever blocks the event loop, and keep-alives never queue behind a long write.
+
+A handler's message stays leased until its settlement commits: a crash in between
+redelivers it (at-least-once), and a schedule's next run is never planned before the
+previous one is settled (no overlap).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import math
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..store._batch import Settlement, extend_leases, settle_batch, settle_plan_claim
+from ..store.schedules import next_schedule_wake
+from .executors import Failure, Handler, ThreadExecutor, describe, is_async, run_async
+from .schedules import next_slot_after, plan_stored
+
+if TYPE_CHECKING:
+    from .._clock import Clock
+    from ..store._batch import WalCheckpointer
+    from ..store._queue import Delivery
+    from ..store._sqlite import Store
+
+__all__ = ["Counts", "Dispatcher", "Tick"]
+
+log = logging.getLogger("airq_nb.scheduler")
+T = TypeVar("T")
+PRUNE_EVERY_SECONDS = 3600.0
+
+
+@dataclass(slots=True)
+class Counts:
+    """What a session did (``RunSummary`` reports it)."""
+
+    delivered: int = 0
+    failed: int = 0
+    dead_lettered: int = 0
+    scheduled_runs: int = 0
+    lost: int = 0
+    released: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """What one trip did and when to look again."""
+
+    #: Due schedules handled plus messages claimed (0: nothing moved).
+    progress: int
+    wake_at: float | None
+    #: Due work is waiting only for the rate limit (not idle: look again at ``wake_at``).
+    throttled: bool = False
+    #: Every slot was taken when the trip ended: ``wake_at`` leaves the queue out, so look
+    #: again as soon as a slot frees (a handler landing wakes the runtime).
+    saturated: bool = False
+
+
+@dataclass(slots=True)
+class _Flight:
+    delivery: Delivery
+    task: asyncio.Task[None] | None = None
+    lease_lost: bool = False
+
+
+@dataclass(slots=True)
+class _TripResult:
+    outcomes: list[str]
+    queued_runs: int
+    planned: int
+    broken: list[tuple[str, str]]
+    claims: list[tuple[Delivery, float]]
+    dead_on_claim: int
+    wake_at: float | None
+    throttled: bool
+
+
+class Dispatcher:
+    """Delivers claimed messages to ``handlers`` and settles them, in batches."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        handlers: dict[str, Handler],
+        *,
+        concurrency: int,
+        rate: float | None,
+        lease_seconds: float,
+        handler_timeout: float | None,
+        log_retention: float,
+        on_change: Callable[[], None],
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.handlers = handlers
+        self.concurrency = concurrency
+        self.rate = rate
+        self.lease_seconds = lease_seconds
+        self.handler_timeout = handler_timeout
+        self.log_retention = log_retention
+        self._on_change = on_change
+        self._store_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="airq-store")
+        self._lease_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="airq-lease")
+        self.threads = ThreadExecutor(concurrency)
+        self.in_flight: dict[tuple[int, str], _Flight] = {}
+        self.pending: list[Settlement] = []
+        self._kinds: dict[str, tuple[Handler, bool]] = {}  # topic -> (handler, is it async)
+        self.counts = Counts()
+        self.lead = 0.0
+        #: Set by stop(): claims that come back from a trip under way are given back.
+        self.stopping = False
+        self.checkpointer: WalCheckpointer | None = None
+        self._next_token = -math.inf
+        self._last_prune = -math.inf
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    async def call_store(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn`` on the dispatcher's store thread (never on the event loop)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._store_pool, functools.partial(fn, *args, **kwargs))
+
+    def free_slots(self) -> int:
+        """Concurrency slots not taken by running handlers or stuck sync threads."""
+        return self.concurrency - len(self.in_flight) - self.threads.stuck
+
+    def begin(self, *, lead: float) -> None:
+        self.lead = lead
+        self.counts = Counts()
+        self.stopping = False
+
+    def close(self) -> None:
+        self._store_pool.shutdown(wait=False)
+        self._lease_pool.shutdown(wait=False)
+        self.threads.shutdown()
+
+    # -- one trip -----------------------------------------------------------------------
+
+    async def trip(self) -> Tick:
+        """Settle what finished, plan due schedules, claim and launch what is due."""
+        settlements = list(self.pending)
+        topics = tuple(self.handlers)
+        free = 0 if self.stopping else self.free_slots()
+        result = await self.call_store(self._trip_in_store, settlements, topics, free)
+        del self.pending[: len(settlements)]
+        self._count(settlements, result)
+        if self.stopping and result.claims:
+            # stop() began while the trip was under way: give the claims back unstarted.
+            now = self.clock.now()
+            self.pending.extend(
+                Settlement(d, at, now, now, release=True) for d, at in result.claims
+            )
+            return Tick(result.planned, result.wake_at, result.throttled)
+        for delivery, scheduled_at in result.claims:
+            self._launch(delivery, scheduled_at)
+        saturated = bool(topics) and free - len(result.claims) <= 0
+        return Tick(
+            result.planned + len(result.claims), result.wake_at, result.throttled, saturated
+        )
+
+    def _count(self, settlements: list[Settlement], result: _TripResult) -> None:
+        counts = self.counts
+        counts.scheduled_runs += result.queued_runs
+        counts.dead_lettered += result.dead_on_claim
+        for name, error in result.broken:
+            log.error("airq_nb scheduler paused schedule %r: %s", name, error)
+        for settlement, outcome in zip(settlements, result.outcomes, strict=True):
+            if settlement.release:
+                counts.released += 1
+            elif outcome == "ok":
+                counts.delivered += 1
+            elif outcome == "lost":
+                counts.lost += 1
+            else:
+                counts.failed += 1
+                counts.dead_lettered += outcome == "dead"
+
+    def _allowance(self, free: int, now: float) -> int:
+        """How many deliveries may start by ``now`` + lead under the rate limit."""
+        if self.rate is None:
+            return free
+        allowed, token = 0, self._next_token
+        while allowed < free and token <= now + self.lead:
+            allowed += 1
+            token = max(token, now) + 1.0 / self.rate
+        return allowed
+
+    def _trip_in_store(
+        self, settlements: list[Settlement], topics: tuple[str, ...], free: int
+    ) -> _TripResult:
+        store = self.store
+        now = self.clock.now()
+        horizon = now + self.lead
+        prune = None
+        if settlements and now - self._last_prune >= PRUNE_EVERY_SECONDS:
+            prune = now - self.log_retention
+        allowed = self._allowance(free, now) if topics else 0
+        writing = bool(settlements) or prune is not None
+        # Reads first, so an idle trip takes no write lock; a trip that commits anyway
+        # looks for due work inside its transaction instead.
+        due = store.next_due(topics=topics) if topics and free > 0 and not writing else None
+        wants_claim = allowed > 0 and (writing or (due is not None and due <= horizon))
+        schedule_due = None if writing else next_schedule_wake(store)
+        wants_plan = writing or (schedule_due is not None and schedule_due <= horizon)
+        outcomes: list[str] = []
+        queued: list[int] = []
+        planned, broken = 0, []
+        claims: list[tuple[Delivery, float]] = []
+        dead: list[Any] = []
+        if writing or wants_claim or wants_plan:
+            trip = settle_plan_claim(  # one commit for all of it
+                store,
+                settlements,
+                prune_before=prune,
+                plan=plan_stored if wants_plan else None,
+                claim_limit=allowed if wants_claim else 0,
+                topics=topics,
+                lease_seconds=self.lease_seconds,
+                now=now,
+                lookahead=self.lead,
+                next_after=next_slot_after,
+            )
+            outcomes, queued, planned, broken = (
+                trip.outcomes,
+                trip.queued_runs,
+                trip.planned,
+                trip.broken,
+            )
+            claims, dead = trip.claims, trip.dead_on_claim
+            if prune is not None:
+                self._last_prune = now
+        if self.rate is not None:
+            for _ in claims:
+                self._next_token = max(self._next_token, now) + 1.0 / self.rate
+        self._note_writes(len(settlements) + len(queued) + len(claims))
+        committed = writing or wants_claim or wants_plan
+        throttled = False
+        try:  # reads after the commit: a failure here must not make the trip look failed
+            if committed and self.rate is not None and allowed == 0 and free > 0 and topics:
+                due = store.next_due(topics=topics)
+            throttled = (
+                self.rate is not None
+                and allowed == 0
+                and free > 0
+                and due is not None
+                and due <= horizon
+            )
+            if committed:
+                wake_at = self._next_wake(topics, free - len(claims))
+            else:  # nothing was written: what was just read still holds
+                found = [schedule_due, None if due is None else max(due, self._next_token)]
+                wake_at = min((c for c in found if c is not None), default=None)
+        except Exception as exc:
+            log.info("airq_nb scheduler: could not read the next due time: %s", describe(exc))
+            wake_at = now + 1.0
+        return _TripResult(
+            outcomes, len(queued), planned, broken, claims, len(dead), wake_at, throttled
+        )
+
+    def _note_writes(self, count: int) -> None:
+        checkpointer = self.checkpointer
+        if checkpointer is not None and count:
+            checkpointer.note_writes(count)
+
+    def _next_wake(self, topics: tuple[str, ...], free: int) -> float | None:
+        """When to look again: the next schedule slot or claimable message (reads only)."""
+        candidates = [next_schedule_wake(self.store)]
+        if topics and free > 0:
+            due = self.store.next_due(topics=topics)
+            if due is not None:
+                candidates.append(max(due, self._next_token))
+        found = [c for c in candidates if c is not None]
+        return min(found) if found else None
+
+    def overall_next_due(self) -> float | None:
+        """The next due message of any topic or schedule slot (for ``RunSummary``)."""
+        found = [c for c in (self.store.next_due(), next_schedule_wake(self.store)) if c]
+        return min(found) if found else None
+
+    # -- handlers -----------------------------------------------------------------------
+
+    def _launch(self, delivery: Delivery, scheduled_at: float) -> None:
+        key = (delivery.id, delivery.lease_token)
+        flight = _Flight(delivery)
+        self.in_flight[key] = flight
+        task = asyncio.get_running_loop().create_task(
+            self._deliver(delivery, scheduled_at), name=f"airq_nb delivery {delivery.id}"
+        )
+        flight.task = task
+        task.add_done_callback(functools.partial(self._landed, key))
+
+    def _landed(self, key: tuple[int, str], task: asyncio.Task[None]) -> None:
+        self.in_flight.pop(key, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("airq_nb delivery task failed: %s", describe(task.exception()))  # type: ignore[arg-type]
+        self._on_change()
+
+    async def _deliver(self, delivery: Delivery, scheduled_at: float) -> None:
+        started = self.clock.now()
+        try:
+            early = scheduled_at - started
+            if 0 < early <= self.lead:  # claimed early on purpose: start it on time
+                await asyncio.sleep(early)
+                started = self.clock.now()
+            failure = await self._run_handler(delivery)
+        except asyncio.CancelledError:
+            self.pending.append(
+                Settlement(delivery, scheduled_at, started, self.clock.now(), release=True)
+            )
+            raise
+        finished = self.clock.now()
+        if failure is None:
+            self.pending.append(Settlement(delivery, scheduled_at, started, finished))
+        else:
+            self.pending.append(
+                Settlement(
+                    delivery,
+                    scheduled_at,
+                    started,
+                    finished,
+                    error=failure.error,
+                    retry=failure.retry,
+                    retry_in=failure.retry_in,
+                )
+            )
+
+    async def _run_handler(self, delivery: Delivery) -> Failure | None:
+        handler = self.handlers.get(delivery.topic)
+        if handler is None:
+            return Failure(f"no handler for topic {delivery.topic!r} in this scheduler")
+        known = self._kinds.get(delivery.topic)
+        if known is None or known[0] is not handler:  # a new (or replaced) handler
+            known = self._kinds[delivery.topic] = (handler, is_async(handler))
+        if known[1]:
+            return await run_async(handler, delivery.value, self.handler_timeout)
+        return await self.threads.run(
+            handler, delivery.value, self.handler_timeout, on_unstuck=self._on_change
+        )
+
+    # -- leases -------------------------------------------------------------------------
+
+    async def keep_leases(self) -> None:
+        """Extend the leases of running and not-yet-settled deliveries, every third of a lease."""
+        interval = max(self.lease_seconds / 3.0, 0.05)
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval)
+            held = [f.delivery for f in self.in_flight.values() if not f.lease_lost]
+            held += [s.delivery for s in self.pending if not s.release]
+            if not held:
+                continue
+            try:
+                lost = await loop.run_in_executor(
+                    self._lease_pool,
+                    functools.partial(
+                        extend_leases,
+                        self.store,
+                        held,
+                        lease_seconds=self.lease_seconds,
+                        now=self.clock.now(),
+                    ),
+                )
+            except Exception as exc:  # e.g. the file is locked for long: try again next time
+                log.info("airq_nb scheduler: could not extend leases: %s", describe(exc))
+                continue
+            for flight in self.in_flight.values():
+                # Another consumer has it now: stop extending; its settlement logs "lost".
+                flight.lease_lost = flight.lease_lost or flight.delivery.id in lost
+
+    async def release_in_flight(self) -> None:
+        """Cancel running handlers; each gives its message back (see ``_deliver``)."""
+        tasks = [f.task for f in self.in_flight.values() if f.task is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def flush(self) -> None:
+        """Commit every pending settlement (stop, or the end of ``run_until_idle``)."""
+        while self.pending:
+            settlements = list(self.pending)
+            outcomes = await self.call_store(settle_batch, self.store, settlements)
+            del self.pending[: len(settlements)]
+            self._count(settlements, _TripResult(outcomes, 0, 0, [], [], 0, None, False))
