@@ -215,3 +215,19 @@ def test_laqn_schedules_may_not_poll_more_than_hourly(clocked_store, laqn):
             airq_nb.collect_until_idle(clocked_store, source=laqn, every=timedelta(minutes=10))
         )
     assert airq_nb.Scheduler(clocked_store).schedules() == []
+
+
+def test_an_implausible_hour_does_not_block_the_site(clocked_store, fake_clock, laqn, laqn_server):
+    # A spike beyond the plausible is stored as missing; the next runs move on past it
+    # instead of failing on the same reply for ever.
+    laqn_server.set_data(LAST - 3 * DAY, LAST)
+    laqn_server.set_data(LAST - 2 * HOUR, LAST - 2 * HOUR, pm2_5=2500.0)
+    assert collect(clocked_store, laqn, location=KF1).stored == 3 * 24 + 1
+    spike = airq_nb.read_readings(clocked_store).loc[hour(LAST - 2 * HOUR)]
+    assert pd.isna(spike["pm2_5"]) and spike["pm10"] > 0
+    for _ in range(3):
+        fake_clock.advance(6 * HOUR)
+        laqn_server.set_data(LAST, int(fake_clock.now()) // HOUR * HOUR)
+        collect(clocked_store, laqn, location=KF1)
+    newest = airq_nb.read_readings(clocked_store).index.max()
+    assert newest == hour(int(fake_clock.now()) // HOUR * HOUR)  # 18 hours further on

@@ -188,7 +188,7 @@ def _gmt(text: str) -> int:
 
 
 def _value(raw: Any, where: str) -> float | None:
-    """A concentration from the API's string value; None for "" and for negative values."""
+    """A concentration from the API's string value; None for "", negative and absurd values."""
     if isinstance(raw, str):
         text = raw.strip()
         if not text:
@@ -203,12 +203,16 @@ def _value(raw: Any, where: str) -> float | None:
         raise _malformed(SOURCE, f"{where} is {_kind(raw)}, expected a number as text")
     if not math.isfinite(number):
         raise _malformed(SOURCE, f"{where} is {raw!r}, expected a finite number")
+    # One bad hour must not cost the rest of the reply: refused alone, the collector's
+    # window moves on past it (a refused whole reply would be asked for again forever).
     if number > MAX_PLAUSIBLE_CONCENTRATION:
-        raise _malformed(
-            SOURCE,
-            f"{where} is {number:g} µg/m³, beyond the plausible "
-            f"{MAX_PLAUSIBLE_CONCENTRATION:g} µg/m³",
+        logger.warning(
+            "LAQN %s is %g µg/m³, beyond the plausible %g µg/m³: stored as missing",
+            where,
+            number,
+            MAX_PLAUSIBLE_CONCENTRATION,
         )
+        return None
     if number < 0:
         logger.warning("LAQN %s is negative (%g µg/m³): stored as missing", where, number)
         return None
@@ -248,11 +252,14 @@ def parse_species_reply(
         if when % HOUR:
             raise _malformed(SOURCE, f"{where} ({stamp!r}) is not on the hour")
         if not low <= when < high:
-            raise _malformed(
-                SOURCE,
-                f"{where} ({stamp!r}) is outside the days asked for "
-                f"({first_day} to {end_day}, exclusive)",
+            logger.warning(
+                "LAQN %s (%r) is outside the days asked for (%s to %s, exclusive): left out",
+                where,
+                stamp,
+                first_day,
+                end_day,
             )
+            continue
         if when in values:
             raise _malformed(SOURCE, f"the hour {stamp!r} appears twice in {species}")
         # An absent @Value is read like "": the hour is there, its value is not.
