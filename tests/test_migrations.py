@@ -245,3 +245,15 @@ old_parts = st.one_of(
 @given(st.lists(old_parts, min_size=1, max_size=4).map(tuple))
 def test_every_old_key_is_re_encoded_to_its_deno_encoding(key: tuple) -> None:
     assert _reencode(_old_encode(key)) == encode_key(key)
+
+
+def test_a_key_written_later_by_an_old_process_names_the_cause(store: airq_nb.Store) -> None:
+    # An older airq_nb still open on an upgraded file writes ints with its own tag 0x30.
+    store.set(("n", 1), "new")
+    old_key = _old_encode(("n", 2))
+    with sqlite3.connect(store.path) as raw:
+        raw.execute(
+            "INSERT INTO kv VALUES (?, '\"old\"', '00000000000000000099', NULL)", (old_key,)
+        )
+    with pytest.raises(airq_nb.InvalidKeyError, match="older airq_nb process is still writing"):
+        store.list(prefix=("n",))

@@ -148,6 +148,10 @@ class _Reader:
         )
 
 
+#: Part tags of the encoding before schema 6 (int 0x30, False 0x40, True 0x41).
+_OLD_TAGS = frozenset({0x30, 0x40, 0x41})
+
+
 def _decode_part(reader: _Reader) -> KeyPart:
     (tag,) = reader.take(1)
     if tag == _BYTES:
@@ -170,6 +174,15 @@ def _decode_part(reader: _Reader) -> KeyPart:
         return _decode_float(reader.take(8))
     if tag in (_FALSE, _TRUE):
         return tag == _TRUE
+    if tag in _OLD_TAGS:
+        # Schemas before 6 wrote ints as 0x30 and bools as 0x40/0x41; the upgrade re-encodes
+        # them, so such a key now was written by an older airq_nb still open on the file.
+        raise InvalidKeyError(
+            f"stored key {reader.raw.hex()} is in the key encoding of an airq_nb from before "
+            f"Deno's key order (its int/bool tag 0x{tag:02x}): an older airq_nb process is "
+            "still writing this file. Stop it (restart its kernel with this airq_nb), then "
+            "re-write or delete that key"
+        )
     raise reader.malformed(f"unknown part tag 0x{tag:02x}")
 
 
