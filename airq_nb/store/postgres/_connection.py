@@ -7,7 +7,7 @@ connection, and every store call the same thread makes inside it joins it, as wi
 
 from __future__ import annotations
 
-import select
+import selectors
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -46,9 +46,11 @@ def _check_idle(conn: psycopg.Connection[Any]) -> None:
     before a statement is lost on it.
     """
     if not conn.closed and conn.pgconn.status == ConnStatus.OK:
-        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
-        if not readable:
-            return
+        # A selector, not select.select(), which refuses descriptors numbered 1024 and up.
+        with selectors.DefaultSelector() as selector:
+            selector.register(conn.pgconn.socket, selectors.EVENT_READ)
+            if not selector.select(0):
+                return
     conn.close()
     raise psycopg.OperationalError("the server closed this idle connection")
 
