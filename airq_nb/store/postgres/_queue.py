@@ -138,13 +138,6 @@ def claim_statement(topics: Sequence[str] | None) -> str:
     return _CLAIM_ANY if topics is None else _CLAIM_TOPICS
 
 
-def write_undelivered_safely(
-    write_undelivered: WriteUndelivered, keys_raw: str | None, value_json: str
-) -> str:
-    """Write a dead letter's value under its keys_if_undelivered; a note for its error if not."""
-    return _queue._write_undelivered_safely(write_undelivered, keys_raw, value_json)
-
-
 def _dead_letter(conn: Any, msg_id: int, error: str, now: float) -> None:
     conn.execute(
         "UPDATE queue SET state = 'dead', last_error = %s, dead_at = %s, lease_token = NULL, "
@@ -171,11 +164,11 @@ def dead_letter_claimed(
     keys_raw, value_json, backoff_raw = row
     error = bad.error
     if bad.write_undelivered:
-        error += write_undelivered_safely(write_undelivered, keys_raw, value_json)
+        error += _queue.write_undelivered_safely(write_undelivered, keys_raw, value_json)
         # The claim counted one attempt too many; show the attempts that really ran.
         conn.execute(
             "UPDATE queue SET attempts = %s WHERE id = %s",
-            (len(_queue._backoff_of(backoff_raw)) + 1, bad.msg_id),
+            (len(_queue.backoff_of(backoff_raw)) + 1, bad.msg_id),
         )
     _dead_letter(conn, bad.msg_id, error, now)
 
@@ -208,6 +201,6 @@ def fail_delivery(
             (at, at, error, delivery.id),
         )
         return "retry"
-    error += write_undelivered_safely(write_undelivered, keys_raw, value_json)
+    error += _queue.write_undelivered_safely(write_undelivered, keys_raw, value_json)
     _dead_letter(conn, delivery.id, error, now)
     return "dead"
