@@ -87,14 +87,27 @@ def _hold_back_overlapping_run(conn: Any, delivery: Delivery, now: float) -> boo
     """Give ``delivery`` back if another run of its schedule holds a live lease.
 
     The schedule's row is locked first (until this transaction ends), so a scheduler
-    claiming another run of it at the same moment waits and then sees this lease.
+    claiming another run of it at the same moment cannot miss this lease. If another
+    transaction holds that row (it is settling, planning or claiming a run of the same
+    schedule), the run is given back, due at once, rather than waited for: waiting while
+    holding the claimed rows could deadlock with that transaction.
     """
-    conn.execute("SELECT 1 FROM schedules WHERE name = ? FOR UPDATE", (delivery.schedule,))
-    other = conn.execute(
-        "SELECT MAX(lease_expires_at) FROM queue WHERE schedule = ? AND state = 'leased' "
-        "AND id <> ? AND lease_expires_at > ?",
-        (delivery.schedule, delivery.id, now),
-    ).fetchone()[0]
+    schedule = delivery.schedule
+    if (
+        conn.execute(
+            "SELECT 1 FROM schedules WHERE name = ? FOR UPDATE SKIP LOCKED", (schedule,)
+        ).fetchone()
+        is None
+        and conn.execute("SELECT 1 FROM schedules WHERE name = ?", (schedule,)).fetchone()
+        is not None
+    ):
+        other: float | None = now
+    else:
+        other = conn.execute(
+            "SELECT MAX(lease_expires_at) FROM queue WHERE schedule = ? AND state = 'leased' "
+            "AND id <> ? AND lease_expires_at > ?",
+            (schedule, delivery.id, now),
+        ).fetchone()[0]
     if other is None:
         return False
     conn.execute(

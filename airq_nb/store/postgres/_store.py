@@ -23,12 +23,13 @@ from typing import Any
 import psycopg
 
 from ..._clock import Clock, SystemClock
-from ..._errors import InvalidKeyError, StoreError
+from ..._errors import StoreError
 from .. import _queue
 from .._connection import sql_limit
 from .._json import load_value
-from .._keys import Key, decode_key, encode_key, prefix_range
+from .._keys import Key, decode_key, encode_key
 from .._sqlite import CommitResult, Entry
+from ..kv import key_range
 from ._admin import QueueManager
 from ._atomic import PostgresAtomic
 from ._change_wait import ChangeWait
@@ -275,15 +276,7 @@ class PostgresStore(QueueVerbs):
 
         ``prefix`` selects the keys that extend it, not the prefix key itself, as in Deno.
         """
-        if prefix is None and start is None and end is None:
-            raise InvalidKeyError("list() needs a prefix, a start or an end; use prefix=() for all")
-        low, high = b"", b"\xff"
-        if prefix is not None:
-            low, high = prefix_range(encode_key(prefix, allow_empty=True))
-        if start is not None:
-            low = max(low, encode_key(start))
-        if end is not None:
-            high = min(high, encode_key(end))
+        low, high = key_range(prefix, start, end)
         count = sql_limit(limit)
         order = "DESC" if reverse else "ASC"
         rows, _ = self._db.run(
