@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 
+from store_backends import behind_the_back
 from test_postgres_processes import _restart_server
 
 import airq_nb
@@ -104,3 +105,24 @@ def test_the_cli_runs_schedules_and_reports_on_a_postgresql_store(
         assert len(airq_nb.read_readings(store)) == 168
         log = airq_nb.read_delivery_log(store)
         assert list(log["outcome"]) == ["ok"] and list(log["schedule"]) == ["collect:London"]
+
+
+def test_a_schema_from_before_the_scheduler_tables_is_upgraded(postgres_store_url: str) -> None:
+    with airq_nb.open_store(postgres_store_url) as store:
+        store.enqueue({"kept": True}, topic="work")
+        schema = store.schema
+    # What a store written by the release before schema 2 looks like: KV and queue only.
+    for statement in (
+        "DROP TABLE schedules, delivery_log, readings, reading_revisions",
+        f"COMMENT ON SCHEMA {schema} IS 'airq_nb schema 1'",
+    ):
+        behind_the_back(postgres_store_url, statement)
+    with airq_nb.open_store(postgres_store_url) as store:
+        sched = airq_nb.Scheduler(store)
+        seen: list[object] = []
+        sched.listen_queue(seen.append, topic="work")
+        summary = asyncio.run(sched.run_until_idle(timeout=30))
+        sched.close()
+        assert summary.delivered == 1 and seen == [{"kept": True}]
+        assert list(airq_nb.read_delivery_log(store)["outcome"]) == ["ok"]
+        assert airq_nb.read_readings(store).empty

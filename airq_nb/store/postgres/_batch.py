@@ -48,15 +48,9 @@ def claim_batch(
     with store.transaction() as raw:
         conn = _dialect.PgConnection(raw)
         rows = raw.execute(
-            _pg_queue.claim_statement(topic_list),
-            {
-                "horizon": now + lookahead,
-                "now": now,
-                "topics": topic_list,
-                "limit": limit,
-                "token": token,
-                "expires": expires,
-            },
+            *_pg_queue.claim(
+                topic_list, limit=limit, token=token, now=now, lookahead=lookahead, expires=expires
+            )
         ).fetchall()
         rows.sort(key=lambda row: (row[3] if isinstance(row[3], float | int) else 0.0, row[0]))
         for row in rows:

@@ -13,7 +13,7 @@ from .. import _queue
 from .._queue import Delivery, FailOutcome, PreparedMessage, UndeliverableRow
 
 __all__ = [
-    "claim_statement",
+    "claim",
     "dead_letter_claimed",
     "fail_delivery",
     "insert_messages",
@@ -133,9 +133,26 @@ _CLAIM_ANY = _CLAIM.format(topics="")
 _CLAIM_TOPICS = _CLAIM.format(topics="AND topic = ANY(%(topics)s) ")
 
 
-def claim_statement(topics: Sequence[str] | None) -> str:
-    """The claim statement, filtered by topic when ``topics`` is given."""
-    return _CLAIM_ANY if topics is None else _CLAIM_TOPICS
+def claim(
+    topics: Sequence[str] | None,
+    *,
+    limit: int,
+    token: str,
+    now: float,
+    lookahead: float,
+    expires: float,
+) -> tuple[str, dict[str, Any]]:
+    """The claim statement (filtered by topic when ``topics`` is given) and its parameters:
+    lease up to ``limit`` messages due by ``now + lookahead`` to ``token`` until ``expires``."""
+    statement = _CLAIM_ANY if topics is None else _CLAIM_TOPICS
+    return statement, {
+        "horizon": now + lookahead,
+        "now": now,
+        "topics": topics,
+        "limit": limit,
+        "token": token,
+        "expires": expires,
+    }
 
 
 def _dead_letter(conn: Any, msg_id: int, error: str, now: float) -> None:

@@ -92,15 +92,9 @@ class QueueVerbs:
         expires = now + lease_seconds
         token = _queue.new_lease_token()
         rows, _ = self._db.run(
-            _pg_queue.claim_statement(topic_list),
-            {
-                "horizon": now + lookahead,
-                "now": now,
-                "topics": topic_list,
-                "limit": limit,
-                "token": token,
-                "expires": expires,
-            },
+            *_pg_queue.claim(
+                topic_list, limit=limit, token=token, now=now, lookahead=lookahead, expires=expires
+            )
         )
         deliveries: list[Delivery] = []
         undeliverable: list[_queue.UndeliverableRow] = []
