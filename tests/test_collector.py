@@ -21,6 +21,8 @@ from fake_sources import FakeOpenMeteo, default_pm2_5
 
 import airq_nb
 
+pytestmark = pytest.mark.backends("sqlite", "postgres")
+
 HOUR = 3600
 DAY = 24 * HOUR
 T0 = 1_700_000_000  # 2023-11-14T22:13:20Z, the fake clock's start
@@ -352,6 +354,7 @@ def test_the_last_outcome_is_remembered_for_status(clocked_store, meteo, openmet
     assert last["outcome"] == "error" and "bad" in last["error"]
 
 
+@pytest.mark.sqlite_only("searches the store's SQLite files for the key")
 def test_api_key_never_reaches_the_database_or_the_logs(
     db_path, fake_clock, openweathermap_server, caplog
 ):
@@ -411,6 +414,7 @@ def _batches(db_path) -> list[int]:
         connection.close()
 
 
+@pytest.mark.sqlite_only("reads the SQLite file under a killed writer, PRAGMA integrity_check")
 @pytest.mark.parametrize("via", ["http", "local"])
 def test_killed_writer_leaves_whole_batches_only(db_path, openmeteo_server, tmp_path, via):
     script = tmp_path / "writer.py"
@@ -452,6 +456,7 @@ def test_collect_now_works_inside_a_running_event_loop(clocked_store, meteo):
     assert asyncio.run(cell()).stored == 168
 
 
+@pytest.mark.sqlite_only("checks that the default SQLite file was created")
 def test_collect_once_uses_the_environment_by_default(clocked_store, openmeteo_server, monkeypatch):
     import asyncio
 
@@ -466,6 +471,7 @@ def test_collect_once_uses_the_environment_by_default(clocked_store, openmeteo_s
 # -- on the scheduler ----------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only("searches the store's SQLite files for the key")
 def test_start_collector_backfills_at_once_and_is_idempotent(
     store, openweathermap_server, monkeypatch
 ):
@@ -559,6 +565,7 @@ def test_outage_under_the_scheduler_is_one_coalesced_run(
     assert len(hours(clocked_store)) == 168
 
 
+@pytest.mark.sqlite_only("searches the store's SQLite files for the key")
 def test_invalid_key_dead_letters_at_once_and_the_schedule_goes_on(
     clocked_store, fake_clock, openweathermap_server
 ):

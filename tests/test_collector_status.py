@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 import airq_nb
 from airq_nb.collector._job import install_collector
 from airq_nb.ui.widgets import StatusPanel
+
+pytestmark = pytest.mark.backends("sqlite", "postgres")
 
 
 def fail(value: object) -> None:

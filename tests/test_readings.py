@@ -13,6 +13,8 @@ import pytest
 import airq_nb
 from airq_nb.store.readings import upsert_readings
 
+pytestmark = pytest.mark.backends("sqlite", "postgres")
+
 HOUR = 3600
 T0 = 1_700_000_000
 LAST = T0 // HOUR * HOUR

@@ -15,8 +15,11 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from store_backends import behind_the_back
 
 import airq_nb
+
+pytestmark = pytest.mark.backends("sqlite", "postgres")
 
 HOUR = 3600.0
 WEEK = timedelta(days=7)
@@ -563,6 +566,9 @@ def test_stop_gives_back_the_lease_of_unfinished_work(store):
     assert log_rows(store)[-1]["outcome"] == "released"
 
 
+@pytest.mark.sqlite_only(
+    "holds SQLite's write lock; PostgreSQL claims skip locked rows, never wait"
+)
 def test_stop_while_a_claim_waits_for_the_write_lock_starts_nothing(store, db_path):
     async def main():
         sched = airq_nb.Scheduler(store)
@@ -751,11 +757,10 @@ def test_messages_dead_lettered_while_claiming_are_logged_and_counted(
     # A consumer elsewhere takes the run's last attempt, then dies holding it.
     dying = clocked_store.claim(topics=["job"], lease_seconds=1)
     assert dying is not None and dying.id == run_id
-    with sqlite3.connect(db_path) as raw:  # and its attempts are used up
-        raw.execute("UPDATE queue SET attempts = 6 WHERE id = ?", (run_id,))
+    # and its attempts are used up
+    behind_the_back(db_path, "UPDATE queue SET attempts = 6 WHERE id = ?", (run_id,))
     broken = clocked_store.enqueue("x", topic="job")
-    with sqlite3.connect(db_path) as raw:
-        raw.execute("UPDATE queue SET value = '{not json' WHERE id = ?", (broken,))
+    behind_the_back(db_path, "UPDATE queue SET value = '{not json' WHERE id = ?", (broken,))
     fake_clock.advance(2)
 
     summary = run(sched.run_until_idle())

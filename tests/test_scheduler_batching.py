@@ -7,7 +7,11 @@ import threading
 import time
 from datetime import timedelta
 
+import pytest
+
 import airq_nb
+
+pytestmark = pytest.mark.backends("sqlite", "postgres")
 
 
 def run(coro):

@@ -11,7 +11,11 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 import airq_nb
+
+pytestmark = pytest.mark.backends("sqlite", "postgres")
 
 WORKER = Path(__file__).parent / "workers" / "scheduler_worker.py"
 

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 import airq_nb
 from airq_nb.scheduling.schedules import ScheduleSpec, parse_spec, plan_due_runs, plan_slot
 
+pytestmark = pytest.mark.backends("sqlite", "postgres")
+
 HOUR = 3600.0
 T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 
@@ -223,6 +225,7 @@ def test_cron_plan_never_runs_more_than_allowed_and_moves_forward(now, misfire, 
     assert following > now or misfire == "catch_up"
 
 
+@pytest.mark.sqlite_only("a TEMP trigger on the store's SQLite connection simulates the failure")
 def test_a_failing_store_while_planning_never_pauses_the_schedule(clocked_store, fake_clock):
     sched = airq_nb.Scheduler(clocked_store, clock=fake_clock)
     sched.schedule("job", every=timedelta(hours=1))
@@ -276,6 +279,7 @@ def test_registering_a_damaged_schedule_again_resumes_it_but_a_user_pause_stays(
     assert len(queued) == 1 and broken == []
 
 
+@pytest.mark.sqlite_only("upgrades a SQLite file written before the column existed")
 def test_a_file_from_before_the_broken_column_gets_it(db_path, fake_clock):
     with airq_nb.open_store(db_path, clock=fake_clock) as store:
         airq_nb.Scheduler(store).schedule("old", every=timedelta(hours=1))

@@ -227,7 +227,9 @@ async def wait_for_readings(
         status = collector_status(store, location=location)
         failed_since = status.last_finished_at is not None and status.last_finished_at >= started
         if (
-            status.readings
+            # Stored, and the run that stored them settled (its outcome is in the log): a
+            # run's readings commit inside its handler, a moment before its ack.
+            (status.readings and not status.running)
             or not status.schedules
             or status.paused
             or failed_since

@@ -3,7 +3,9 @@
 Like huey's ``storage.py``, one short list, each verb with a line saying what it promises;
 the semantics behind each line are in ``docs/semantics.md``. Code outside ``store/`` (the
 scheduler, the collector, the widgets) may rely on these verbs and on nothing else, so it
-works on either backend. ``tests/test_postgres_store.py`` checks that both backends
+works on either backend. Tables beyond the KV and the queue (schedules, delivery log,
+readings) have verbs as plain functions in their modules, which run on either backend
+through ``_dialect.py``; the scheduler's batched verbs are in ``_batch.py``. ``tests/test_postgres_store.py`` checks that both backends
 implement every verb with the same parameters.
 """
 
@@ -83,6 +85,9 @@ class Backend(Protocol):
 
     clock: Clock
     queue: QueueAdmin
+    #: What names the store in messages and in the scheduler registry: the SQLite file's
+    #: path, or the PostgreSQL URL (no password) with its schema.
+    path: Any
 
     # -- KV -----------------------------------------------------------------------------
 
@@ -205,6 +210,14 @@ class Backend(Protocol):
 
     def wait_for_change(self, timeout: float) -> bool:
         """Block until a commit (any process's) may have added deliverable work, or ``timeout``."""
+        ...
+
+    def on_queue_change(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` after this store object adds deliverable work; returns an unsubscriber."""
+        ...
+
+    def data_version(self) -> int:
+        """A number that changes when a commit may have changed the store (cheap to poll)."""
         ...
 
     # -- lifetime -----------------------------------------------------------------------

@@ -17,7 +17,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import _queue
+from . import _dialect, _queue
 from .delivery_log import LogEntry, prune_delivery_log, write_log_entries
 from .schedules import NextAfterFn, PlanFn, absorb_slots, plan_due_runs, record_outcomes
 
@@ -80,6 +80,18 @@ def claim_batch(
     """
     if limit < 1 or not topics:
         return [], []
+    if _dialect.is_postgres(store):
+        from .postgres import _batch as _pg
+
+        return _pg.claim_batch(
+            store,  # type: ignore[arg-type]
+            limit=limit,
+            topics=topics,
+            lease_seconds=lease_seconds,
+            now=now,
+            lookahead=lookahead,
+            next_after=next_after,
+        )
     topic_list = list(topics)
     sql = _queue.claim_statement(topic_list, many=True)
     expires = now + lease_seconds
@@ -174,6 +186,10 @@ def settle_batch(
     schedule_rows: list[tuple[str, str | None, str]] = []
     if not settlements and prune_before is None:
         return outcomes
+    if _dialect.is_postgres(store):
+        from .postgres import _batch as _pg
+
+        return _pg.settle_batch(store, settlements, prune_before=prune_before)  # type: ignore[arg-type]
     with store.transaction() as conn:
         acked = _ack_all(
             conn, [s.delivery for s in settlements if not s.release and s.error is None]
@@ -315,6 +331,10 @@ def extend_leases(
 
     Returns the ids whose lease was lost meanwhile (another consumer may own them now).
     """
+    if _dialect.is_postgres(store):
+        from .postgres import _batch as _pg
+
+        return _pg.extend_leases(store, deliveries, lease_seconds=lease_seconds, now=now)  # type: ignore[arg-type]
     expires = now + lease_seconds
     lost: set[int] = set()
     with store.transaction() as conn:
@@ -347,6 +367,8 @@ class WalCheckpointer:
         self._writes = 0
         self._due = threading.Event()
         self._closed = False
+        if self._path.startswith(("postgresql://", "postgres://")):
+            return  # a PostgreSQL store (its ``path`` is its URL): the server checkpoints
         threading.Thread(target=self._run, name="airq-checkpoint", daemon=True).start()
 
     def note_writes(self, count: int) -> None:

@@ -198,3 +198,6 @@ def unwatch(store: Store) -> None:
         waiter = _waiters.pop(store, None) if left <= 0 else None
     if waiter is not None:
         waiter.close()
+    interrupt = getattr(store, "interrupt_wait", None)
+    if left <= 0 and interrupt is not None:  # another backend's own wait (PostgreSQL)
+        interrupt()

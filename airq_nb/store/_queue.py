@@ -64,10 +64,8 @@ __all__ = [
     "new_lease_token",
     "prepare_message",
     "row_to_message",
+    "write_undelivered_safely",
 ]
-
-# The old private name, used by the PostgreSQL backend.
-_backoff_of = backoff_of
 
 MESSAGE_COLUMNS = (
     "id, topic, value, state, deliver_at, attempts, backoff_schedule, keys_if_undelivered, "
@@ -313,7 +311,7 @@ def dead_letter_claimed(
     keys_raw, value_json, backoff_raw = row
     error = bad.error
     if bad.write_undelivered:
-        error += _write_undelivered_safely(write_undelivered, keys_raw, value_json)
+        error += write_undelivered_safely(write_undelivered, keys_raw, value_json)
         # The claim counted one attempt too many; show the attempts that really ran.
         conn.execute(
             "UPDATE queue SET attempts = ? WHERE id = ?",
@@ -330,7 +328,7 @@ def _dead_letter(conn: Any, msg_id: int, error: str, now: float) -> None:
     )
 
 
-def _write_undelivered_safely(write_undelivered: Any, keys_raw: str | None, value_json: str) -> str:
+def write_undelivered_safely(write_undelivered: Any, keys_raw: str | None, value_json: str) -> str:
     """Write a dead letter's value under its keys_if_undelivered; a note for its error if not."""
     try:
         keys = _keys_of(keys_raw)
@@ -369,7 +367,7 @@ def fail_delivery(
             (at, at, error, delivery.id),
         )
         return "retry"
-    error += _write_undelivered_safely(write_undelivered, keys_raw, value_json)
+    error += write_undelivered_safely(write_undelivered, keys_raw, value_json)
     _dead_letter(conn, delivery.id, error, now)
     return "dead"
 

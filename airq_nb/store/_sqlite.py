@@ -13,8 +13,7 @@ from pathlib import Path
 
 from .._clock import Clock, SystemClock
 from .._errors import ConfigurationError, StoreError
-from . import _queue, queue_manager
-from ._connection import DEFAULT_BUSY_TIMEOUT, MEMORY, Connection, Durability, sql_limit
+from ._connection import DEFAULT_BUSY_TIMEOUT, MEMORY, Connection, Durability
 from .kv import AtomicOperation, CommitResult, Entry, KvVerbs
 from .queue import QueueVerbs
 from .queue_manager import QueueManager
@@ -29,13 +28,6 @@ __all__ = [
     "open_store",
     "resolve_path",
 ]
-
-# Checks the PostgreSQL backend (store/postgres/) imports from here, written against the
-# one-file layout; they now live in _connection, _queue and queue_manager.
-_sql_limit = sql_limit
-_check_time = _queue.check_time
-_check_id, _check_state = queue_manager._check_id, queue_manager._check_state
-_not_found = queue_manager._not_found
 
 #: Where the store lives when neither ``path`` nor ``AIRQ_NB_DB`` says otherwise.
 DEFAULT_DB_PATH = Path("~/.local/share/airq_nb/airq.db")

@@ -8,10 +8,11 @@ anywhere else.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from . import _dialect
 
 if TYPE_CHECKING:
     from ._sqlite import Store
@@ -62,7 +63,7 @@ class LogEntry:
         return (self.started_at - self.scheduled_at) * 1000.0 if self.ran else None
 
 
-def write_log_entries(conn: sqlite3.Connection, entries: Iterable[LogEntry]) -> None:
+def write_log_entries(conn: Any, entries: Iterable[LogEntry]) -> None:
     """Insert rows in the caller's open transaction (one statement for the batch)."""
     conn.executemany(
         "INSERT INTO delivery_log (message_id, topic, schedule, attempt, scheduled_at, "
@@ -86,7 +87,7 @@ def write_log_entries(conn: sqlite3.Connection, entries: Iterable[LogEntry]) -> 
     )
 
 
-def prune_delivery_log(conn: sqlite3.Connection, *, older_than: float) -> int:
+def prune_delivery_log(conn: Any, *, older_than: float) -> int:
     """Delete rows that finished before ``older_than`` (Unix seconds); returns how many."""
     return conn.execute("DELETE FROM delivery_log WHERE finished_at < ?", (older_than,)).rowcount
 
@@ -114,16 +115,17 @@ def read_log_rows(
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY id DESC LIMIT ?"
-    params.append(limit)
-    return store.execute(sql, params)[::-1]
+    # PostgreSQL's "no limit" is LIMIT NULL; SQLite's is -1.
+    params.append(None if limit < 0 and _dialect.is_postgres(store) else limit)
+    return _dialect.read(store, sql, params)[::-1]
 
 
 def last_delivery(store: Store) -> tuple[str | None, float | None, str | None]:
     """The newest row's outcome, the newest lateness (ms) and the newest error recorded."""
 
-    def newest(column: str, condition: str = "1") -> Any:
-        rows = store.execute(
-            f"SELECT {column} FROM delivery_log WHERE {condition} ORDER BY id DESC LIMIT 1"
+    def newest(column: str, condition: str = "TRUE") -> Any:
+        rows = _dialect.read(
+            store, f"SELECT {column} FROM delivery_log WHERE {condition} ORDER BY id DESC LIMIT 1"
         )
         return rows[0][0] if rows else None
 
@@ -137,7 +139,7 @@ def last_delivery(store: Store) -> tuple[str | None, float | None, str | None]:
 
 def due_backlog(store: Store, *, now: float) -> int:
     """How many queued messages are already due (waiting for a consumer) at ``now``."""
-    ((count,),) = store.execute(
-        "SELECT COUNT(*) FROM queue WHERE state = 'queued' AND deliver_at <= ?", (now,)
+    ((count,),) = _dialect.read(
+        store, "SELECT COUNT(*) FROM queue WHERE state = 'queued' AND deliver_at <= ?", (now,)
     )
     return int(count)

@@ -62,6 +62,41 @@ def check_versionstamp(versionstamp: object) -> str | None:
     return versionstamp.lower()
 
 
+def key_range(prefix: Key | None, start: Key | None, end: Key | None) -> tuple[bytes, bytes]:
+    """The encoded keys ``list()`` scans, ``low <= key < high``, for its prefix/start/end.
+
+    ``prefix`` selects the keys that extend it, not the prefix key itself, as in Deno.
+    """
+    if prefix is None and start is None and end is None:
+        raise InvalidKeyError("list() needs a prefix, a start or an end; use prefix=() for all")
+    low, high = b"", b"\xff"
+    if prefix is not None:
+        low, high = prefix_range(encode_key(prefix, allow_empty=True))
+    if start is not None:
+        low = max(low, encode_key(start))
+    if end is not None:
+        high = min(high, encode_key(end))
+    return low, high
+
+
+def combine(op: str, raw: bytes, stored_json: str | None, operand: int | float) -> str:
+    """The JSON a ``sum``/``min``/``max`` of ``operand`` leaves at key ``raw`` holding
+    ``stored_json`` (None when absent); refuses a stored value that is not a number."""
+    current = None if stored_json is None else load_value(stored_json)
+    if current is None:
+        result = operand
+    elif isinstance(current, bool) or not isinstance(current, int | float):
+        raise InvalidValueError(
+            f"{op}() needs a number at {decode_key(raw)!r}, found {type(current).__name__}"
+            "; nothing was written"
+        )
+    elif op == "sum":
+        result = current + operand
+    else:
+        result = min(current, operand) if op == "min" else max(current, operand)
+    return dump_value(result)
+
+
 class KvVerbs:
     """The store's KV verbs (a part of :class:`~airq_nb.Store`, which supplies the plumbing)."""
 
@@ -134,15 +169,7 @@ class KvVerbs:
 
         ``prefix`` selects the keys that extend it, not the prefix key itself, as in Deno.
         """
-        if prefix is None and start is None and end is None:
-            raise InvalidKeyError("list() needs a prefix, a start or an end; use prefix=() for all")
-        low, high = b"", b"\xff"
-        if prefix is not None:
-            low, high = prefix_range(encode_key(prefix, allow_empty=True))
-        if start is not None:
-            low = max(low, encode_key(start))
-        if end is not None:
-            high = min(high, encode_key(end))
+        low, high = key_range(prefix, start, end)
         order = "DESC" if reverse else "ASC"
         rows = self.execute(
             "SELECT key, value, versionstamp FROM kv WHERE key >= ? AND key < ? "
@@ -280,19 +307,7 @@ class AtomicOperation:
                 "SELECT value FROM kv WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)",
                 (raw, now),
             ).fetchone()
-            current = None if row is None else load_value(row[0])
-            if current is None:
-                result = payload
-            elif isinstance(current, bool) or not isinstance(current, int | float):
-                raise InvalidValueError(
-                    f"{op}() needs a number at {decode_key(raw)!r}, found {type(current).__name__}"
-                    "; nothing was written"
-                )
-            elif op == "sum":
-                result = current + payload
-            else:
-                result = min(current, payload) if op == "min" else max(current, payload)
-            value_json = dump_value(result)
+            value_json = combine(op, raw, None if row is None else row[0], payload)
         if expire_in is None:
             # A NULL literal: binding None costs sqlite3 an adapter lookup.
             conn.execute(

@@ -11,16 +11,16 @@ so a run that finds nothing new commits nothing.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._errors import ConfigurationError
+from . import _dialect
+from .reading_frames import POLLUTANTS, read_readings, read_revisions
 
 if TYPE_CHECKING:
-    import pandas
-
     from ._sqlite import Store
 
 __all__ = [
@@ -43,9 +43,6 @@ HOUR = 3600
 DEFAULT_RETENTION = timedelta(days=7)
 #: What a reading can be: a measurement at a monitoring site, or a model's estimate.
 KINDS = ("measured", "modelled")
-#: The pollutants a reading carries, as column names.
-POLLUTANTS = ("pm2_5", "pm10")
-COLUMNS = ("location", "source", "kind", "pm2_5", "pm10", "fetched_at")
 
 
 class _Reading(Protocol):
@@ -83,15 +80,18 @@ class Upserted:
 
 def newest_reading_time(store: Store, *, source: str, location: str) -> int | None:
     """Unix time of the newest stored hour for (``source``, ``location``), or None."""
-    ((newest,),) = store.execute(
-        "SELECT MAX(time) FROM readings WHERE source = ? AND location = ?", (source, location)
+    ((newest,),) = _dialect.read(
+        store,
+        "SELECT MAX(time) FROM readings WHERE source = ? AND location = ?",
+        (source, location),
     )
     return None if newest is None else int(newest)
 
 
 def newest_fetch_time(store: Store, *, source: str, location: str) -> float | None:
     """When a value of (``source``, ``location``) was last fetched and written, or None."""
-    ((newest,),) = store.execute(
+    ((newest,),) = _dialect.read(
+        store,
         "SELECT MAX(fetched_at) FROM readings WHERE source = ? AND location = ?",
         (source, location),
     )
@@ -103,7 +103,8 @@ def first_missing_hour(
 ) -> int | None:
     """The earliest whole hour from ``start`` to ``end`` with no reading that has a value
     (missing, or both pm2_5 and pm10 null) for (``source``, ``location``), or None."""
-    rows = store.execute(
+    rows = _dialect.read(
+        store,
         "SELECT time FROM readings WHERE source = ? AND location = ? AND time BETWEEN ? AND ? "
         "AND (pm2_5 IS NOT NULL OR pm10 IS NOT NULL) ORDER BY time",
         (source, location, start, end),
@@ -148,7 +149,8 @@ def upsert_readings(
     inserted = revised = revisions = 0
     if not batch:
         return Upserted(0, 0, 0)
-    with store.transaction() as conn:
+    with _dialect.transaction(store) as conn:
+        _dialect.serialize(store, conn, f"airq_nb readings {source} {location}")
         stored = {
             row[0]: row[1:]
             for row in conn.execute(
@@ -205,16 +207,17 @@ def upsert_readings(
 
 def delete_older_than(store: Store, cutoff: float) -> int:
     """Delete readings (and their logged revisions) for hours at or before ``cutoff``."""
-    with store.transaction() as conn:
+    with _dialect.transaction(store) as conn:
         conn.execute("DELETE FROM reading_revisions WHERE time <= ?", (cutoff,))
         return conn.execute("DELETE FROM readings WHERE time <= ?", (cutoff,)).rowcount
 
 
 def readings_summary(store: Store) -> list[dict[str, Any]]:
     """Per (source, location): how many hours are stored, the oldest and the newest (UTC)."""
-    rows = store.execute(
+    rows = _dialect.read(
+        store,
         "SELECT source, location, COUNT(*), MIN(time), MAX(time), MAX(fetched_at) "
-        "FROM readings GROUP BY source, location ORDER BY location, source"
+        "FROM readings GROUP BY source, location ORDER BY location, source",
     )
     return [
         {
@@ -232,164 +235,3 @@ def readings_summary(store: Store) -> list[dict[str, Any]]:
 def utc_datetime(when: float | None) -> datetime | None:
     """Unix seconds as an aware UTC datetime (None stays None), as results and summaries show."""
     return None if when is None else datetime.fromtimestamp(when, UTC)
-
-
-# -- reading them back ------------------------------------------------------------------------
-
-
-def _to_unix(when: datetime | float | int | str) -> float:
-    if isinstance(when, datetime):
-        if when.tzinfo is None:
-            raise ConfigurationError(
-                f"since={when!r} has no time zone; pass an aware datetime, e.g. with tzinfo=UTC"
-            )
-        return when.timestamp()
-    if isinstance(when, str):
-        try:
-            parsed = datetime.fromisoformat(when.replace("Z", "+00:00"))
-        except ValueError:
-            raise ConfigurationError(
-                f"since={when!r} is not an ISO time; use e.g. '2024-05-01T00:00Z'"
-            ) from None
-        return _to_unix(parsed)
-    return float(when)
-
-
-def _filters(
-    store: Store,
-    since: datetime | timedelta | float | str | None,
-    location: Any,
-    source: str | Sequence[str] | None,
-) -> tuple[str, list[Any]]:
-    where: list[str] = []
-    params: list[Any] = []
-    if since is not None:
-        cutoff = (
-            store.clock.now() - since.total_seconds()
-            if isinstance(since, timedelta)
-            else _to_unix(since)
-        )
-        where.append("time >= ?")
-        params.append(cutoff)
-    for column, wanted in (("location", location), ("source", source)):
-        if wanted is None:
-            continue
-        names = [_name(wanted)] if isinstance(wanted, str) or hasattr(wanted, "name") else []
-        if not names:
-            names = [_name(w) for w in wanted]
-        # An empty list selects nothing (and "IN ()" is not SQL).
-        where.append(f"{column} IN ({','.join('?' * len(names))})" if names else "0")
-        params.extend(names)
-    return (" WHERE " + " AND ".join(where)) if where else "", params
-
-
-def _name(value: Any) -> str:
-    # A Location (anything with a name) or its name.
-    return value if isinstance(value, str) else str(value.name)
-
-
-def _zone(tz: Any) -> Any:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    if not isinstance(tz, str):
-        return tz
-    if tz.upper() in ("UTC", "GMT", "Z"):
-        return UTC
-    try:
-        return ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigurationError(
-            f"tz={tz!r} is not a time zone; use 'UTC' or a name such as 'Europe/London'"
-        ) from None
-
-
-def read_readings(
-    store: Store | None = None,
-    *,
-    since: datetime | timedelta | float | str | None = None,
-    location: Any = None,
-    source: str | Sequence[str] | None = None,
-    tz: Any = "UTC",
-) -> pandas.DataFrame:
-    """Stored readings as a DataFrame indexed by hour (``time``, start of the hour, in ``tz``).
-
-    Oldest first. Columns: ``location``, ``source``, ``kind`` ("measured" or "modelled"),
-    ``pm2_5`` and ``pm10`` (µg/m³, NaN when missing), ``fetched_at`` (when the value was
-    fetched, in ``tz``), and ``aqi`` (1–5) only when some row has one. ``since`` is an aware
-    datetime, an ISO string, Unix seconds, or a timedelta back from the store's clock;
-    ``location`` and ``source`` a name, a :class:`~airq_nb.Location`, or several of them;
-    ``tz`` "UTC" (default), a zone name such as "Europe/London", or a tzinfo.
-    """
-    import pandas as pd
-
-    from ._sqlite import open_store
-
-    zone = _zone(tz)
-    if store is None:
-        with open_store() as opened:
-            return read_readings(opened, since=since, location=location, source=source, tz=tz)
-    where, params = _filters(store, since, location, source)
-    rows = store.execute(
-        "SELECT time, location, source, kind, pm2_5, pm10, fetched_at, aqi FROM readings"
-        + where
-        + " ORDER BY time, location, source",
-        params,
-    )
-    frame = pd.DataFrame(rows, columns=["time", *COLUMNS, "aqi"])
-    frame["time"] = pd.to_datetime(frame["time"].astype("int64"), unit="s", utc=True)
-    frame["fetched_at"] = pd.to_datetime(frame["fetched_at"].astype("float64"), unit="s", utc=True)
-    if zone is not UTC:
-        frame["time"] = frame["time"].dt.tz_convert(zone)
-        frame["fetched_at"] = frame["fetched_at"].dt.tz_convert(zone)
-    for column in POLLUTANTS:
-        frame[column] = frame[column].astype("float64")
-    for column in ("location", "source", "kind"):
-        frame[column] = frame[column].astype("object")
-    if frame["aqi"].notna().any():
-        frame["aqi"] = frame["aqi"].astype("Int64")
-    else:
-        frame = frame.drop(columns="aqi")
-    return frame.set_index("time")
-
-
-def read_revisions(
-    store: Store | None = None,
-    *,
-    since: datetime | timedelta | float | str | None = None,
-    location: Any = None,
-    source: str | Sequence[str] | None = None,
-    tz: Any = "UTC",
-) -> pandas.DataFrame:
-    """The change log: each stored value a later fetch changed, oldest hour first.
-
-    Columns: ``time`` (the hour, in ``tz``), ``location``, ``source``, ``pollutant``
-    ("pm2_5" or "pm10"), ``old`` and ``new`` (µg/m³, NaN for a value that was missing) and
-    ``noticed_at`` (when the run that saw the change fetched it). Filters as
-    :func:`read_readings`; ``since`` applies to the hour.
-    """
-    import pandas as pd
-
-    from ._sqlite import open_store
-
-    zone = _zone(tz)
-    if store is None:
-        with open_store() as opened:
-            return read_revisions(opened, since=since, location=location, source=source, tz=tz)
-    where, params = _filters(store, since, location, source)
-    columns = ["time", "location", "source", "pollutant", "old", "new", "noticed_at"]
-    rows = store.execute(
-        f"SELECT {', '.join(columns)} FROM reading_revisions"
-        + where
-        + " ORDER BY time, location, source, noticed_at, id",
-        params,
-    )
-    frame = pd.DataFrame(rows, columns=columns)
-    for column, kind in (("time", "int64"), ("noticed_at", "float64")):
-        frame[column] = pd.to_datetime(frame[column].astype(kind), unit="s", utc=True)
-        if zone is not UTC:
-            frame[column] = frame[column].dt.tz_convert(zone)
-    for column in ("old", "new"):
-        frame[column] = frame[column].astype("float64")
-    for column in ("location", "source", "pollutant"):
-        frame[column] = frame[column].astype("object")
-    return frame

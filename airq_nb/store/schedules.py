@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .._errors import InvalidScheduleError, ScheduleNotFoundError
+from . import _dialect
 from ._json import load_value
 
 if TYPE_CHECKING:
@@ -149,7 +149,7 @@ def upsert_schedule(
     now: float,
 ) -> ScheduleInfo:
     """Create or update ``name``; keeps its next run if its timing is unchanged, else ``first_slot``."""
-    with store.transaction() as conn:
+    with _dialect.transaction(store) as conn:
         row = conn.execute(
             "SELECT every_seconds, cron, tz, next_run_at FROM schedules WHERE name = ?", (name,)
         ).fetchone()
@@ -162,7 +162,7 @@ def upsert_schedule(
             + ", ".join(f"{column} = excluded.{column}" for column in _UPDATED_ON_REGISTER)
             # Registering again is how a damaged schedule is fixed: it runs again. A pause
             # the user asked for stays.
-            + ", paused = CASE WHEN schedules.broken THEN 0 ELSE schedules.paused END, broken = 0",
+            + ", paused = CASE WHEN schedules.broken <> 0 THEN 0 ELSE schedules.paused END, broken = 0",
             (
                 name,
                 every_seconds,
@@ -189,7 +189,7 @@ def _not_found(name: str) -> ScheduleNotFoundError:
 
 def get_schedule(store: Store, name: str) -> ScheduleInfo:
     """One schedule by name; raises ScheduleNotFoundError if there is none."""
-    rows = store.execute(f"{_SELECT} WHERE s.name = ?", (name,))
+    rows = _dialect.read(store, f"{_SELECT} WHERE s.name = ?", (name,))
     if not rows:
         raise _not_found(name)
     return _info(rows[0])
@@ -197,12 +197,13 @@ def get_schedule(store: Store, name: str) -> ScheduleInfo:
 
 def list_schedules(store: Store) -> list[ScheduleInfo]:
     """Every schedule, soonest next run first (paused ones last)."""
-    return [_info(row) for row in store.execute(f"{_SELECT} ORDER BY s.paused, s.next_run_at")]
+    rows = _dialect.read(store, f"{_SELECT} ORDER BY s.paused, s.next_run_at")
+    return [_info(row) for row in rows]
 
 
 def set_paused(store: Store, name: str, paused: bool, *, now: float) -> None:
     """Pause or resume planning ``name`` (clears a planner-set ``broken`` mark)."""
-    with store.transaction() as conn:
+    with _dialect.transaction(store) as conn:
         cursor = conn.execute(
             "UPDATE schedules SET paused = ?, broken = 0, updated_at = ? WHERE name = ?",
             (int(paused), now, name),
@@ -213,14 +214,14 @@ def set_paused(store: Store, name: str, paused: bool, *, now: float) -> None:
 
 def remove_schedule(store: Store, name: str) -> None:
     """Delete the schedule; runs already in the queue stay there (see ``store.queue``)."""
-    with store.transaction() as conn:
+    with _dialect.transaction(store) as conn:
         if conn.execute("DELETE FROM schedules WHERE name = ?", (name,)).rowcount == 0:
             raise _not_found(name)
 
 
 def _enqueue_run(
     store: Store,
-    conn: sqlite3.Connection,
+    conn: Any,
     row: tuple[Any, ...],
     slot: float,
     *,
@@ -244,10 +245,11 @@ def _enqueue_run(
 
 def run_schedule_now(store: Store, name: str, *, now: float) -> int:
     """Queue a run of ``name`` now, unless one is queued or running (then return that one's id)."""
-    with store.transaction() as conn:
+    with _dialect.transaction(store) as conn:
         row = conn.execute(
             f"SELECT s.name, s.topic, s.message, s.backoff_schedule, s.run_id, {_IN_FLIGHT} "
-            "FROM schedules s WHERE s.name = ?",
+            # On PostgreSQL, a concurrent "run now" of the same schedule waits for this one.
+            "FROM schedules s WHERE s.name = ?" + _dialect.for_update(store, "s"),
             (name,),
         ).fetchone()
         if row is None:
@@ -273,12 +275,15 @@ def plan_due_runs(
     broken: list[tuple[str, str]] = []
     due_sql = f"FROM schedules s WHERE s.paused = 0 AND s.next_run_at <= ? AND NOT {_IN_FLIGHT}"
     # Read first: an empty write transaction would still take the file's write lock.
-    if not store.execute(f"SELECT 1 {due_sql} LIMIT 1", (horizon,)):
+    if not _dialect.read(store, f"SELECT 1 {due_sql} LIMIT 1", (horizon,)):
         return queued, 0, broken
-    with store.transaction() as conn:
+    with _dialect.transaction(store) as conn:
         rows = conn.execute(
             "SELECT s.name, s.topic, s.message, s.backoff_schedule, s.every_seconds, s.cron, "
-            f"s.tz, s.misfire, s.max_catch_up, s.next_run_at {due_sql}",
+            f"s.tz, s.misfire, s.max_catch_up, s.next_run_at {due_sql}"
+            # On PostgreSQL (where writers do not queue up for one lock) a schedule another
+            # scheduler is planning right now is skipped: that one queues its run.
+            + _dialect.for_update(store, "s", skip_locked=True),
             (horizon,),
         ).fetchall()
         for row in rows:
@@ -304,7 +309,7 @@ def plan_due_runs(
             except BaseException:
                 # The store failed (locked, disk full): nothing is marked; the runtime retries.
                 # (SQLite may have rolled the whole transaction back already.)
-                with contextlib.suppress(sqlite3.Error):
+                with contextlib.suppress(Exception):
                     conn.execute("ROLLBACK TO plan_row")
                     conn.execute("RELEASE plan_row")
                 raise
@@ -314,7 +319,7 @@ def plan_due_runs(
 
 
 def absorb_slots(
-    conn: sqlite3.Connection, name: str, message_id: int, now: float, next_after: NextAfterFn
+    conn: Any, name: str, message_id: int, now: float, next_after: NextAfterFn
 ) -> float | None:
     """A run of ``name`` starts now: record it, and let it cover slots missed meanwhile.
 
@@ -344,7 +349,7 @@ def absorb_slots(
     return run_slot if run_id == message_id else None
 
 
-def record_outcomes(conn: sqlite3.Connection, outcomes: list[tuple[str, str | None, str]]) -> None:
+def record_outcomes(conn: Any, outcomes: list[tuple[str, str | None, str]]) -> None:
     """Set ``last_outcome``/``last_error`` of schedules, from (outcome, error, name) rows."""
     conn.executemany(
         "UPDATE schedules SET last_outcome = ?, last_error = ? WHERE name = ?", outcomes
@@ -353,7 +358,7 @@ def record_outcomes(conn: sqlite3.Connection, outcomes: list[tuple[str, str | No
 
 def next_schedule_wake(store: Store) -> float | None:
     """The earliest slot of an active schedule with no run in flight (None if there is none)."""
-    rows = store.execute(
-        f"SELECT MIN(s.next_run_at) FROM schedules s WHERE s.paused = 0 AND NOT {_IN_FLIGHT}"
+    rows = _dialect.read(
+        store, f"SELECT MIN(s.next_run_at) FROM schedules s WHERE s.paused = 0 AND NOT {_IN_FLIGHT}"
     )
     return rows[0][0] if rows else None

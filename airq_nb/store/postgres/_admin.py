@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..._errors import InvalidValueError
 from .. import _queue
-from .._queue import Message, QueueCounts
-from .._sqlite import _check_id, _check_state, _check_time, _not_found, _sql_limit
+from .._connection import sql_limit
+from .._queue import Message, QueueCounts, check_time
+from ..queue_manager import _check_id, _check_state, _not_found
 
 if TYPE_CHECKING:
     from ._store import PostgresStore
@@ -54,8 +55,8 @@ class QueueManager:
         where, params = _filters(state=state, topic=topic)
         if due_before is not None:
             where.append("deliver_at < %s")
-            params.append(_check_time(due_before, what="due_before"))
-        count = _sql_limit(limit)
+            params.append(check_time(due_before, what="due_before"))
+        count = sql_limit(limit)
         query = f"SELECT {_queue.MESSAGE_COLUMNS} FROM queue"
         if where:
             query += " WHERE " + " AND ".join(where)

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..._errors import InvalidValueError
-from .._json import dump_value, load_value
-from .._keys import decode_key
 from .._sqlite import AtomicOperation, CommitResult
+from ..kv import combine
 from . import _queue as _pg_queue
 
 if TYPE_CHECKING:
@@ -86,18 +84,6 @@ class PostgresAtomic(AtomicOperation):
                 "SELECT value FROM kv WHERE key = %s AND (expires_at IS NULL OR expires_at > %s)",
                 (raw, now),
             ).fetchone()
-            current = None if row is None else load_value(row[0])
-            if current is None:
-                result = payload
-            elif isinstance(current, bool) or not isinstance(current, int | float):
-                raise InvalidValueError(
-                    f"{op}() needs a number at {decode_key(raw)!r}, found {type(current).__name__}"
-                    "; nothing was written"
-                )
-            elif op == "sum":
-                result = current + payload
-            else:
-                result = min(current, payload) if op == "min" else max(current, payload)
-            value_json = dump_value(result)
+            value_json = combine(op, raw, None if row is None else row[0], payload)
         expires_at = None if expire_in is None else now + expire_in
         conn.execute(_UPSERT, (raw, value_json, stamp, expires_at))

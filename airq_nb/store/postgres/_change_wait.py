@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -24,11 +25,16 @@ __all__ = ["ChangeWait"]
 class ChangeWait:
     """``wait(timeout)``: True once a NOTIFY arrives on ``channel``, False at the time-out."""
 
-    def __init__(self, url: str, channel: str, *, where: str, wake: Callable[[], None]) -> None:
+    def __init__(
+        self, url: str, channel: str, *, where: str, notify: Callable[[str], None]
+    ) -> None:
         self._url = url
         self._channel = channel
+        # A channel of this waiter's own: a NOTIFY on it ends a blocked read (interrupt,
+        # close) without waking the store's other listeners in other processes.
+        self._private = f"airq_nb_wake:{uuid.uuid4().hex}"
         self._where = where
-        self._wake = wake  # sends one NOTIFY on the channel (to stop a blocked reader)
+        self._notify = notify  # sends one NOTIFY on the given channel
         self._connection: psycopg.Connection[Any] | None = None
         self._changed = threading.Condition()
         self._generation = 0  # counts the changes seen, so every waiter notices each one
@@ -66,6 +72,10 @@ class ChangeWait:
             return True
         try:
             changed = False
+            if timeout <= 0:
+                # A look without waiting: one round trip makes the server send every
+                # notification committed before it (psycopg keeps them for notifies()).
+                self._connection.execute("SELECT 1")
             for _ in self._connection.notifies(timeout=timeout, stop_after=1):
                 changed = True
             if changed:  # several commits are one change to the caller: drain them
@@ -86,6 +96,7 @@ class ChangeWait:
         try:
             conn = psycopg.connect(self._url, autocommit=True)
             conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._private)))
         except psycopg.Error as exc:
             raise StoreError(
                 f"cannot listen for queue changes: lost or could not open the connection to "
@@ -94,15 +105,21 @@ class ChangeWait:
             ) from exc
         return conn
 
+    def interrupt(self) -> None:
+        """End a wait under way now (it returns True), e.g. when its scheduler closes."""
+        with self._changed:
+            if self._reading:
+                with contextlib.suppress(StoreError):
+                    self._notify(self._private)
+
     def close(self) -> None:
         """Stop listening; a thread blocked in :meth:`wait` returns at once (True)."""
         self._closed = True
         with self._changed:
             if self._reading:
-                # Wake the reader now rather than at its time-out; other listeners of the
-                # channel (other processes) see one spurious wake-up.
+                # Wake the reader now rather than at its time-out.
                 with contextlib.suppress(StoreError):
-                    self._wake()
+                    self._notify(self._private)
             # A reader that cannot be woken (the server is gone) disconnects when it returns.
             if self._changed.wait_for(lambda: not self._reading, timeout=5):
                 self._disconnect()

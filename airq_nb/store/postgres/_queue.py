@@ -13,7 +13,7 @@ from .. import _queue
 from .._queue import Delivery, FailOutcome, PreparedMessage, UndeliverableRow
 
 __all__ = [
-    "claim_statement",
+    "claim",
     "dead_letter_claimed",
     "fail_delivery",
     "insert_messages",
@@ -133,16 +133,26 @@ _CLAIM_ANY = _CLAIM.format(topics="")
 _CLAIM_TOPICS = _CLAIM.format(topics="AND topic = ANY(%(topics)s) ")
 
 
-def claim_statement(topics: Sequence[str] | None) -> str:
-    """The claim statement, filtered by topic when ``topics`` is given."""
-    return _CLAIM_ANY if topics is None else _CLAIM_TOPICS
-
-
-def write_undelivered_safely(
-    write_undelivered: WriteUndelivered, keys_raw: str | None, value_json: str
-) -> str:
-    """Write a dead letter's value under its keys_if_undelivered; a note for its error if not."""
-    return _queue._write_undelivered_safely(write_undelivered, keys_raw, value_json)
+def claim(
+    topics: Sequence[str] | None,
+    *,
+    limit: int,
+    token: str,
+    now: float,
+    lookahead: float,
+    expires: float,
+) -> tuple[str, dict[str, Any]]:
+    """The claim statement (filtered by topic when ``topics`` is given) and its parameters:
+    lease up to ``limit`` messages due by ``now + lookahead`` to ``token`` until ``expires``."""
+    statement = _CLAIM_ANY if topics is None else _CLAIM_TOPICS
+    return statement, {
+        "horizon": now + lookahead,
+        "now": now,
+        "topics": topics,
+        "limit": limit,
+        "token": token,
+        "expires": expires,
+    }
 
 
 def _dead_letter(conn: Any, msg_id: int, error: str, now: float) -> None:
@@ -171,11 +181,11 @@ def dead_letter_claimed(
     keys_raw, value_json, backoff_raw = row
     error = bad.error
     if bad.write_undelivered:
-        error += write_undelivered_safely(write_undelivered, keys_raw, value_json)
+        error += _queue.write_undelivered_safely(write_undelivered, keys_raw, value_json)
         # The claim counted one attempt too many; show the attempts that really ran.
         conn.execute(
             "UPDATE queue SET attempts = %s WHERE id = %s",
-            (len(_queue._backoff_of(backoff_raw)) + 1, bad.msg_id),
+            (len(_queue.backoff_of(backoff_raw)) + 1, bad.msg_id),
         )
     _dead_letter(conn, bad.msg_id, error, now)
 
@@ -208,6 +218,6 @@ def fail_delivery(
             (at, at, error, delivery.id),
         )
         return "retry"
-    error += write_undelivered_safely(write_undelivered, keys_raw, value_json)
+    error += _queue.write_undelivered_safely(write_undelivered, keys_raw, value_json)
     _dead_letter(conn, delivery.id, error, now)
     return "dead"

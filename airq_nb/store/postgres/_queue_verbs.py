@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 from ..._errors import InvalidValueError
 from .. import _queue
 from .._keys import Key
-from .._queue import DeadLettered, Delivery, FailOutcome
-from .._sqlite import Store, _check_time
+from .._queue import DeadLettered, Delivery, FailOutcome, check_time
+from .._sqlite import Store
 from . import _queue as _pg_queue
 
 if TYPE_CHECKING:
@@ -35,6 +35,8 @@ class QueueVerbs:
         def transaction(self) -> Any: ...
 
         def _write_raw(self, conn: Any, keys: Sequence[bytes], value_json: str) -> None: ...
+
+        def _queue_changed(self) -> None: ...
 
     # -- queue: producing ---------------------------------------------------------------
 
@@ -59,9 +61,12 @@ class QueueVerbs:
         now = self.now()
         if dedup_key is None:
             rows, _ = self._db.run(*_pg_queue.insert_one(prepared, now))
-            return rows[0][0]
-        with self.transaction() as conn:
-            return _pg_queue.insert_messages(conn, [prepared], now)[0]
+            message_id = rows[0][0]
+        else:
+            with self.transaction() as conn:
+                message_id = _pg_queue.insert_messages(conn, [prepared], now)[0]
+        self._queue_changed()
+        return message_id
 
     # Validation before any transaction opens: the SQLite store's own, shared (it uses
     # nothing of the store it is called on), so both backends refuse exactly the same input.
@@ -83,19 +88,13 @@ class QueueVerbs:
         lease_seconds = _queue.check_delay(lease_seconds, what="lease_seconds")
         lookahead = _queue.check_delay(lookahead, what="lookahead")
         topic_list = _queue.check_topics(topics)
-        now = self.now() if now is None else _check_time(now, what="now")
+        now = self.now() if now is None else check_time(now, what="now")
         expires = now + lease_seconds
         token = _queue.new_lease_token()
         rows, _ = self._db.run(
-            _pg_queue.claim_statement(topic_list),
-            {
-                "horizon": now + lookahead,
-                "now": now,
-                "topics": topic_list,
-                "limit": limit,
-                "token": token,
-                "expires": expires,
-            },
+            *_pg_queue.claim(
+                topic_list, limit=limit, token=token, now=now, lookahead=lookahead, expires=expires
+            )
         )
         deliveries: list[Delivery] = []
         undeliverable: list[_queue.UndeliverableRow] = []
@@ -195,7 +194,7 @@ class QueueVerbs:
         """Record a failed attempt: ``"retry"``, ``"dead"`` or ``"lost"`` (as :meth:`airq_nb.Store.fail`)."""
         if retry_in is not None:
             retry_in = _queue.check_delay(retry_in, what="retry_in")
-        now = self.now() if now is None else _check_time(now, what="now")
+        now = self.now() if now is None else check_time(now, what="now")
         with self.transaction() as conn:
             return _pg_queue.fail_delivery(
                 conn,
@@ -212,7 +211,7 @@ class QueueVerbs:
         self, delivery: Delivery, lease_seconds: float, *, now: float | None = None
     ) -> bool:
         """Keep holding a message for ``lease_seconds`` more; False if the lease was lost."""
-        now = self.now() if now is None else _check_time(now, what="now")
+        now = self.now() if now is None else check_time(now, what="now")
         expires = now + _queue.check_delay(lease_seconds, what="lease_seconds")
         _, count = self._db.run(
             "UPDATE queue SET lease_expires_at = %s, due_at = %s "

@@ -14,18 +14,22 @@ the same semantics (``docs/semantics.md``). How each guarantee is kept on Postgr
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
 
 from ..._clock import Clock, SystemClock
-from ..._errors import InvalidKeyError, StoreError
+from ..._errors import StoreError
 from .. import _queue
+from .._connection import sql_limit
 from .._json import load_value
-from .._keys import Key, decode_key, encode_key, prefix_range
-from .._sqlite import CommitResult, Entry, _sql_limit
+from .._keys import Key, decode_key, encode_key
+from .._sqlite import CommitResult, Entry
+from ..kv import key_range
 from ._admin import QueueManager
 from ._atomic import PostgresAtomic
 from ._change_wait import ChangeWait
@@ -35,6 +39,8 @@ from ._schema import channel_name, check_schema_name, create_schema
 
 __all__ = ["DEFAULT_SCHEMA", "PostgresStore"]
 
+log = logging.getLogger("airq_nb.store")
+
 #: The schema a store lives in when ``open_store`` is not told another.
 DEFAULT_SCHEMA = "airq_nb"
 _EXPIRY_SWEEP_SECONDS = 60.0
@@ -42,6 +48,9 @@ _EXPIRY_SWEEP_SECONDS = 60.0
 
 class PostgresStore(QueueVerbs):
     """KV + durable queue in one PostgreSQL schema. Safe to share between threads and machines."""
+
+    #: Which SQL the store's shared verbs speak to it (``store/_dialect.py``).
+    dialect = "postgres"
 
     def __init__(
         self,
@@ -64,6 +73,10 @@ class PostgresStore(QueueVerbs):
             connect_timeout=connect_timeout,
         )
         self.where = self._db.where
+        #: What names this store in messages, the scheduler's repr and its registry: the
+        #: URL (without its password) and the schema.
+        self.path = f"{self.where}?schema={self.schema}"
+        self._queue_listeners: list[Callable[[], None]] = []
         try:
             first = psycopg.connect(url, autocommit=True, connect_timeout=int(connect_timeout))
         except psycopg.ProgrammingError as exc:  # the URL itself is malformed
@@ -91,7 +104,7 @@ class PostgresStore(QueueVerbs):
             url,
             channel,
             where=self.where,
-            wake=lambda: self._db.run("SELECT pg_notify(%s, 'closing')", (channel,)),
+            notify=lambda to: self._db.run("SELECT pg_notify(%s, 'wake')", (to,)),
         )
         self.queue = QueueManager(self)
 
@@ -164,6 +177,44 @@ class PostgresStore(QueueVerbs):
         """
         return self._change_wait.wait(_queue.check_delay(timeout, what="timeout", limit=math.inf))
 
+    def on_queue_change(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` after this store object enqueues a message; returns an unsubscriber.
+
+        A scheduler in this process subscribes, so a message a notebook cell enqueues starts
+        without waiting for the NOTIFY round trip (which wakes it too, and carries every
+        other change). Callbacks must be quick and thread-safe.
+        """
+        self._queue_listeners.append(callback)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._queue_listeners.remove(callback)
+
+        return unsubscribe
+
+    def _queue_changed(self) -> None:
+        if self._db.in_transaction:  # not committed yet: the NOTIFY comes with the commit
+            return
+        for callback in tuple(self._queue_listeners):
+            try:
+                callback()
+            except Exception:  # a listener's bug must not fail a write that committed
+                log.exception("an on_queue_change callback failed")
+
+    def data_version(self) -> int:
+        """A number that grows whenever a write transaction starts on the server.
+
+        Any commit that changed this store started one, so an unchanged number means no
+        change (the server's other schemas and databases move it too). Raises
+        ``StoreError`` once the store is closed or the server is unreachable.
+        """
+        ((version,),) = self.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")
+        return int(version)
+
+    def interrupt_wait(self) -> None:
+        """End a :meth:`wait_for_change` under way in another thread now (it returns True)."""
+        self._change_wait.interrupt()
+
     # -- KV -----------------------------------------------------------------------------
 
     def get(self, key: Key) -> Entry:
@@ -225,16 +276,8 @@ class PostgresStore(QueueVerbs):
 
         ``prefix`` selects the keys that extend it, not the prefix key itself, as in Deno.
         """
-        if prefix is None and start is None and end is None:
-            raise InvalidKeyError("list() needs a prefix, a start or an end; use prefix=() for all")
-        low, high = b"", b"\xff"
-        if prefix is not None:
-            low, high = prefix_range(encode_key(prefix, allow_empty=True))
-        if start is not None:
-            low = max(low, encode_key(start))
-        if end is not None:
-            high = min(high, encode_key(end))
-        count = _sql_limit(limit)
+        low, high = key_range(prefix, start, end)
+        count = sql_limit(limit)
         order = "DESC" if reverse else "ASC"
         rows, _ = self._db.run(
             "SELECT key, value, versionstamp FROM kv WHERE key >= %s AND key < %s "
