@@ -122,6 +122,7 @@ class Dispatcher:
         self.lead = 0.0
         #: Set by stop(): claims that come back from a trip under way are given back.
         self.stopping = False
+        self._trip_lock = asyncio.Lock()
         self.checkpointer: WalCheckpointer | None = None
         self._next_token = -math.inf
         self._last_prune = -math.inf
@@ -141,6 +142,7 @@ class Dispatcher:
         self.lead = lead
         self.counts = Counts()
         self.stopping = False
+        self._trip_lock = asyncio.Lock()  # one per session (an asyncio.Lock binds its loop)
 
     def close(self) -> None:
         self._store_pool.shutdown(wait=False)
@@ -151,12 +153,33 @@ class Dispatcher:
 
     async def trip(self) -> Tick:
         """Settle what finished, plan due schedules, claim and launch what is due."""
+        async with self._trip_lock:  # flush() never runs beside a trip
+            return await self._trip()
+
+    async def _trip(self) -> Tick:
         settlements = list(self.pending)
         topics = tuple(self.handlers)
         free = 0 if self.stopping else self.free_slots()
-        result = await self.call_store(self._trip_in_store, settlements, topics, free)
+        cancelled = False
+        trip = asyncio.ensure_future(
+            self.call_store(self._trip_in_store, settlements, topics, free)
+        )
+        # A trip is never abandoned half-way: the store thread commits it whatever happens
+        # here, so a cancellation (a timeout) waits for its result and accounts for it.
+        while not trip.done():
+            try:
+                await asyncio.shield(trip)
+            except asyncio.CancelledError:
+                cancelled = True
+        result = trip.result()
         del self.pending[: len(settlements)]
         self._count(settlements, result)
+        if cancelled:
+            now = self.clock.now()
+            self.pending.extend(
+                Settlement(d, at, now, now, release=True) for d, at in result.claims
+            )
+            raise asyncio.CancelledError
         if self.stopping and result.claims:
             # stop() began while the trip was under way: give the claims back unstarted.
             now = self.clock.now()
@@ -390,6 +413,10 @@ class Dispatcher:
 
     async def flush(self) -> None:
         """Commit every pending settlement (stop, or the end of ``run_until_idle``)."""
+        async with self._trip_lock:  # a trip under way settles its share first
+            await self._flush()
+
+    async def _flush(self) -> None:
         while self.pending:
             settlements = list(self.pending)
             outcomes = await self.call_store(settle_batch, self.store, settlements)
