@@ -7,8 +7,11 @@ settle it twice, or leave it leased unstarted — with real SQLite files and rea
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import threading
+import time
+from datetime import timedelta
 
 import airq_nb
 
@@ -57,3 +60,53 @@ def test_a_timeout_during_a_trip_never_abandons_the_trip(store, db_path):
     messages = store.queue.list()
     assert [(m.state, m.attempts) for m in messages] == [("queued", 0), ("queued", 0)]
     assert handled == [0]
+
+
+def test_lease_renewal_never_queues_behind_our_own_trip(store, db_path, caplog):
+    """Another process holds the write lock longer than the lease while a handler runs."""
+    lease = 0.9
+    hold = (0.3, 2.3)  # seconds after the start: longer than the lease
+    caplog.set_level("WARNING", logger="airq_nb.scheduler")
+    warned_at = []
+
+    class Timed(logging.Handler):
+        def emit(self, record):
+            if "could not extend leases" in record.getMessage():
+                warned_at.append(time.monotonic() - t0)
+
+    def rival():
+        conn = sqlite3.connect(db_path, isolation_level=None)
+        time.sleep(hold[0])
+        conn.execute("BEGIN IMMEDIATE")
+        time.sleep(hold[1] - hold[0])
+        conn.execute("COMMIT")
+        conn.close()
+
+    async def long_one(value):
+        await asyncio.sleep(3.0)
+
+    async def main():
+        sched = airq_nb.Scheduler(store, lease_seconds=lease, concurrency=2)
+        sched.listen_queue(long_one, topic="long")
+        sched.listen_queue(lambda value: None, topic="short")
+        store.enqueue("a", topic="long")
+        store.enqueue("b", topic="short", delay=0.5)  # its claim trip waits for the lock
+        thread = threading.Thread(target=rival)
+        thread.start()
+        summary = await sched.run_until_idle(timeout=10, until=timedelta(seconds=0.6))
+        thread.join()
+        sched.close()
+        return summary
+
+    timed = Timed()
+    logging.getLogger("airq_nb.scheduler").addHandler(timed)
+    t0 = time.monotonic()
+    try:
+        summary = run(main())
+    finally:
+        logging.getLogger("airq_nb.scheduler").removeHandler(timed)
+    # The keeper tried while the lock was held, and said so within the lease — it was not
+    # silently queued behind the trip waiting for the same lock.
+    assert warned_at and hold[0] < warned_at[0] < hold[0] + lease
+    assert summary.delivered == 2 and summary.lost == 0
+    assert sorted(r["outcome"] for r in log_rows(store)) == ["ok", "ok"]

@@ -5,8 +5,10 @@ finished since the last trip (ack, retry or dead letter, each with its delivery-
 queues the runs of due schedules, and claims as many due messages as there are free
 slots (bounded by ``concurrency`` and ``max_deliveries_per_second``). Handlers that finish
 while a trip is under way share the next one. Trips run on the dispatcher's own store
-thread, lease keep-alives on another, so neither a slow commit nor a lock held by another
-process ever blocks the event loop, and keep-alives never queue behind a long write.
+thread, lease keep-alives on another thread and their own short-lived connection (see
+``extend_leases``), so neither a slow commit nor a lock held by another process ever blocks
+the event loop, and keep-alives never queue behind this process's own trip: one that cannot
+get the file's lock within a sixth of a lease is logged and retried while the lease runs.
 
 A handler's message stays leased until its settlement commits: a crash in between
 redelivers it (at-least-once), and a schedule's next run is never planned before the
@@ -255,6 +257,7 @@ class Dispatcher:
                 now=now,
                 lookahead=self.lead,
                 next_after=next_slot_after,
+                held=[f.delivery for f in list(self.in_flight.values()) if not f.lease_lost],
             )
             outcomes, queued, planned, broken = (
                 trip.outcomes,
@@ -379,8 +382,10 @@ class Dispatcher:
         """Extend the leases of running and not-yet-settled deliveries, every third of a lease."""
         interval = max(self.lease_seconds / 3.0, 0.05)
         loop = asyncio.get_running_loop()
+        pause = interval
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(pause)
+            pause = interval
             held = [f.delivery for f in self.in_flight.values() if not f.lease_lost]
             held += [s.delivery for s in self.pending if not s.release]
             if not held:
@@ -396,8 +401,9 @@ class Dispatcher:
                         now=self.clock.now(),
                     ),
                 )
-            except Exception as exc:  # e.g. the file is locked for long: try again next time
-                log.info("airq_nb scheduler: could not extend leases: %s", describe(exc))
+            except Exception as exc:  # e.g. another process holds the lock: try again soon
+                log.warning("airq_nb scheduler: could not extend leases: %s", describe(exc))
+                pause = interval / 4.0
                 continue
             for flight in self.in_flight.values():
                 # Another consumer has it now: stop extending; its settlement logs "lost".
