@@ -110,3 +110,44 @@ def test_lease_renewal_never_queues_behind_our_own_trip(store, db_path, caplog):
     assert warned_at and hold[0] < warned_at[0] < hold[0] + lease
     assert summary.delivered == 2 and summary.lost == 0
     assert sorted(r["outcome"] for r in log_rows(store)) == ["ok", "ok"]
+
+
+def test_stop_never_hands_back_a_message_whose_sync_thread_still_runs(store, db_path):
+    """stop() returns promptly; the message stays leased until the thread returns."""
+    running = threading.Event()
+    finished = []
+
+    def slow(value):
+        running.set()
+        time.sleep(2.0)
+        finished.append(value)
+
+    async def main():
+        sched = airq_nb.Scheduler(store, lease_seconds=0.6)
+        sched.listen_queue(slow)
+        message_id = store.enqueue("x", backoff_schedule=[])
+        sched.start()
+        while not running.is_set():
+            await asyncio.sleep(0.01)
+        began = time.monotonic()
+        await sched.stop()
+        stopped_in = time.monotonic() - began
+        sched.close()
+        return message_id, stopped_in
+
+    message_id, stopped_in = run(main())
+    assert stopped_in < 0.5 and not finished
+    with airq_nb.open_store(db_path) as other:
+        # Another consumer cannot take it — not at once, nor once its 0.6 s lease would
+        # have lapsed: it is renewed while the thread runs. The attempt stays counted.
+        for _ in range(2):
+            message = store.queue.get(message_id)
+            assert message.state == "leased" and message.attempts == 1
+            assert other.claim(lease_seconds=5) is None
+            time.sleep(0.7)
+        deadline = time.monotonic() + 5
+        while store.queue.list() and time.monotonic() < deadline:
+            time.sleep(0.02)
+    # The thread returned: its success is acked, exactly once, and logged.
+    assert finished == ["x"] and store.queue.list() == []
+    assert [(r["message_id"], r["outcome"]) for r in log_rows(store)] == [(message_id, "ok")]

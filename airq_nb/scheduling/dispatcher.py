@@ -28,7 +28,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..store._batch import Settlement, extend_leases, settle_batch, settle_plan_claim
 from ..store.schedules import next_schedule_wake
-from .executors import Failure, Handler, ThreadExecutor, describe, is_async, run_async
+from ._orphans import OrphanKeeper
+from .executors import (
+    Failure,
+    Handler,
+    HandlerStillRunning,
+    ThreadExecutor,
+    describe,
+    is_async,
+    run_async,
+)
 from .schedules import next_slot_after, plan_stored
 
 if TYPE_CHECKING:
@@ -117,6 +126,7 @@ class Dispatcher:
         self._store_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="airq-store")
         self._lease_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="airq-lease")
         self.threads = ThreadExecutor(concurrency)
+        self.orphans = OrphanKeeper(store, clock, lease_seconds=lease_seconds)
         self.in_flight: dict[tuple[int, str], _Flight] = {}
         self.pending: list[Settlement] = []
         self._kinds: dict[str, tuple[Handler, bool]] = {}  # topic -> (handler, is it async)
@@ -137,8 +147,12 @@ class Dispatcher:
         return await loop.run_in_executor(self._store_pool, functools.partial(fn, *args, **kwargs))
 
     def free_slots(self) -> int:
-        """Concurrency slots not taken by running handlers or stuck sync threads."""
-        return self.concurrency - len(self.in_flight) - self.threads.stuck
+        """Concurrency slots not taken by running handlers or orphaned sync threads."""
+        return self.concurrency - len(self.in_flight) - self.threads.orphaned
+
+    def waiting_on_handlers(self) -> bool:
+        """Handlers are running that have not timed out (a timed-out one waits for its thread)."""
+        return len(self.in_flight) > self.threads.stuck_in_flight
 
     def begin(self, *, lead: float) -> None:
         self.lead = lead
@@ -342,6 +356,22 @@ class Dispatcher:
                 await asyncio.sleep(early)
                 started = self.clock.now()
             failure = await self._run_handler(delivery)
+        except HandlerStillRunning as running:
+            # Its thread cannot be stopped: the message is not given back while it may still
+            # run. It stays leased (renewed) until the thread returns, then is settled.
+            log.warning(
+                "airq_nb scheduler stopped while a sync handler of message %s still runs: "
+                "the message stays leased until it returns",
+                delivery.id,
+            )
+            self.orphans.adopt(
+                delivery,
+                running.future,
+                scheduled_at=scheduled_at,
+                started_at=started,
+                failure=running.failure,
+            )
+            raise
         except asyncio.CancelledError:
             self.pending.append(
                 Settlement(delivery, scheduled_at, started, self.clock.now(), release=True)
