@@ -196,7 +196,9 @@ class ThreadExecutor:
     ) -> None:
         """Wait for a timed-out handler's thread to return (its outcome no longer matters)."""
         try:
-            await asyncio.shield(waiting)
+            result = await asyncio.shield(waiting)
+            if inspect.iscoroutine(result):  # a sync function that returned a coroutine
+                result.close()
         except asyncio.CancelledError:
             if not future.done():
                 self._mark(self._orphans, future, loop, on_unstuck)
