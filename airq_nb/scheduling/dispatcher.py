@@ -440,7 +440,7 @@ class Dispatcher:
                 flight.lease_lost = flight.lease_lost or flight.delivery.id in lost
 
     async def release_in_flight(self) -> None:
-        """Cancel running handlers; each gives its message back (see ``_deliver``)."""
+        """Cancel running handlers; each gives its message back unless its thread still runs."""
         tasks = [f.task for f in self.in_flight.values() if f.task is not None]
         for task in tasks:
             task.cancel()
