@@ -177,8 +177,8 @@ class Dispatcher:
         topics = tuple(self.handlers)
         free = 0 if self.stopping else self.free_slots()
         cancelled = False
-        trip = asyncio.ensure_future(
-            self.call_store(self._trip_in_store, settlements, topics, free)
+        trip = asyncio.get_running_loop().run_in_executor(  # a future: no task per trip
+            self._store_pool, functools.partial(self._trip_in_store, settlements, topics, free)
         )
         # A trip is never abandoned half-way: the store thread commits it whatever happens
         # here, so a cancellation (a timeout) waits for its result and accounts for it.
@@ -187,6 +187,8 @@ class Dispatcher:
                 await asyncio.shield(trip)
             except asyncio.CancelledError:
                 cancelled = True
+        if cancelled and trip.exception() is not None:
+            raise asyncio.CancelledError  # the trip failed (nothing committed): stay cancelled
         result = trip.result()
         del self.pending[: len(settlements)]
         self._count(settlements, result)
