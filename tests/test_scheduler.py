@@ -469,7 +469,7 @@ def test_handler_timeout_fails_the_attempt(store):
     assert log_rows(store)[0]["error"] == "handler timed out after 0.2 s"
 
 
-def test_a_timed_out_sync_handler_fails_at_once_and_is_reported_until_it_returns(store):
+def test_a_timed_out_sync_handler_fails_and_keeps_its_message_until_it_returns(store):
     lock = threading.Lock()
     calls = running = peak = 0
     stuck_seen = []
@@ -489,27 +489,32 @@ def test_a_timed_out_sync_handler_fails_at_once_and_is_reported_until_it_returns
     async def main():
         sched = airq_nb.Scheduler(store, handler_timeout=0.2)
         sched.listen_queue(slow_first_time)
-        store.enqueue("x", backoff_schedule=[0.1])
-        summary = await sched.run_until_idle(timeout=10, until=timedelta(seconds=0.5))
-        stuck_seen.append(sched.status().stuck_handlers)
-        await asyncio.sleep(0.5)  # the first thread returns meanwhile
+        message_id = store.enqueue("x", backoff_schedule=[0.1])
+
+        async def look():
+            await asyncio.sleep(0.45)
+            stuck_seen.append(sched.status().stuck_handlers)
+            stuck_seen.append(store.queue.get(message_id).state)
+
+        looking = asyncio.ensure_future(look())
+        summary = await sched.run_until_idle(timeout=10, until=timedelta(seconds=1.5))
+        await looking
         stuck_seen.append(sched.status().stuck_handlers)
         return summary
 
     summary = run(main())
-    # Python cannot stop the thread: the retry ran beside it (documented), on another slot.
-    assert peak == 2
-    assert stuck_seen == [1, 0]
+    # Python cannot stop the thread: the message stays leased until it returns, so its
+    # retry never runs beside it.
+    assert peak == 1
+    assert stuck_seen == [1, "leased", 0]
     rows = log_rows(store)
     assert [r["outcome"] for r in rows] == ["retry", "ok"]
     assert rows[0]["error"] == "handler timed out after 0.2 s"
-    assert rows[0]["finished_at"] - rows[0]["started_at"] < timedelta(seconds=0.6)
+    assert rows[0]["finished_at"] - rows[0]["started_at"] >= timedelta(seconds=0.6)
     assert summary.delivered == 1 and summary.failed == 1
 
 
-def test_a_sync_handler_that_never_returns_holds_neither_its_message_nor_a_slot_silently(
-    store, db_path
-):
+def test_a_sync_handler_that_never_returns_keeps_its_message_and_a_slot_visibly(store, db_path):
     release = threading.Event()
     calls = []
 
@@ -518,27 +523,42 @@ def test_a_sync_handler_that_never_returns_holds_neither_its_message_nor_a_slot_
         release.wait(10)
 
     async def main():
-        sched = airq_nb.Scheduler(store, concurrency=1, handler_timeout=0.2)
+        sched = airq_nb.Scheduler(store, concurrency=1, handler_timeout=0.2, lease_seconds=0.6)
         sched.listen_queue(hangs)
         message_id = store.enqueue("x", backoff_schedule=[0.1, 0.1])
         summary = await sched.run_until_idle(timeout=5, until=timedelta(seconds=1))
-        return sched.status(), summary, message_id
+        return sched, sched.status(), summary, message_id
 
-    try:
-        status, summary, message_id = run(main())
-        # Its one slot is taken by the stuck thread, and status says so.
-        assert status.stuck_handlers == 1 and status.in_flight == 0
-        assert summary.failed == 1 and summary.delivered == 0
-        # The message is not held: it is queued for its retry, for any consumer.
-        message = store.queue.get(message_id)
-        assert message.state == "queued" and message.attempts == 1
+    def other_run(until=None):
         with airq_nb.open_store(db_path) as other:
             other_sched = airq_nb.Scheduler(other, handler_timeout=0.2)
             done = []
             other_sched.listen_queue(done.append)
-            again = run(other_sched.run_until_idle(timeout=5))
+            summary = run(other_sched.run_until_idle(timeout=5, until=until))
             other_sched.close()
+        return done, summary
+
+    try:
+        sched, status, summary, message_id = run(main())
+        # Its one slot is taken by the stuck thread, and status says so.
+        assert status.stuck_handlers == 1 and status.in_flight == 0
+        assert summary.delivered == 0
+        # The message stays leased (renewed past its 0.6 s lease) while the thread runs:
+        # no other consumer can take it.
+        time.sleep(0.8)
+        message = store.queue.get(message_id)
+        assert message.state == "leased" and message.attempts == 1
+        done, meanwhile = other_run()
+        assert done == [] and meanwhile.delivered == 0 and calls == ["x"]
+        # The thread returns: its attempt is settled as timed out, and retried.
+        release.set()
+        deadline = time.monotonic() + 5
+        while store.queue.get(message_id).state == "leased" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert log_rows(store)[0]["error"] == "handler timed out after 0.2 s"
+        done, again = other_run(timedelta(seconds=0.5))  # its retry is due in 0.1 s
         assert done == ["x"] and again.delivered == 1
+        sched.close()
     finally:
         release.set()
 

@@ -52,9 +52,10 @@ class SchedulerApi:
         same function defined again (a re-run notebook cell) replaces it silently. A handler
         may raise :class:`airq_nb.Retry` or :class:`airq_nb.Permanent` to say what its failure
         means. An async handler that overruns ``handler_timeout`` is cancelled and its attempt
-        failed. A sync one cannot be stopped (Python cannot stop a thread): its attempt fails
-        at once (retried or dead-lettered as usual), a warning is logged, and its thread keeps
-        one concurrency slot until it returns (``status().stuck_handlers`` counts them).
+        failed. A sync one cannot be stopped (Python cannot stop a thread): a warning is
+        logged, its message stays leased (renewed) and its thread keeps one concurrency slot
+        until it returns (``status().stuck_handlers`` counts them); then its attempt counts as
+        failed (retried or dead-lettered as usual), so it never runs twice at once.
         """
         if not callable(handler):
             raise SchedulerError(f"handler must be callable, got {type(handler).__name__}")

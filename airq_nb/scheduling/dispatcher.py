@@ -5,8 +5,10 @@ finished since the last trip (ack, retry or dead letter, each with its delivery-
 queues the runs of due schedules, and claims as many due messages as there are free
 slots (bounded by ``concurrency`` and ``max_deliveries_per_second``). Handlers that finish
 while a trip is under way share the next one. Trips run on the dispatcher's own store
-thread, lease keep-alives on another, so neither a slow commit nor a lock held by another
-process ever blocks the event loop, and keep-alives never queue behind a long write.
+thread, lease keep-alives on another thread and their own short-lived connection (see
+``extend_leases``), so neither a slow commit nor a lock held by another process ever blocks
+the event loop, and keep-alives never queue behind this process's own trip: one that cannot
+get the file's lock within a sixth of a lease is logged and retried while the lease runs.
 
 A handler's message stays leased until its settlement commits: a crash in between
 redelivers it (at-least-once), and a schedule's next run is never planned before the
@@ -26,7 +28,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..store._batch import Settlement, extend_leases, settle_batch, settle_plan_claim
 from ..store.schedules import next_schedule_wake
-from .executors import Failure, Handler, ThreadExecutor, describe, is_async, run_async
+from ._orphans import OrphanKeeper
+from .executors import (
+    Failure,
+    Handler,
+    HandlerStillRunning,
+    ThreadExecutor,
+    describe,
+    is_async,
+    run_async,
+)
 from .schedules import next_slot_after, plan_stored
 
 if TYPE_CHECKING:
@@ -115,6 +126,7 @@ class Dispatcher:
         self._store_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="airq-store")
         self._lease_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="airq-lease")
         self.threads = ThreadExecutor(concurrency)
+        self.orphans = OrphanKeeper(store, clock, lease_seconds=lease_seconds)
         self.in_flight: dict[tuple[int, str], _Flight] = {}
         self.pending: list[Settlement] = []
         self._kinds: dict[str, tuple[Handler, bool]] = {}  # topic -> (handler, is it async)
@@ -122,6 +134,7 @@ class Dispatcher:
         self.lead = 0.0
         #: Set by stop(): claims that come back from a trip under way are given back.
         self.stopping = False
+        self._trip_lock = asyncio.Lock()
         self.checkpointer: WalCheckpointer | None = None
         self._next_token = -math.inf
         self._last_prune = -math.inf
@@ -134,13 +147,18 @@ class Dispatcher:
         return await loop.run_in_executor(self._store_pool, functools.partial(fn, *args, **kwargs))
 
     def free_slots(self) -> int:
-        """Concurrency slots not taken by running handlers or stuck sync threads."""
-        return self.concurrency - len(self.in_flight) - self.threads.stuck
+        """Concurrency slots not taken by running handlers or orphaned sync threads."""
+        return self.concurrency - len(self.in_flight) - self.threads.orphaned
+
+    def waiting_on_handlers(self) -> bool:
+        """Handlers are running that have not timed out (a timed-out one waits for its thread)."""
+        return len(self.in_flight) > self.threads.stuck_in_flight
 
     def begin(self, *, lead: float) -> None:
         self.lead = lead
         self.counts = Counts()
         self.stopping = False
+        self._trip_lock = asyncio.Lock()  # one per session (an asyncio.Lock binds its loop)
 
     def close(self) -> None:
         self._store_pool.shutdown(wait=False)
@@ -151,12 +169,35 @@ class Dispatcher:
 
     async def trip(self) -> Tick:
         """Settle what finished, plan due schedules, claim and launch what is due."""
+        async with self._trip_lock:  # flush() never runs beside a trip
+            return await self._trip()
+
+    async def _trip(self) -> Tick:
         settlements = list(self.pending)
         topics = tuple(self.handlers)
         free = 0 if self.stopping else self.free_slots()
-        result = await self.call_store(self._trip_in_store, settlements, topics, free)
+        cancelled = False
+        trip = asyncio.get_running_loop().run_in_executor(  # a future: no task per trip
+            self._store_pool, functools.partial(self._trip_in_store, settlements, topics, free)
+        )
+        # A trip is never abandoned half-way: the store thread commits it whatever happens
+        # here, so a cancellation (a timeout) waits for its result and accounts for it.
+        while not trip.done():
+            try:
+                await asyncio.shield(trip)
+            except asyncio.CancelledError:
+                cancelled = True
+        if cancelled and trip.exception() is not None:
+            raise asyncio.CancelledError  # the trip failed (nothing committed): stay cancelled
+        result = trip.result()
         del self.pending[: len(settlements)]
         self._count(settlements, result)
+        if cancelled:
+            now = self.clock.now()
+            self.pending.extend(
+                Settlement(d, at, now, now, release=True) for d, at in result.claims
+            )
+            raise asyncio.CancelledError
         if self.stopping and result.claims:
             # stop() began while the trip was under way: give the claims back unstarted.
             now = self.clock.now()
@@ -232,6 +273,7 @@ class Dispatcher:
                 now=now,
                 lookahead=self.lead,
                 next_after=next_slot_after,
+                held=[f.delivery for f in list(self.in_flight.values()) if not f.lease_lost],
             )
             outcomes, queued, planned, broken = (
                 trip.outcomes,
@@ -316,6 +358,22 @@ class Dispatcher:
                 await asyncio.sleep(early)
                 started = self.clock.now()
             failure = await self._run_handler(delivery)
+        except HandlerStillRunning as running:
+            # Its thread cannot be stopped: the message is not given back while it may still
+            # run. It stays leased (renewed) until the thread returns, then is settled.
+            log.warning(
+                "airq_nb scheduler stopped while a sync handler of message %s still runs: "
+                "the message stays leased until it returns",
+                delivery.id,
+            )
+            self.orphans.adopt(
+                delivery,
+                running.future,
+                scheduled_at=scheduled_at,
+                started_at=started,
+                failure=running.failure,
+            )
+            raise
         except asyncio.CancelledError:
             self.pending.append(
                 Settlement(delivery, scheduled_at, started, self.clock.now(), release=True)
@@ -356,8 +414,10 @@ class Dispatcher:
         """Extend the leases of running and not-yet-settled deliveries, every third of a lease."""
         interval = max(self.lease_seconds / 3.0, 0.05)
         loop = asyncio.get_running_loop()
+        pause = interval
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(pause)
+            pause = interval
             held = [f.delivery for f in self.in_flight.values() if not f.lease_lost]
             held += [s.delivery for s in self.pending if not s.release]
             if not held:
@@ -373,15 +433,16 @@ class Dispatcher:
                         now=self.clock.now(),
                     ),
                 )
-            except Exception as exc:  # e.g. the file is locked for long: try again next time
-                log.info("airq_nb scheduler: could not extend leases: %s", describe(exc))
+            except Exception as exc:  # e.g. another process holds the lock: try again soon
+                log.warning("airq_nb scheduler: could not extend leases: %s", describe(exc))
+                pause = interval / 4.0
                 continue
             for flight in self.in_flight.values():
                 # Another consumer has it now: stop extending; its settlement logs "lost".
                 flight.lease_lost = flight.lease_lost or flight.delivery.id in lost
 
     async def release_in_flight(self) -> None:
-        """Cancel running handlers; each gives its message back (see ``_deliver``)."""
+        """Cancel running handlers; each gives its message back unless its thread still runs."""
         tasks = [f.task for f in self.in_flight.values() if f.task is not None]
         for task in tasks:
             task.cancel()
@@ -390,6 +451,10 @@ class Dispatcher:
 
     async def flush(self) -> None:
         """Commit every pending settlement (stop, or the end of ``run_until_idle``)."""
+        async with self._trip_lock:  # a trip under way settles its share first
+            await self._flush()
+
+    async def _flush(self) -> None:
         while self.pending:
             settlements = list(self.pending)
             outcomes = await self.call_store(settle_batch, self.store, settlements)

@@ -24,7 +24,15 @@ from typing import Any
 from .._errors import Permanent, Retry
 from ..store._queue import MAX_DELAY_SECONDS
 
-__all__ = ["Failure", "Handler", "ThreadExecutor", "describe", "is_async", "run_async"]
+__all__ = [
+    "Failure",
+    "Handler",
+    "HandlerStillRunning",
+    "ThreadExecutor",
+    "describe",
+    "is_async",
+    "run_async",
+]
 
 log = logging.getLogger("airq_nb.scheduler")
 
@@ -94,18 +102,50 @@ async def run_async(handler: Handler, value: Any, timeout: float | None) -> Fail
     return None
 
 
+class HandlerStillRunning(asyncio.CancelledError):
+    """A cancelled sync handler's thread still runs: its message must not be given back.
+
+    ``future`` is the thread's outcome; ``failure`` is set if the attempt had timed out.
+    """
+
+    def __init__(self, future: ConcurrentFuture[Any], failure: Failure | None) -> None:
+        super().__init__("a sync handler's thread still runs")
+        self.future = future
+        self.failure = failure
+
+
 class ThreadExecutor:
     """Runs sync handlers on at most ``workers`` threads (started on demand, then reused).
 
-    Python cannot stop a thread. A handler still running after ``handler_timeout`` has its
-    attempt failed at once (the message is retried or dead-lettered by the usual rules),
-    and its thread is counted in :attr:`stuck` until it returns: it keeps one of the
-    scheduler's concurrency slots, and ``Scheduler.status().stuck_handlers`` shows it.
+    Python cannot stop a thread. A handler still running after ``handler_timeout`` is
+    counted in :attr:`stuck` (``Scheduler.status().stuck_handlers`` shows it, and a warning
+    is logged), and :meth:`run` waits for its thread to return before it reports the
+    attempt as timed out — so its message stays leased (and renewed) meanwhile, never
+    handed to another consumer while the thread still runs. A run cancelled while its
+    thread runs (``stop()``) raises :class:`HandlerStillRunning`: the caller must not give
+    the message back. Such a thread is counted in :attr:`orphaned` and keeps one of the
+    scheduler's concurrency slots until it returns.
     """
 
     def __init__(self, workers: int) -> None:
         self._pool = _DaemonPool(workers)
-        self.stuck = 0
+        self._stuck: set[ConcurrentFuture[Any]] = set()
+        self._orphans: set[ConcurrentFuture[Any]] = set()
+
+    @property
+    def stuck(self) -> int:
+        """Threads still running past ``handler_timeout``."""
+        return len(self._stuck)
+
+    @property
+    def orphaned(self) -> int:
+        """Threads still running whose delivery has ended (cancelled by ``stop()``)."""
+        return len(self._orphans)
+
+    @property
+    def stuck_in_flight(self) -> int:
+        """Timed-out threads whose delivery still waits for them (their message held)."""
+        return len(self._stuck - self._orphans)
 
     async def run(
         self,
@@ -129,33 +169,61 @@ class ThreadExecutor:
             if not deadline.expired():
                 return failure_of(exc)
             if not future.done():
-                self._mark_stuck(future, loop, on_unstuck)
+                self._mark(self._stuck, future, loop, on_unstuck)
+                log.warning(
+                    "a sync handler is still running after handler_timeout; its attempt "
+                    "counts as failed once its thread returns, and until then its message "
+                    "stays leased and its thread keeps one concurrency slot"
+                )
+                await self._outlive(future, waiting, loop, on_unstuck, timed_out(timeout))
             return timed_out(timeout)
         except asyncio.CancelledError:
             if not future.cancel() and not future.done():
-                self._mark_stuck(future, loop, on_unstuck)
+                self._mark(self._orphans, future, loop, on_unstuck)
+                raise HandlerStillRunning(future, None) from None
             raise
         except Exception as exc:
             return failure_of(exc)
         return None
 
-    def _mark_stuck(
+    async def _outlive(
         self,
+        future: ConcurrentFuture[Any],
+        waiting: asyncio.Future[Any],
+        loop: asyncio.AbstractEventLoop,
+        on_unstuck: Callable[[], None],
+        failure: Failure,
+    ) -> None:
+        """Wait for a timed-out handler's thread to return (its outcome no longer matters)."""
+        try:
+            result = await asyncio.shield(waiting)
+            if inspect.iscoroutine(result):  # a sync function that returned a coroutine
+                result.close()
+        except asyncio.CancelledError:
+            if not future.done():
+                self._mark(self._orphans, future, loop, on_unstuck)
+                raise HandlerStillRunning(future, failure) from None
+            raise
+        except Exception:  # the attempt already timed out: this error is not recorded
+            pass
+
+    def _mark(
+        self,
+        where: set[ConcurrentFuture[Any]],
         future: ConcurrentFuture[Any],
         loop: asyncio.AbstractEventLoop,
         on_unstuck: Callable[[], None],
     ) -> None:
-        self.stuck += 1
-        log.warning(
-            "a sync handler is still running after handler_timeout; its attempt counts as "
-            "failed, and its thread keeps one concurrency slot until it returns"
-        )
-        future.add_done_callback(
-            lambda _f: _call_soon(loop, functools.partial(self._unstuck, on_unstuck))
-        )
+        watched = future in self._stuck or future in self._orphans
+        where.add(future)
+        if not watched:
+            future.add_done_callback(
+                lambda f: _call_soon(loop, functools.partial(self._unstuck, f, on_unstuck))
+            )
 
-    def _unstuck(self, on_unstuck: Callable[[], None]) -> None:
-        self.stuck -= 1
+    def _unstuck(self, future: ConcurrentFuture[Any], on_unstuck: Callable[[], None]) -> None:
+        self._stuck.discard(future)
+        self._orphans.discard(future)
         on_unstuck()
 
     def shutdown(self) -> None:

@@ -213,7 +213,11 @@ class Scheduler(SchedulerApi, Waiting):
         """Stop the runtime; in-flight handlers get ``grace`` seconds, then their leases go back.
 
         Released messages are due again at once (for this or another process) and the
-        attempt is not counted. Safe to await from another thread's event loop.
+        attempt is not counted. A sync handler whose thread is still running cannot be
+        stopped: its message is not given back but stays leased (renewed on a thread of its
+        own) until the thread returns, and is then settled by its outcome; if the process
+        ends first, the lease lapses and the message is delivered again as a counted
+        attempt. Returns promptly either way. Safe to await from another thread's loop.
         """
         home = self._loop
         if self._task is None or home is None:
@@ -286,7 +290,9 @@ class Scheduler(SchedulerApi, Waiting):
         timedelta from now, or Unix seconds) the scheduler also waits for and runs
         everything due up to then — with a FakeClock that waiting is instant, so a week of
         hourly runs takes milliseconds. ``timeout`` bounds the call in real seconds;
-        in-flight work is then released and ``timed_out`` is set.
+        in-flight work is then released (a running sync handler's message is kept, as by
+        :meth:`stop`) and ``timed_out`` is set. A sync handler that overran
+        ``handler_timeout`` is not waited for: its message is kept until its thread returns.
         """
         if self.running or self._session:
             raise SchedulerError(
@@ -331,7 +337,7 @@ class Scheduler(SchedulerApi, Waiting):
             stalls = 0 if tick.progress else stalls
             if dispatcher.pending:
                 continue  # settle them (and claim more) at once
-            if dispatcher.in_flight:
+            if dispatcher.waiting_on_handlers():
                 await self._wait_for_event(self.poll_interval)
                 continue
             if tick.saturated and dispatcher.free_slots() > 0:

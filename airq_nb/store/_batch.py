@@ -13,10 +13,12 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .._errors import StoreError
 from . import _dialect, _queue
 from .delivery_log import LogEntry, prune_delivery_log, write_log_entries
 from .schedules import NextAfterFn, PlanFn, absorb_slots, plan_due_runs, record_outcomes
@@ -293,19 +295,28 @@ def settle_plan_claim(
     now: float,
     lookahead: float,
     next_after: NextAfterFn,
+    held: Sequence[Delivery] = (),
 ) -> TripResult:
     """A scheduler's whole trip in one commit: settle finished deliveries, queue the runs of
     due schedules (with ``plan``, if given), then claim up to ``claim_limit`` due messages.
 
     Settling first frees a schedule for its next run and wakes runs held back behind it,
-    so both can be planned and claimed in the same commit.
+    so both can be planned and claimed in the same commit. If the write lock took longer
+    than a third of a lease to get (another process held it), the leases of ``held`` (the
+    caller's running deliveries) are renewed first, so the claim never takes them back.
     """
     outcomes: list[str] = []
     queued: list[int] = []
     planned, broken = 0, []
     claims: list[tuple[Delivery, float]] = []
     dead: list[DeadLettered] = []
-    with store.transaction():
+    asked = time.monotonic()
+    with store.transaction() as conn:
+        # SQLite's one write lock: a trip that waited for it renews what it holds first.
+        # PostgreSQL has row locks; its keeper never queues behind a trip.
+        waited = time.monotonic() - asked > lease_seconds / 3.0
+        if held and waited and not _dialect.is_postgres(store):
+            _extend(conn, held, store.clock.now() + lease_seconds)
         if settlements or prune_before is not None:
             outcomes = settle_batch(store, settlements, prune_before=prune_before)
         if plan is not None:
@@ -330,22 +341,55 @@ def extend_leases(
     """Keep holding ``deliveries`` for ``lease_seconds`` more, in one commit.
 
     Returns the ids whose lease was lost meanwhile (another consumer may own them now).
+    A file store's leases are renewed on a short-lived connection of their own, never
+    through the store's writer: a trip of this process waiting out another process's lock
+    holds the writer (up to its ``busy_timeout``, longer than a lease), and a renewal queued
+    behind it would be silently late. This connection waits at most ``lease_seconds / 6``
+    for the file's lock, then raises :class:`StoreError` so the caller logs it and retries
+    while the lease still runs.
     """
     if _dialect.is_postgres(store):
         from .postgres import _batch as _pg
 
         return _pg.extend_leases(store, deliveries, lease_seconds=lease_seconds, now=now)  # type: ignore[arg-type]
     expires = now + lease_seconds
+    if getattr(store, "_in_memory", False):  # one connection per process: the store's own
+        with store.transaction() as conn:
+            return _extend(conn, deliveries, expires)
+    wait = lease_renewal_wait(lease_seconds)
+    try:
+        conn = sqlite3.connect(str(store.path), timeout=wait, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open {store.path} to renew leases: {exc}") from exc
+    try:
+        conn.execute(f"PRAGMA synchronous = {store.durability.upper()}")
+        conn.execute("BEGIN IMMEDIATE")
+        lost = _extend(conn, deliveries, expires)
+        conn.execute("COMMIT")
+        return lost
+    except sqlite3.Error as exc:
+        raise StoreError(
+            f"could not renew {len(deliveries)} lease(s) on {store.path} within {wait:g} s "
+            f"({exc}): another process holds its write lock; retrying while they last"
+        ) from exc
+    finally:
+        conn.close()  # rolls back anything left open
+
+
+def lease_renewal_wait(lease_seconds: float) -> float:
+    """How long one lease renewal waits for the file's write lock (a sixth of a lease)."""
+    return lease_seconds / 6.0
+
+
+def _extend(conn: sqlite3.Connection, deliveries: Sequence[Delivery], expires: float) -> set[int]:
     lost: set[int] = set()
-    with store.transaction() as conn:
-        for d in deliveries:
-            cursor = conn.execute(
-                "UPDATE queue SET lease_expires_at = ?, due_at = ? "
-                "WHERE id = ? AND lease_token = ?",
-                (expires, expires, d.id, d.lease_token),
-            )
-            if cursor.rowcount != 1:
-                lost.add(d.id)
+    for d in deliveries:
+        cursor = conn.execute(
+            "UPDATE queue SET lease_expires_at = ?, due_at = ? WHERE id = ? AND lease_token = ?",
+            (expires, expires, d.id, d.lease_token),
+        )
+        if cursor.rowcount != 1:
+            lost.add(d.id)
     return lost
 
 
