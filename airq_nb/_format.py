@@ -9,6 +9,7 @@ never has to guess which clock a time is on.
 from __future__ import annotations
 
 from datetime import UTC, datetime, tzinfo
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -22,6 +23,8 @@ __all__ = [
     "outcome_text",
     "paused_text",
     "span_text",
+    "store_name",
+    "store_text",
     "time_text",
     "zone",
 ]
@@ -139,3 +142,19 @@ def paused_text(paused_topics: tuple[str, ...]) -> str:
     if "*" in paused_topics:
         return "all topics"
     return ", ".join(paused_topics)
+
+
+def store_text(store: Any) -> str:
+    """Where ``store`` lives, in full: its file, or its PostgreSQL URL (no password) and schema."""
+    path = getattr(store, "path", None)
+    if path is not None:
+        return str(path)
+    return f"{store.where} schema={store.schema}"
+
+
+def store_name(store: Any) -> str:
+    """A short name for ``store`` in a heading: the file's name, or the PostgreSQL schema."""
+    path = getattr(store, "path", None)
+    if path is not None:
+        return Path(path).name
+    return f"{store.schema} (PostgreSQL)"

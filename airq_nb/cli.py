@@ -21,7 +21,7 @@ from typing import Any
 
 from . import __version__
 from ._errors import AirqError, CollectionFailedError, ConfigurationError
-from ._format import one_line, time_text
+from ._format import one_line, store_text, time_text
 from .collector._job import (
     collect_once,
     collect_until_idle,
@@ -49,7 +49,7 @@ _CELL = 60
 
 EPILOG = """\
 environment:
-  AIRQ_NB_DB               the store file (overridden by --db)
+  AIRQ_NB_DB               the store file or postgresql:// URL (overridden by --db)
   AIRQ_NB_SOURCE           openweathermap | open-meteo | laqn (overridden by --source)
   OPENWEATHER_API_KEY      OpenWeatherMap key; never printed, logged or stored
   AIRQ_NB_OPENWEATHER_URL  OpenWeatherMap base URL (e.g. a local test server)
@@ -72,7 +72,8 @@ def _common_options() -> argparse.ArgumentParser:
     common.add_argument(
         "--db",
         default=argparse.SUPPRESS,
-        help="store file (default: $AIRQ_NB_DB or ~/.local/share/airq_nb/airq.db)",
+        help="store: a SQLite file or a postgresql:// URL (default: $AIRQ_NB_DB, else "
+        "~/.local/share/airq_nb/airq.db)",
     )
     common.add_argument(
         "--source",
@@ -312,7 +313,7 @@ def _status_of(store: Store) -> Any:
 
 def _status(args: argparse.Namespace) -> int:
     with _open(args) as store:
-        path = store.path
+        path = store_text(store)
         status = _status_of(store)
         summary = readings_summary(store)
         runs = last_collection(store)

@@ -162,7 +162,9 @@ def test_status_shows_readings_and_last_collection(cli):
     assert data["status"]["dead_letters"] == 0
 
 
-def test_queue_commands(cli, db_path):
+# On PostgreSQL too: db_path is then a postgresql:// URL, given as $AIRQ_NB_DB and as --db.
+@pytest.mark.backends("sqlite", "postgres")
+def test_queue_commands(cli, db_path, tmp_path):
     with airq_nb.open_store(db_path) as store:
         keep = store.enqueue({"n": 1}, topic="reports", delay=3600)
         other = store.enqueue({"n": 2}, topic="reports", delay=3600)
@@ -178,6 +180,9 @@ def test_queue_commands(cli, db_path):
         str(dead),
     ]
     assert "boom: it broke" in listing.stdout
+    elsewhere = {"AIRQ_NB_DB": str(tmp_path / "other.db")}
+    by_option = cli("--db", str(db_path), "queue", "list", extra_env=elsewhere)
+    assert by_option.stdout == listing.stdout
     dead_only = json.loads(cli("queue", "list", "--state", "dead", "--json").stdout)
     assert [m["id"] for m in dead_only] == [dead]
 

@@ -97,7 +97,7 @@ def test_the_parameters_cell_parses_without_a_warning(caplog):
         found = papermill.inspect_notebook(str(NOTEBOOK))
     assert [r.getMessage() for r in caplog.records] == []
     assert set(found) == {
-        "db_path", "headless", "days", "location", "tz", "mean", "report_html",
+        "db", "headless", "days", "location", "tz", "mean", "report_html",
         "refresh_seconds",
     }  # fmt: skip
     assert found["tz"]["default"] == '"UTC"'
@@ -173,7 +173,7 @@ def legend_colors(page, index: int, colors: dict[str, str]) -> dict[str, int]:
 def test_headless_run_saves_charts_that_draw_without_a_kernel(tmp_path, seeded, browser):
     report = tmp_path / "report" / "air.html"
     done, output = run_charts(
-        tmp_path, db_path=str(seeded), headless=True, tz="Europe/London", report_html=str(report)
+        tmp_path, db=str(seeded), headless=True, tz="Europe/London", report_html=str(report)
     )
     assert done.returncode == 0, done.stderr[-3000:]
     warnings = [line for line in done.stderr.splitlines() if line.startswith("WARNING papermill")]

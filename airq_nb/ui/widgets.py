@@ -12,7 +12,6 @@ import html
 import re
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
@@ -23,6 +22,8 @@ from .._format import (
     due_text,
     outcome_text,
     paused_text,
+    store_name,
+    store_text,
     time_text,
     zone,
 )
@@ -264,10 +265,9 @@ class QueueInspector(PeriodicRefresh, w.VBox):
         states = ", ".join(f"{n} {s}" for s, n in sorted(counts.by_state.items())) or "empty"
         paused = counts.paused_topics
         paused_part = f" · <b>paused:</b> {escape(paused_text(paused))}" if paused else ""
-        name = Path(self.store.path).name
         self.summary.value = (
-            f"<div class='airq-text'><b>Queue</b> in <code title='{escape(self.store.path)}'>"
-            f"{escape(name)}</code>: {counts.total} messages ({escape(states)}){paused_part}"
+            f"<div class='airq-text'><b>Queue</b> in <code title='{escape(store_text(self.store))}'>"
+            f"{escape(store_name(self.store))}</code>: {counts.total} messages ({escape(states)}){paused_part}"
             "</div>"
         )
         self.store_line.value = f"<div class='airq-text'>{self._store_status_html(now)}</div>"
