@@ -23,13 +23,8 @@ from typing import Any
 from . import __version__
 from ._errors import AirqError, CollectionFailedError, ConfigurationError
 from ._format import one_line, rows_text, run_summary_text, status_rows, store_text, time_text
-from .collector._job import (
-    collect_once,
-    collect_until_idle,
-    default_locations,
-    install_collector,
-    last_collection,
-)
+from .collector._job import collect_once, default_locations, last_collection
+from .collector._schedule import collect_until_idle, install_collector
 from .collector._sources import (
     LAQN_PREFIX,
     LONDON,

@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import airq_nb
-from airq_nb.collector._job import install_collector
+from airq_nb.collector._schedule import install_collector
 from airq_nb.ui.widgets import StatusPanel
 
 

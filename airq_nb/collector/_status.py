@@ -21,7 +21,7 @@ from .._format import (
     span_text,
     time_text,
 )
-from ._job import COLLECT_TOPIC, schedule_name
+from ._schedule import COLLECT_TOPIC, schedule_name
 from ._sources import Location
 
 if TYPE_CHECKING:
