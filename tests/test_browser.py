@@ -497,3 +497,40 @@ def test_charts_notebook_updates_in_place_when_readings_arrive(lab, page, openme
     assert "no data yet" not in page.locator("table.airq-stats").inner_text()
     page.wait_for_timeout(1000)
     page.screenshot(path=str(ARTIFACTS / "charts-live.png"))
+
+
+# Each line of a cell's editor that is wider than the editor (it would scroll sideways).
+EDITOR_OVERFLOWS = """(cell) => {
+    const scroller = cell.querySelector('.cm-scroller');
+    const limit = scroller.getBoundingClientRect().right;
+    return Array.from(cell.querySelectorAll('.cm-line'))
+        .filter((line) => {
+            const range = document.createRange();
+            range.selectNodeContents(line);
+            return range.getBoundingClientRect().right > limit + 0.5;
+        })
+        .map((line) => line.innerText);
+}"""
+
+
+def test_every_line_of_the_notebooks_fits_at_1000_px_beside_the_file_browser(lab, page):
+    base, _ = lab
+    page.set_viewport_size({"width": 1000, "height": 900})
+    for name in ("collector", "queue", "charts"):
+        # ?reset: a fresh workspace, so the notebook opened before is not restored beside it.
+        page.goto(f"{base}/lab/tree/{name}.ipynb?reset")
+        page.locator(".jp-Notebook .jp-CodeCell .cm-line").first.wait_for()
+        page.locator(".jp-DirListing").first.wait_for()  # the file browser is open beside it
+        news = page.locator(".jp-toast-button", has_text="No")
+        if news.count():
+            news.first.click()
+        page.wait_for_timeout(500)
+        cells = page.locator(".jp-NotebookPanel .jp-CodeCell")
+        assert page.locator(".jp-NotebookPanel").count() == 1
+        parameters = cells.filter(has_text="headless = ").first
+        assert "db = " in parameters.inner_text()
+        page.screenshot(path=str(SHOTS / f"{name}-parameters-1000.png"))
+        for index in range(cells.count()):
+            cell = cells.nth(index)
+            cell.scroll_into_view_if_needed()
+            assert cell.evaluate(EDITOR_OVERFLOWS) == [], f"{name} code cell {index}"
