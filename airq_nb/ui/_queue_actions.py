@@ -41,11 +41,9 @@ class QueueActions:
     topic: str | None
     pause_topic: str | None
 
-    def refresh(self) -> None:
-        raise NotImplementedError
-
-    def _matching_count(self, counts: Any) -> int:
-        raise NotImplementedError
+    # Provided by the inspector itself.
+    refresh: Callable[[], None]
+    _matching_count: Callable[[Any], int]
 
     def _clear_result(self) -> None:
         self.result.value = ""

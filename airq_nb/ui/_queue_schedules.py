@@ -27,11 +27,9 @@ class ScheduleControls:
     scheduler: Any
     tz: str
 
-    def _act(self, action: Callable[[], str]) -> None:
-        raise NotImplementedError
-
-    def _say(self, text_html: str) -> None:
-        raise NotImplementedError
+    # Provided by QueueActions, beside this mixin on the inspector.
+    _act: Callable[[Callable[[], str]], None]
+    _say: Callable[[str], None]
 
     def _build_schedules(self) -> w.VBox:
         """The schedules table and its picker and buttons, wired to this inspector."""
