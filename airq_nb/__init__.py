@@ -29,14 +29,9 @@ from ._errors import (
     SourceUnavailableError,
     StoreError,
 )
-from .collector._job import (
-    CollectResult,
-    collect_now,
-    collect_once,
-    collect_until_idle,
-    start_collector,
-)
+from .collector._job import CollectResult, collect_now, collect_once
 from .collector._laqn import LAQN_ATTRIBUTION, SOURCE_ATTRIBUTIONS, LaqnSource
+from .collector._schedule import collect_until_idle, start_collector
 from .collector._sources import (
     LONDON,
     Location,

@@ -9,6 +9,7 @@ never has to guess which clock a time is on.
 from __future__ import annotations
 
 from datetime import UTC, datetime, tzinfo
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -18,10 +19,16 @@ __all__ = [
     "NONE",
     "age_text",
     "due_text",
+    "lateness_text",
     "one_line",
     "outcome_text",
     "paused_text",
+    "rows_text",
+    "run_summary_text",
     "span_text",
+    "status_rows",
+    "store_name",
+    "store_text",
     "time_text",
     "zone",
 ]
@@ -139,3 +146,101 @@ def paused_text(paused_topics: tuple[str, ...]) -> str:
     if "*" in paused_topics:
         return "all topics"
     return ", ".join(paused_topics)
+
+
+def store_text(store: Any) -> str:
+    """Where ``store`` lives, in full: its file, or its PostgreSQL URL (no password) and schema."""
+    path = getattr(store, "path", None)
+    if path is not None:
+        return str(path)
+    return f"{store.where} schema={store.schema}"
+
+
+def store_name(store: Any) -> str:
+    """A short name for ``store`` in a heading: the file's name, or the PostgreSQL schema."""
+    path = getattr(store, "path", None)
+    if path is not None:
+        return Path(path).name
+    return f"{store.schema} (PostgreSQL)"
+
+
+def lateness_text(milliseconds: float) -> str:
+    """How late a delivery started: "3 ms late", "1.2 s late", "5 min late"; "early" below 0."""
+    if milliseconds < 0:
+        return f"{abs(milliseconds):.0f} ms early"
+    if milliseconds < 1000:
+        return f"{milliseconds:.0f} ms late"
+    if milliseconds < 60_000:
+        return f"{milliseconds / 1000:.1f} s late"
+    return f"{span_text(milliseconds / 1000)} late"
+
+
+def rows_text(rows: list[tuple[str, str]], *, indent: str = "") -> str:
+    """(label, text) rows as aligned "label: text" lines, for ``str()`` and the CLI."""
+    if not rows:
+        return ""
+    width = max(len(label) for label, _ in rows) + 1
+    return "\n".join(f"{indent}{label + ':':<{width}} {text}" for label, text in rows)
+
+
+def _when_text(when: Any, now: float, tz: str | tzinfo | None, *, none: str) -> str:
+    if when is None:
+        return none
+    return f"{time_text(when, tz=tz)} ({due_text(when, now)})"
+
+
+def status_rows(
+    status: Any, *, now: float, tz: str | tzinfo | None = "UTC"
+) -> list[tuple[str, str]]:
+    """The store-wide status (:class:`~airq_nb.Status`) as (label, text) rows.
+
+    Every topic and dead letter of the store; the collector's own view is
+    :class:`~airq_nb.CollectorStatus`. ``now`` (Unix seconds) makes "in 5 min" relative.
+    """
+    last = outcome_text(status.last_outcome)
+    if status.last_delivery_accuracy_ms is not None:
+        last += f" ({lateness_text(status.last_delivery_accuracy_ms)})"
+    rows = [
+        ("Next due", _when_text(status.next_due, now, tz, none="nothing scheduled")),
+        ("Last delivery", last),
+    ]
+    if status.last_error and status.last_outcome != "ok":
+        rows.append(("Error", one_line(status.last_error, 200)))
+    rows.append(
+        (
+            "Backlog",
+            f"{status.backlog} due, {status.queued} queued, {status.leased} leased, "
+            f"{status.dead_letters} dead letters",
+        )
+    )
+    rows.append(("Paused", paused_text(status.paused_topics)))
+    if status.running or status.in_flight:
+        topics = ", ".join(status.topics) or "none"
+        rows.append(("Scheduler", f"running, {status.in_flight} in flight; topics {topics}"))
+    if status.stuck_handlers:
+        rows.append(("Stuck handlers", f"{status.stuck_handlers} past their timeout"))
+    if status.runtime_error:
+        rows.append(("Runtime error", one_line(status.runtime_error, 200)))
+    return rows
+
+
+def run_summary_text(summary: Any, *, now: float, tz: str | tzinfo | None = "UTC") -> str:
+    """What one ``run_until_idle`` did (:class:`~airq_nb.RunSummary`), on one line."""
+    parts = [
+        f"delivered {summary.delivered}, failed {summary.failed}, "
+        f"dead-lettered {summary.dead_lettered}"
+    ]
+    extra = [
+        f"{count} {what}"
+        for count, what in (
+            (summary.lost, "lost"),
+            (summary.released, "handed back"),
+        )
+        if count
+    ]
+    if extra:
+        parts.append(", ".join(extra))
+    parts.append(f"next due {_when_text(summary.next_due, now, tz, none='not planned')}")
+    if summary.timed_out:
+        parts.append("stopped at the timeout")
+    return "; ".join(parts)

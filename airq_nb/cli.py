@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
@@ -21,14 +22,9 @@ from typing import Any
 
 from . import __version__
 from ._errors import AirqError, CollectionFailedError, ConfigurationError
-from ._format import one_line, time_text
-from .collector._job import (
-    collect_once,
-    collect_until_idle,
-    default_locations,
-    install_collector,
-    last_collection,
-)
+from ._format import one_line, rows_text, run_summary_text, status_rows, store_text, time_text
+from .collector._job import collect_once, default_locations, last_collection
+from .collector._schedule import collect_until_idle, install_collector
 from .collector._sources import (
     LAQN_PREFIX,
     LONDON,
@@ -43,13 +39,15 @@ from .store.readings import readings_summary
 __all__ = ["main"]
 
 PROG = "airq-nb"
+#: The zone times are printed in: the machine's own, as a shell user expects.
+_TZ = "local"
 #: Width of an error cell in the tables (the full text is in --json).
 _CELL = 60
 
 
 EPILOG = """\
 environment:
-  AIRQ_NB_DB               the store file (overridden by --db)
+  AIRQ_NB_DB               the store file or postgresql:// URL (overridden by --db)
   AIRQ_NB_SOURCE           openweathermap | open-meteo | laqn (overridden by --source)
   OPENWEATHER_API_KEY      OpenWeatherMap key; never printed, logged or stored
   AIRQ_NB_OPENWEATHER_URL  OpenWeatherMap base URL (e.g. a local test server)
@@ -72,7 +70,8 @@ def _common_options() -> argparse.ArgumentParser:
     common.add_argument(
         "--db",
         default=argparse.SUPPRESS,
-        help="store file (default: $AIRQ_NB_DB or ~/.local/share/airq_nb/airq.db)",
+        help="store: a SQLite file or a postgresql:// URL (default: $AIRQ_NB_DB, else "
+        "~/.local/share/airq_nb/airq.db)",
     )
     common.add_argument(
         "--source",
@@ -127,8 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
 
-    commands.add_parser(
-        "status", parents=[common], help="next run, last outcome, backlog, readings stored"
+    status = commands.add_parser(
+        "status",
+        parents=[common],
+        help="the collector's own status (last and next run, readings), then the whole store's",
+    )
+    status.add_argument(
+        "--collector", action="store_true", help="only the collector's status, not the store's"
     )
     commands.add_parser("schedules", parents=[common], help="list the recurring schedules")
 
@@ -200,7 +204,7 @@ def _when(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, int | float | datetime):
-        return time_text(value, tz="local", seconds=True)
+        return time_text(value, tz=_TZ, seconds=True)
     return str(value)
 
 
@@ -272,11 +276,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _emit_summary(args: argparse.Namespace, summary: Any) -> None:
-    line = (
-        f"delivered {summary.delivered}, failed {summary.failed}, "
-        f"dead-lettered {summary.dead_lettered}; next due {_when(summary.next_due)}"
-    )
-    _emit(args, summary, [line])
+    _emit(args, summary, [run_summary_text(summary, now=time.time(), tz=_TZ)])
 
 
 async def _serve(
@@ -304,45 +304,41 @@ async def _serve(
         scheduler.close()
 
 
-def _status_of(store: Store) -> Any:
+def _status(args: argparse.Namespace) -> int:
+    from .collector._status import collector_status
     from .scheduling.status import store_status
 
-    return store_status(store)
-
-
-def _status(args: argparse.Namespace) -> int:
     with _open(args) as store:
-        path = store.path
-        status = _status_of(store)
-        summary = readings_summary(store)
+        where = store_text(store)
+        now = store.now()
+        collector = collector_status(store)
         runs = last_collection(store)
+        status = None if args.collector else store_status(store)
+        summary = [] if args.collector else readings_summary(store)
     lines = [
-        f"store:            {path}",
-        f"next due:         {_when(status.next_due)}",
-        f"last delivery:    {status.last_outcome or '-'}"
-        + (
-            f" ({status.last_delivery_accuracy_ms:.0f} ms late)"
-            if status.last_delivery_accuracy_ms is not None
-            else ""
-        ),
-        f"last error:       {one_line(status.last_error, 200) if status.last_error else '-'}",
-        f"backlog:          {status.backlog} due, {status.queued} queued, {status.leased} leased, "
-        f"{status.dead_letters} dead",
-        f"paused topics:    {', '.join(status.paused_topics) or '-'}",
-        "readings:",
-        *(
-            f"  {r['location']} / {r['source']}: {r['hours']} hours, "
-            f"{_when(r['oldest'])} to {_when(r['newest'])}"
-            for r in summary
-        ),
-        *([] if summary else ["  none yet (run: airq-nb collect --once)"]),
+        "collector:",
+        rows_text(collector.rows(tz=_TZ), indent="  "),
         *(
             f"  last collection {run['location']} / {run['source']}: {run['outcome']} at "
             f"{_when(run['at'])}" + (f": {one_line(run['error'], 200)}" if run["error"] else "")
             for run in runs
         ),
     ]
-    _emit(args, {"status": status, "readings": summary, "collections": runs}, lines)
+    data: dict[str, Any] = {"collector": collector, "collections": runs}
+    if status is not None:
+        lines += [
+            f"store {where}:",
+            rows_text(status_rows(status, now=now, tz=_TZ), indent="  "),
+            "readings:",
+            *(
+                f"  {r['location']} / {r['source']}: {r['hours']} hours, "
+                f"{_when(r['oldest'])} to {_when(r['newest'])}"
+                for r in summary
+            ),
+            *([] if summary else ["  none yet (run: airq-nb collect --once)"]),
+        ]
+        data |= {"status": status, "readings": summary}
+    _emit(args, data, lines)
     return 0
 
 

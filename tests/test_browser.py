@@ -26,6 +26,7 @@ import playwright.sync_api as playwright_api
 import pytest
 
 import airq_nb
+from airq_nb.store.readings import upsert_readings
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -497,3 +498,121 @@ def test_charts_notebook_updates_in_place_when_readings_arrive(lab, page, openme
     assert "no data yet" not in page.locator("table.airq-stats").inner_text()
     page.wait_for_timeout(1000)
     page.screenshot(path=str(ARTIFACTS / "charts-live.png"))
+
+
+# Each line of a cell's editor that is wider than the editor (it would scroll sideways).
+EDITOR_OVERFLOWS = """(cell) => {
+    const scroller = cell.querySelector('.cm-scroller');
+    const limit = scroller.getBoundingClientRect().right;
+    return Array.from(cell.querySelectorAll('.cm-line'))
+        .filter((line) => {
+            const range = document.createRange();
+            range.selectNodeContents(line);
+            return range.getBoundingClientRect().right > limit + 0.5;
+        })
+        .map((line) => line.innerText);
+}"""
+
+
+def test_every_line_of_the_notebooks_fits_at_1000_px_beside_the_file_browser(lab, page):
+    base, _ = lab
+    page.set_viewport_size({"width": 1000, "height": 900})
+    for name in ("collector", "queue", "charts"):
+        # ?reset: a fresh workspace, so the notebook opened before is not restored beside it.
+        page.goto(f"{base}/lab/tree/{name}.ipynb?reset")
+        page.locator(".jp-Notebook .jp-CodeCell .cm-line").first.wait_for()
+        page.locator(".jp-DirListing").first.wait_for()  # the file browser is open beside it
+        news = page.locator(".jp-toast-button", has_text="No")
+        if news.count():
+            news.first.click()
+        page.wait_for_timeout(500)
+        cells = page.locator(".jp-NotebookPanel .jp-CodeCell")
+        assert page.locator(".jp-NotebookPanel").count() == 1
+        parameters = cells.filter(has_text="headless = ").first
+        assert "db = " in parameters.inner_text()
+        page.screenshot(path=str(SHOTS / f"{name}-parameters-1000.png"))
+        for index in range(cells.count()):
+            cell = cells.nth(index)
+            cell.scroll_into_view_if_needed()
+            assert cell.evaluate(EDITOR_OVERFLOWS) == [], f"{name} code cell {index}"
+
+
+# The readings chart's view in the page (BokehJS's index of views), and its x range.
+READINGS_RANGE = """() => {
+    const view = window.Bokeh && Bokeh.index.query_one(
+        (v) => v.model && v.model.name === 'readings_chart');
+    if (!view) return null;
+    const r = view.model.x_range, box = view.el.getBoundingClientRect();
+    return {start: r.start, end: r.end, reset_start: r.reset_start,
+            box: [box.x, box.y, box.width, box.height]};
+}"""
+PM10_START = """() => Bokeh.index.query_one(
+    (v) => v.model && v.model.name === 'daqi_chart:pm10').model.x_range.start"""
+
+
+def test_a_zoom_in_the_browser_survives_the_refresh_when_an_hour_passes(lab, page):
+    base, db = lab
+    copy = db.parent / "lab" / "charts.ipynb"
+    offset = db.parent / "clock-offset"
+    offset.write_text("0")
+    notebook = nbformat.read(copy, as_version=4)
+    (parameters,) = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    parameters.source = parameters.source.replace("refresh_seconds = 30.0", "refresh_seconds = 1.0")
+    (setup,) = [c for c in notebook.cells if "open_store(db or None)" in c.source]
+    # The kernel's clock runs ahead by what the test writes to a file: an hour passes on demand.
+    setup.source = setup.source.replace(
+        "store = airq_nb.open_store(db or None)",
+        "from pathlib import Path\n\n"
+        "class Ahead(airq_nb.SystemClock):\n"
+        "    def now(self):\n"
+        f"        return super().now() + float(Path({str(offset)!r}).read_text())\n\n"
+        "store = airq_nb.open_store(db or None, clock=Ahead())",
+    )
+    assert "clock=Ahead()" in setup.source and "refresh_seconds = 1.0" in parameters.source
+    nbformat.write(notebook, copy)
+
+    page.set_viewport_size({"width": 1000, "height": 900})
+    open_and_run_all(page, base, "charts")
+    page.wait_for_function(f"() => ({READINGS_RANGE})() !== null", timeout=90_000)
+    page.evaluate(
+        "() => Bokeh.index.query_one((v) => v.model && v.model.name === 'readings_chart')"
+        ".el.scrollIntoView({block: 'center'})"
+    )
+    page.wait_for_timeout(1500)  # let it paint and settle
+    home = page.evaluate(READINGS_RANGE)
+    x, y, width, height = home["box"]
+    # Zoom with the mouse wheel over the middle of the plot (the chart's active scroll tool).
+    page.mouse.move(x + width * 0.5, y + height * 0.55)
+    for _ in range(3):
+        page.mouse.wheel(0, -200)
+        page.wait_for_timeout(100)
+    page.wait_for_function(
+        f"(home) => {{ const r = ({READINGS_RANGE})(); "
+        "return r.end - r.start < 0.8 * (home.end - home.start); }",
+        arg=home,
+    )
+    page.wait_for_timeout(2000)  # the widget sends the new range to the kernel
+    zoomed = page.evaluate(READINGS_RANGE)
+    pm10_before = page.evaluate(PM10_START)
+
+    # An hour passes and a new reading arrives; the 1 s refresh task re-reads the store.
+    offset.write_text("3600")
+    with airq_nb.open_store(db) as store:
+        newest = int(airq_nb.read_readings(store).index.max().timestamp())
+        upsert_readings(
+            store,
+            [airq_nb.Reading(time=newest + 3600, pm2_5=40.0, pm10=60.0)],
+            source="open-meteo",
+            location="London",
+            fetched_at=newest + 3600,
+        )
+    # The refresh reached the page: Reset now goes to the new window, and the PM10 chart,
+    # left alone, moved on by the hour.
+    page.wait_for_function(
+        f"(old) => ({READINGS_RANGE})().reset_start > old", arg=home["reset_start"], timeout=30_000
+    )
+    page.wait_for_function(f"(old) => ({PM10_START})() > old", arg=pm10_before, timeout=30_000)
+    page.wait_for_timeout(2500)  # two more refreshes
+    after = page.evaluate(READINGS_RANGE)
+    page.screenshot(path=str(SHOTS / "charts-zoom-after-refresh.png"))
+    assert (after["start"], after["end"]) == (zoomed["start"], zoomed["end"])

@@ -151,18 +151,34 @@ def test_run_until_idle_reports_a_failed_run(cli, openmeteo_server):
     assert "dead-lettered 1" in result.stdout
 
 
-def test_status_shows_readings_and_last_collection(cli):
+def test_status_shows_the_collector_first_then_the_store(cli, db_path):
     cli("collect", "--once")
+    with airq_nb.open_store(db_path) as store:
+        store.enqueue({"n": 1}, topic="unrelated")
+        delivery = store.claim(topics=["unrelated"])
+        store.fail(delivery, "unrelated boom", retry=False)
     result = cli("status")
     assert result.returncode == 0
-    assert "London / open-meteo: 168 hours" in result.stdout
-    assert "last collection London / open-meteo: ok" in result.stdout
+    collector, store_wide = result.stdout.split("\nstore ")
+    # The collector's own status first; an unrelated topic's dead letter is not its.
+    assert collector.startswith("collector:\n  Schedule:")
+    assert "London (open-meteo)" in collector and "168 hours" in collector
+    assert "last collection London / open-meteo: ok" in collector
+    assert "unrelated" not in collector
+    assert "Backlog:       0 due, 0 queued, 0 leased, 1 dead letters" in store_wide
+    assert "London / open-meteo: 168 hours" in store_wide
+    only = cli("status", "--collector")
+    assert only.returncode == 0 and only.stdout.startswith("collector:\n  Schedule:")
+    assert "London (open-meteo)" in only.stdout and "\nstore " not in only.stdout
     data = json.loads(cli("status", "--json").stdout)
     assert data["readings"][0]["hours"] == 168
-    assert data["status"]["dead_letters"] == 0
+    assert data["status"]["dead_letters"] == 1
+    assert data["collector"]["readings"] == 168 and data["collector"]["dead_letters"] == 0
 
 
-def test_queue_commands(cli, db_path):
+# On PostgreSQL too: db_path is then a postgresql:// URL, given as $AIRQ_NB_DB and as --db.
+@pytest.mark.backends("sqlite", "postgres")
+def test_queue_commands(cli, db_path, tmp_path):
     with airq_nb.open_store(db_path) as store:
         keep = store.enqueue({"n": 1}, topic="reports", delay=3600)
         other = store.enqueue({"n": 2}, topic="reports", delay=3600)
@@ -178,6 +194,9 @@ def test_queue_commands(cli, db_path):
         str(dead),
     ]
     assert "boom: it broke" in listing.stdout
+    elsewhere = {"AIRQ_NB_DB": str(tmp_path / "other.db")}
+    by_option = cli("--db", str(db_path), "queue", "list", extra_env=elsewhere)
+    assert by_option.stdout == listing.stdout
     dead_only = json.loads(cli("queue", "list", "--state", "dead", "--json").stdout)
     assert [m["id"] for m in dead_only] == [dead]
 

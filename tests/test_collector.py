@@ -514,7 +514,7 @@ def test_hourly_schedule_headless_with_a_fake_clock(
 ):
     import asyncio
 
-    from airq_nb.collector._job import install_collector
+    from airq_nb.collector._schedule import install_collector
 
     async def run():
         scheduler = airq_nb.Scheduler(clocked_store)
@@ -544,7 +544,7 @@ def test_outage_under_the_scheduler_is_one_coalesced_run(
 ):
     import asyncio
 
-    from airq_nb.collector._job import install_collector
+    from airq_nb.collector._schedule import install_collector
 
     async def run(**options):
         scheduler = airq_nb.Scheduler(clocked_store)
@@ -571,7 +571,7 @@ def test_invalid_key_dead_letters_at_once_and_the_schedule_goes_on(
 ):
     import asyncio
 
-    from airq_nb.collector._job import install_collector
+    from airq_nb.collector._schedule import install_collector
 
     source = airq_nb.OpenWeatherMapSource(
         api_key="expired-key-0000", base_url=openweathermap_server.url
@@ -611,7 +611,7 @@ def test_a_source_returning_hours_outside_the_window_writes_nothing(clocked_stor
 
 def _deliver_collect_runs(store, source):
     """Run the queued collect messages headless on a fresh scheduler with the collector."""
-    from airq_nb.collector._job import install_collector
+    from airq_nb.collector._schedule import install_collector
 
     async def run():
         scheduler = airq_nb.Scheduler(store)

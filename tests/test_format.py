@@ -7,7 +7,20 @@ from datetime import UTC, datetime
 import pytest
 
 import airq_nb
-from airq_nb._format import age_text, due_text, one_line, outcome_text, span_text, time_text
+from airq_nb._format import (
+    age_text,
+    due_text,
+    lateness_text,
+    one_line,
+    outcome_text,
+    rows_text,
+    run_summary_text,
+    span_text,
+    status_rows,
+    store_name,
+    store_text,
+    time_text,
+)
 
 WINTER = datetime(2024, 1, 15, 12, 30, 5, tzinfo=UTC)
 SUMMER = datetime(2024, 7, 15, 12, 30, 5, tzinfo=UTC)
@@ -64,3 +77,55 @@ def test_outcomes_and_one_line():
     assert outcome_text("something new") == "something new"
     assert one_line("a\n  b\tc", 10) == "a b c"
     assert one_line("abcdefghijk", 5) == "abcd…"
+
+
+def test_lateness():
+    assert lateness_text(3.4) == "3 ms late"
+    assert lateness_text(1250) == "1.2 s late"
+    assert lateness_text(300_000) == "5 min late"
+    assert lateness_text(-2) == "2 ms early"
+
+
+def test_the_store_wide_status_reads_in_the_zone_asked_for():
+    now = SUMMER.timestamp()
+    status = airq_nb.Status(
+        next_due=SUMMER.replace(minute=40, second=5),
+        last_delivery_accuracy_ms=12.0,
+        last_outcome="dead",
+        last_error="boom:\n  it broke",
+        backlog=1,
+        queued=3,
+        leased=0,
+        dead_letters=2,
+        paused_topics=("*",),
+    )
+    rows = dict(status_rows(status, now=now, tz="Europe/London"))
+    assert rows == {
+        "Next due": "2024-07-15 13:40 BST (in 10 min)",
+        "Last delivery": "failed, now a dead letter (12 ms late)",
+        "Error": "boom: it broke",
+        "Backlog": "1 due, 3 queued, 0 leased, 2 dead letters",
+        "Paused": "all topics",
+    }
+    text = rows_text(status_rows(status, now=now), indent="  ")
+    assert text.splitlines()[0] == "  Next due:      2024-07-15 12:40 UTC (in 10 min)"
+
+
+def test_a_run_summary_on_one_line():
+    summary = airq_nb.RunSummary(
+        delivered=2, failed=1, dead_lettered=0, next_due=None, lost=1, timed_out=True
+    )
+    assert run_summary_text(summary, now=SUMMER.timestamp()) == (
+        "delivered 2, failed 1, dead-lettered 0; 1 lost; next due not planned; "
+        "stopped at the timeout"
+    )
+    planned = airq_nb.RunSummary(delivered=1, failed=0, dead_lettered=0, next_due=SUMMER)
+    assert run_summary_text(planned, now=SUMMER.timestamp() - 3600, tz="Europe/London") == (
+        "delivered 1, failed 0, dead-lettered 0; next due 2024-07-15 13:30 BST (in 1.0 h)"
+    )
+
+
+def test_a_store_is_named_by_its_file(tmp_path):
+    with airq_nb.open_store(tmp_path / "airq.db") as store:
+        assert store_text(store) == str(tmp_path / "airq.db")
+        assert store_name(store) == "airq.db"

@@ -86,7 +86,7 @@ def test_notebooks_are_committed_clean_with_a_parameters_cell(name):
     assert all(not cell.outputs and cell.execution_count is None for cell in code)
     tagged = [cell for cell in code if "parameters" in cell.metadata.get("tags", [])]
     assert len(tagged) == 1
-    assert "db_path = " in tagged[0].source and "headless = " in tagged[0].source
+    assert "db = " in tagged[0].source and "headless = " in tagged[0].source
     if name == "collector":
         assert "source = " in tagged[0].source and "location = " in tagged[0].source
 
@@ -94,7 +94,7 @@ def test_notebooks_are_committed_clean_with_a_parameters_cell(name):
 def test_collector_headless_stores_readings_and_says_what_it_fetched(tmp_path, openmeteo_server):
     db = tmp_path / "airq.db"
     env = kernel_env(AIRQ_NB_OPENMETEO_URL=openmeteo_server.url, AIRQ_NB_SOURCE="open-meteo")
-    done, notebook = papermill("collector", tmp_path, env, db_path=db, headless=True)
+    done, notebook = papermill("collector", tmp_path, env, db=db, headless=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert papermill_warnings(done) == []
     with airq_nb.open_store(db) as store:
@@ -112,7 +112,7 @@ def test_collector_headless_stores_readings_and_says_what_it_fetched(tmp_path, o
     assert schedule.next_run_at.minute == 0 and schedule.next_run_at.second == 0
 
     # A second scheduled run within the hour finds nothing due: no request, no new run.
-    again, notebook = papermill("collector", tmp_path, env, db_path=db, headless=True)
+    again, notebook = papermill("collector", tmp_path, env, db=db, headless=True)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "London from open-meteo: 0 collection run(s) delivered" in stream_text(notebook)
     assert len(openmeteo_server.requests) == 1
@@ -129,7 +129,7 @@ def test_collector_headless_fails_visibly_when_the_source_is_unreachable(tmp_pat
     env = kernel_env(
         AIRQ_NB_OPENMETEO_URL=f"http://127.0.0.1:{closed_port()}", AIRQ_NB_SOURCE="open-meteo"
     )
-    done, notebook = papermill("collector", tmp_path, env, db_path=db, headless=True)
+    done, notebook = papermill("collector", tmp_path, env, db=db, headless=True)
     assert done.returncode != 0
     assert "CollectionFailedError" in done.stderr
     errors = [out for out in outputs(notebook) if out.output_type == "error"]
@@ -147,7 +147,7 @@ def test_queue_notebook_shows_the_messages_escaped(tmp_path):
         hostile = store.enqueue({"note": "<script>alert(1)</script>"}, topic="other")
         before = [(m.id, m.state) for m in store.queue.list()]
     done, notebook = papermill(
-        "queue", tmp_path, kernel_env(), db_path=db, headless=True, tz="Europe/London"
+        "queue", tmp_path, kernel_env(), db=db, headless=True, tz="Europe/London"
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert papermill_warnings(done) == []
@@ -177,7 +177,7 @@ def test_charts_notebook_draws_the_stored_readings_inline(tmp_path, openmeteo_se
     with airq_nb.open_store(db) as store:
         stored = airq_nb.collect_now(store, source=source).stored
     assert stored > 0
-    done, notebook = papermill("charts", tmp_path, kernel_env(), db_path=db, headless=True)
+    done, notebook = papermill("charts", tmp_path, kernel_env(), db=db, headless=True)
     assert done.returncode == 0, done.stderr[-3000:]
     text = stream_text(notebook)
     assert f"London · open-meteo: {stored} hours with readings" in text
@@ -199,7 +199,7 @@ def test_charts_notebook_draws_the_stored_readings_inline(tmp_path, openmeteo_se
 
 def test_charts_notebook_on_an_empty_store_says_no_data_yet(tmp_path):
     db = tmp_path / "airq.db"
-    done, notebook = papermill("charts", tmp_path, kernel_env(), db_path=db, headless=True)
+    done, notebook = papermill("charts", tmp_path, kernel_env(), db=db, headless=True)
     assert done.returncode == 0, done.stderr[-3000:]
     text = stream_text(notebook)
     assert "no data yet" in text
@@ -208,7 +208,7 @@ def test_charts_notebook_on_an_empty_store_says_no_data_yet(tmp_path):
 
 def test_collector_with_a_bad_location_says_how_to_write_one(tmp_path):
     done, notebook = papermill(
-        "collector", tmp_path, kernel_env(), db_path=tmp_path / "airq.db", location="Paris",
+        "collector", tmp_path, kernel_env(), db=tmp_path / "airq.db", location="Paris",
         headless=True,
     )  # fmt: skip
     assert done.returncode != 0
@@ -223,7 +223,7 @@ def test_collector_headless_for_another_location(tmp_path, openmeteo_server):
     db = tmp_path / "airq.db"
     env = kernel_env(AIRQ_NB_OPENMETEO_URL=openmeteo_server.url, AIRQ_NB_SOURCE="open-meteo")
     done, _ = papermill(
-        "collector", tmp_path, env, db_path=db, location="Paris, 48.8566, 2.3522", headless=True
+        "collector", tmp_path, env, db=db, location="Paris, 48.8566, 2.3522", headless=True
     )
     assert done.returncode == 0, done.stderr[-3000:]
     (request,) = openmeteo_server.requests
@@ -237,7 +237,7 @@ def test_collector_run_all_waits_for_the_first_collection(tmp_path, openmeteo_se
     db = tmp_path / "airq.db"
     env = kernel_env(AIRQ_NB_OPENMETEO_URL=openmeteo_server.url, AIRQ_NB_SOURCE="open-meteo")
     done, notebook = papermill(
-        "collector", tmp_path, env, db_path=db, headless=False, wait_seconds=60,
+        "collector", tmp_path, env, db=db, headless=False, wait_seconds=60,
         tz="Europe/London",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -261,9 +261,7 @@ def test_collector_run_all_says_when_the_first_readings_will_arrive(tmp_path):
     env = kernel_env(
         AIRQ_NB_OPENMETEO_URL=f"http://127.0.0.1:{closed_port()}", AIRQ_NB_SOURCE="open-meteo"
     )
-    done, notebook = papermill(
-        "collector", tmp_path, env, db_path=db, headless=False, wait_seconds=30
-    )
+    done, notebook = papermill("collector", tmp_path, env, db=db, headless=False, wait_seconds=30)
     assert done.returncode == 0, done.stderr[-3000:]
     text = stream_text(notebook)
     assert "No readings stored for London yet." in text

@@ -97,11 +97,19 @@ def test_the_parameters_cell_parses_without_a_warning(caplog):
         found = papermill.inspect_notebook(str(NOTEBOOK))
     assert [r.getMessage() for r in caplog.records] == []
     assert set(found) == {
-        "db_path", "headless", "days", "location", "tz", "mean", "report_html",
+        "db", "headless", "days", "location", "tz", "mean", "report_html",
         "refresh_seconds",
     }  # fmt: skip
     assert found["tz"]["default"] == '"UTC"'
-    assert "Europe/London" in found["tz"]["help"]
+    # Each parameter's explanation is on the comment lines above it (short enough to read
+    # at 1000 px; test_browser checks the width), not trailing the assignment.
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    (cell,) = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    lines = cell.source.splitlines()
+    for name in found:
+        (at,) = [i for i, line in enumerate(lines) if line.startswith(f"{name} = ")]
+        assert "#" not in lines[at] and lines[at - 1].startswith("# "), name
+    assert "Europe/London" in lines[lines.index('tz = "UTC"') - 1]
 
 
 @pytest.fixture
@@ -173,7 +181,7 @@ def legend_colors(page, index: int, colors: dict[str, str]) -> dict[str, int]:
 def test_headless_run_saves_charts_that_draw_without_a_kernel(tmp_path, seeded, browser):
     report = tmp_path / "report" / "air.html"
     done, output = run_charts(
-        tmp_path, db_path=str(seeded), headless=True, tz="Europe/London", report_html=str(report)
+        tmp_path, db=str(seeded), headless=True, tz="Europe/London", report_html=str(report)
     )
     assert done.returncode == 0, done.stderr[-3000:]
     warnings = [line for line in done.stderr.splitlines() if line.startswith("WARNING papermill")]

@@ -12,8 +12,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from .._format import age_text, due_text, one_line, outcome_text, span_text, time_text
-from ._job import COLLECT_TOPIC, schedule_name
+from .._format import (
+    age_text,
+    due_text,
+    one_line,
+    outcome_text,
+    rows_text,
+    span_text,
+    time_text,
+)
+from ._schedule import COLLECT_TOPIC, schedule_name
 from ._sources import Location
 
 if TYPE_CHECKING:
@@ -119,8 +127,7 @@ class CollectorStatus:
         return rows
 
     def __str__(self) -> str:
-        width = max(len(label) for label, _ in self.rows())
-        return "\n".join(f"{label + ':':<{width + 1}} {text}" for label, text in self.rows())
+        return rows_text(self.rows())
 
 
 def _schedule_text(info: ScheduleInfo) -> str:

@@ -7,6 +7,8 @@ import os
 import weakref
 from typing import Any
 
+from .._format import store_text
+
 __all__ = ["PeriodicRefresh"]
 
 # The refreshing view of each kind per store file. Re-running a notebook cell makes a new
@@ -14,6 +16,12 @@ __all__ = ["PeriodicRefresh"]
 _CURRENT: weakref.WeakValueDictionary[tuple[str, str], PeriodicRefresh] = (
     weakref.WeakValueDictionary()
 )
+
+
+def _store_key(store: Any) -> str:
+    """One key per store: the file's real path, or the PostgreSQL URL and schema."""
+    path = getattr(store, "path", None)
+    return os.path.realpath(path) if path is not None else store_text(store)
 
 
 class PeriodicRefresh:
@@ -43,7 +51,7 @@ class PeriodicRefresh:
         except RuntimeError:
             return None
         if self._task is None or self._task.done():
-            key = (type(self).__name__, os.path.realpath(self.store.path))
+            key = (type(self).__name__, _store_key(self.store))
             previous = _CURRENT.get(key)
             if previous is not None and previous is not self:
                 previous.stop()

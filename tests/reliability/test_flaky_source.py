@@ -21,7 +21,7 @@ import pytest
 
 import airq_nb
 from airq_nb import FakeClock, OpenWeatherMapSource, Scheduler, read_delivery_log, read_readings
-from airq_nb.collector._job import install_collector
+from airq_nb.collector._schedule import install_collector
 
 HOUR = 3600
 # Ten past an hour: the retries' few fake minutes never cross into the next hour.

@@ -17,8 +17,8 @@ import pandas as pd
 
 from ..._errors import ConfigurationError
 
-# The formatter's span text; the only place the charts take time text from outside.
-from ..._format import span_text
+# Every time and span text of the charts comes from the one formatter.
+from ..._format import age_text, span_text, time_text
 
 __all__ = [
     "check_tz",
@@ -60,9 +60,10 @@ def wall(values: Any, tz: str) -> pd.DatetimeIndex:
 
 def stamp_text(values: Any, tz: str, *, seconds: bool = False) -> list[str]:
     """Each instant as "2026-11-28 12:00 GMT" in ``tz`` ("" for a missing one)."""
-    index = pd.DatetimeIndex(pd.to_datetime(values, utc=True)).tz_convert(tz)
-    form = "%Y-%m-%d %H:%M:%S %Z" if seconds else "%Y-%m-%d %H:%M %Z"
-    return ["" if pd.isna(moment) else moment.strftime(form) for moment in index]
+    index = pd.DatetimeIndex(pd.to_datetime(values, utc=True))
+    return [
+        "" if pd.isna(moment) else time_text(moment, tz=tz, seconds=seconds) for moment in index
+    ]
 
 
 def zone_label(tz: str) -> str:
@@ -80,7 +81,4 @@ def describe(moment: pd.Timestamp | None, now: pd.Timestamp, tz: str) -> str:
     """ "2026-11-28 12:00 GMT (5 min ago)", "… (in 30 min)", or "never"."""
     if moment is None or pd.isna(moment):
         return "never"
-    seconds = (moment - now).total_seconds()
-    (when,) = stamp_text([moment], tz)
-    amount = span_text(seconds)
-    return f"{when} (in {amount})" if seconds > 0 else f"{when} ({amount} ago)"
+    return f"{time_text(moment, tz=tz)} ({age_text(moment, now.timestamp())})"
