@@ -267,3 +267,23 @@ def test_collector_run_all_says_when_the_first_readings_will_arrive(tmp_path):
     assert "No readings stored for London yet." in text
     assert "failed, will be retried" in text and "cannot reach Open-Meteo" in text
     assert "Readings stored: none yet: the first collection is due" in text
+
+
+def test_every_notebook_runs_headless_on_a_postgresql_store(
+    tmp_path, openmeteo_server, postgres_store_url
+):
+    # The same three notebooks, with db= a postgresql:// URL instead of a file.
+    env = kernel_env(AIRQ_NB_OPENMETEO_URL=openmeteo_server.url, AIRQ_NB_SOURCE="open-meteo")
+    done, notebook = papermill("collector", tmp_path, env, db=postgres_store_url, headless=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "London from open-meteo: 1 collection run(s) delivered" in stream_text(notebook)
+    with airq_nb.open_store(postgres_store_url) as store:
+        stored = len(airq_nb.read_readings(store))
+    assert stored >= 24 * 6
+    done, notebook = papermill("charts", tmp_path, env, db=postgres_store_url, headless=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"London · open-meteo: {stored} hours with readings" in stream_text(notebook)
+    done, notebook = papermill("queue", tmp_path, env, db=postgres_store_url, headless=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "collect:London" in stream_text(notebook)
+    assert papermill_warnings(done) == []
