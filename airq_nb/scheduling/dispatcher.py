@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..store._batch import Settlement, extend_leases, settle_batch, settle_plan_claim
 from ..store.schedules import next_schedule_wake
-from .executors import Failure, Handler, ThreadExecutor, describe, is_async, run_async
+from .executors import Handler, describe
+from .flights import Flight, Flights
 from .schedules import next_slot_after, plan_stored
 
 if TYPE_CHECKING:
@@ -69,13 +70,6 @@ class Tick:
 
 
 @dataclass(slots=True)
-class _Flight:
-    delivery: Delivery
-    task: asyncio.Task[None] | None = None
-    lease_lost: bool = False
-
-
-@dataclass(slots=True)
 class _TripResult:
     outcomes: list[str]
     queued_runs: int
@@ -114,10 +108,18 @@ class Dispatcher:
         self._on_change = on_change
         self._store_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="airq-store")
         self._lease_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="airq-lease")
-        self.threads = ThreadExecutor(concurrency)
-        self.in_flight: dict[tuple[int, str], _Flight] = {}
         self.pending: list[Settlement] = []
-        self._kinds: dict[str, tuple[Handler, bool]] = {}  # topic -> (handler, is it async)
+        self.flights = Flights(
+            clock,
+            handlers,
+            self.pending,
+            concurrency=concurrency,
+            handler_timeout=handler_timeout,
+            on_change=on_change,
+        )
+        #: The deliveries being handled now, in launch order.
+        self.in_flight: dict[Flight, None] = self.flights.in_flight
+        self.threads = self.flights.threads
         self.counts = Counts()
         self.lead = 0.0
         #: Set by stop(): claims that come back from a trip under way are given back.
@@ -145,7 +147,7 @@ class Dispatcher:
     def close(self) -> None:
         self._store_pool.shutdown(wait=False)
         self._lease_pool.shutdown(wait=False)
-        self.threads.shutdown()
+        self.flights.close()
 
     # -- one trip -----------------------------------------------------------------------
 
@@ -164,8 +166,9 @@ class Dispatcher:
                 Settlement(d, at, now, now, release=True) for d, at in result.claims
             )
             return Tick(result.planned, result.wake_at, result.throttled)
+        launch, lead = self.flights.launch, self.lead
         for delivery, scheduled_at in result.claims:
-            self._launch(delivery, scheduled_at)
+            launch(delivery, scheduled_at, lead=lead)
         saturated = bool(topics) and free - len(result.claims) <= 0
         return Tick(
             result.planned + len(result.claims), result.wake_at, result.throttled, saturated
@@ -290,66 +293,6 @@ class Dispatcher:
         found = [c for c in (self.store.next_due(), next_schedule_wake(self.store)) if c]
         return min(found) if found else None
 
-    # -- handlers -----------------------------------------------------------------------
-
-    def _launch(self, delivery: Delivery, scheduled_at: float) -> None:
-        key = (delivery.id, delivery.lease_token)
-        flight = _Flight(delivery)
-        self.in_flight[key] = flight
-        task = asyncio.get_running_loop().create_task(
-            self._deliver(delivery, scheduled_at), name=f"airq_nb delivery {delivery.id}"
-        )
-        flight.task = task
-        task.add_done_callback(functools.partial(self._landed, key))
-
-    def _landed(self, key: tuple[int, str], task: asyncio.Task[None]) -> None:
-        self.in_flight.pop(key, None)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("airq_nb delivery task failed: %s", describe(task.exception()))  # type: ignore[arg-type]
-        self._on_change()
-
-    async def _deliver(self, delivery: Delivery, scheduled_at: float) -> None:
-        started = self.clock.now()
-        try:
-            early = scheduled_at - started
-            if 0 < early <= self.lead:  # claimed early on purpose: start it on time
-                await asyncio.sleep(early)
-                started = self.clock.now()
-            failure = await self._run_handler(delivery)
-        except asyncio.CancelledError:
-            self.pending.append(
-                Settlement(delivery, scheduled_at, started, self.clock.now(), release=True)
-            )
-            raise
-        finished = self.clock.now()
-        if failure is None:
-            self.pending.append(Settlement(delivery, scheduled_at, started, finished))
-        else:
-            self.pending.append(
-                Settlement(
-                    delivery,
-                    scheduled_at,
-                    started,
-                    finished,
-                    error=failure.error,
-                    retry=failure.retry,
-                    retry_in=failure.retry_in,
-                )
-            )
-
-    async def _run_handler(self, delivery: Delivery) -> Failure | None:
-        handler = self.handlers.get(delivery.topic)
-        if handler is None:
-            return Failure(f"no handler for topic {delivery.topic!r} in this scheduler")
-        known = self._kinds.get(delivery.topic)
-        if known is None or known[0] is not handler:  # a new (or replaced) handler
-            known = self._kinds[delivery.topic] = (handler, is_async(handler))
-        if known[1]:
-            return await run_async(handler, delivery.value, self.handler_timeout)
-        return await self.threads.run(
-            handler, delivery.value, self.handler_timeout, on_unstuck=self._on_change
-        )
-
     # -- leases -------------------------------------------------------------------------
 
     async def keep_leases(self) -> None:
@@ -358,7 +301,7 @@ class Dispatcher:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(interval)
-            held = [f.delivery for f in self.in_flight.values() if not f.lease_lost]
+            held = [f.delivery for f in self.in_flight if not f.lease_lost]
             held += [s.delivery for s in self.pending if not s.release]
             if not held:
                 continue
@@ -376,17 +319,13 @@ class Dispatcher:
             except Exception as exc:  # e.g. the file is locked for long: try again next time
                 log.info("airq_nb scheduler: could not extend leases: %s", describe(exc))
                 continue
-            for flight in self.in_flight.values():
+            for flight in self.in_flight:
                 # Another consumer has it now: stop extending; its settlement logs "lost".
                 flight.lease_lost = flight.lease_lost or flight.delivery.id in lost
 
     async def release_in_flight(self) -> None:
-        """Cancel running handlers; each gives its message back (see ``_deliver``)."""
-        tasks = [f.task for f in self.in_flight.values() if f.task is not None]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        """Stop running handlers; their messages go back (see ``Flights.release_all``)."""
+        await self.flights.release_all()
 
     async def flush(self) -> None:
         """Commit every pending settlement (stop, or the end of ``run_until_idle``)."""

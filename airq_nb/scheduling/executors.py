@@ -1,30 +1,38 @@
-"""Running one handler call: async handlers on the loop, sync ones on a bounded thread pool.
+"""Running handler calls: what an attempt's outcome is, and a bounded thread pool for sync ones.
 
-Both return how the attempt ended as a :class:`Failure` (or ``None`` for success), so the
-dispatcher settles every kind of handler the same way. A handler signals what its failure
-means with :class:`airq_nb.Retry` and :class:`airq_nb.Permanent`; anything else it raises
-is an ordinary failed attempt, retried by back-off.
+Both kinds of handler end as a :class:`Failure` (or ``None`` for success), so the
+dispatcher settles every kind the same way. A handler signals what its failure means with
+:class:`airq_nb.Retry` and :class:`airq_nb.Permanent`; anything else it raises is an
+ordinary failed attempt, retried by back-off. Async handlers run as tasks on the loop (see
+:mod:`.dispatcher`); sync ones run here, on :class:`ThreadExecutor`'s threads.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import functools
 import inspect
 import logging
 import math
 import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future as ConcurrentFuture
+from contextvars import Context
 from dataclasses import dataclass
 from typing import Any
 
 from .._errors import Permanent, Retry
 from ..store._queue import MAX_DELAY_SECONDS
 
-__all__ = ["Failure", "Handler", "ThreadExecutor", "describe", "is_async", "run_async"]
+__all__ = [
+    "Failure",
+    "Handler",
+    "SyncCall",
+    "ThreadExecutor",
+    "describe",
+    "failure_of",
+    "is_async",
+    "timed_out",
+]
 
 log = logging.getLogger("airq_nb.scheduler")
 
@@ -61,7 +69,7 @@ def _outcome_text(exc: Retry | Permanent) -> str:
     return describe(cause) if cause is not None else describe(exc)
 
 
-def failure_of(exc: Exception) -> Failure:
+def failure_of(exc: BaseException) -> Failure:
     """The attempt's outcome for an exception a handler raised."""
     if isinstance(exc, Retry):
         return Failure(_outcome_text(exc), True, _retry_in(exc.after))
@@ -80,175 +88,148 @@ def is_async(handler: Handler) -> bool:
     )
 
 
-async def run_async(handler: Handler, value: Any, timeout: float | None) -> Failure | None:
-    """Await an async handler; one that overruns ``timeout`` is cancelled and fails."""
-    try:
-        async with asyncio.timeout(timeout) as deadline:
-            await handler(value)
-    except TimeoutError as exc:
-        if deadline.expired():  # not the handler's own TimeoutError
-            return timed_out(timeout)
-        return failure_of(exc)
-    except Exception as exc:
-        return failure_of(exc)
-    return None
+# A SyncCall's life: queued -> running -> finished; taken back before it ran (cancelled),
+# or given up on while it runs (abandoned: its thread is stuck until the handler returns).
+QUEUED, RUNNING, FINISHED, CANCELLED, ABANDONED = range(5)
+
+
+class SyncCall:
+    """One sync handler call handed to :class:`ThreadExecutor`; the pool fills in the outcome.
+
+    ``owner`` is the caller's own record of the call (the dispatcher's flight), handed back
+    with the finished call so no lookup is needed.
+    """
+
+    __slots__ = ("context", "error", "finished_at", "handler", "owner", "result", "state", "value")
+
+    def __init__(self, handler: Handler, value: Any, context: Context, owner: Any) -> None:
+        self.handler = handler
+        self.value = value
+        self.context = context
+        self.owner = owner
+        self.state = QUEUED
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.finished_at = 0.0
 
 
 class ThreadExecutor:
-    """Runs sync handlers on at most ``workers`` threads (started on demand, then reused).
+    """Runs sync handlers on at most ``workers`` daemon threads (started on demand, reused).
 
-    Python cannot stop a thread. A handler still running after ``handler_timeout`` has its
-    attempt failed at once (the message is retried or dead-lettered by the usual rules),
-    and its thread is counted in :attr:`stuck` until it returns: it keeps one of the
-    scheduler's concurrency slots, and ``Scheduler.status().stuck_handlers`` shows it.
+    Calls are plain records on a queue (no future per call), and finished calls reach the
+    event loop through one mailbox: calls finishing together cost the loop one wake-up and
+    one ``on_finished(calls)``, not one callback each. Daemon threads, because a handler
+    that never returns must not keep the interpreter from exiting.
+
+    Python cannot stop a thread. A call given up on while it runs (:meth:`give_up`: its
+    time-out passed, or the scheduler stops) is *abandoned*: its thread is counted in
+    :attr:`stuck` until the handler returns, so it keeps one of the scheduler's
+    concurrency slots, visibly (``Scheduler.status().stuck_handlers``).
     """
 
-    def __init__(self, workers: int) -> None:
-        self._pool = _DaemonPool(workers)
-        self.stuck = 0
-
-    async def run(
+    def __init__(
         self,
-        handler: Handler,
-        value: Any,
-        timeout: float | None,
+        workers: int,
         *,
-        on_unstuck: Callable[[], None],
-    ) -> Failure | None:
-        loop = asyncio.get_running_loop()
-        context = contextvars.copy_context()
-        future, waiting = self._pool.submit(loop, context.run, handler, value)
-        # Nobody awaits a timed-out thread's result: retrieve it so asyncio never complains.
-        waiting.add_done_callback(lambda f: f.cancelled() or f.exception())
-        try:
-            async with asyncio.timeout(timeout) as deadline:
-                result = await asyncio.shield(waiting)
-                if inspect.isawaitable(result):  # a sync function that returned a coroutine
-                    await result
-        except TimeoutError as exc:
-            if not deadline.expired():
-                return failure_of(exc)
-            if not future.done():
-                self._mark_stuck(future, loop, on_unstuck)
-            return timed_out(timeout)
-        except asyncio.CancelledError:
-            if not future.cancel() and not future.done():
-                self._mark_stuck(future, loop, on_unstuck)
-            raise
-        except Exception as exc:
-            return failure_of(exc)
-        return None
-
-    def _mark_stuck(
-        self,
-        future: ConcurrentFuture[Any],
-        loop: asyncio.AbstractEventLoop,
+        now: Callable[[], float],
+        on_finished: Callable[[list[SyncCall]], None],
         on_unstuck: Callable[[], None],
     ) -> None:
-        self.stuck += 1
-        log.warning(
-            "a sync handler is still running after handler_timeout; its attempt counts as "
-            "failed, and its thread keeps one concurrency slot until it returns"
-        )
-        future.add_done_callback(
-            lambda _f: _call_soon(loop, functools.partial(self._unstuck, on_unstuck))
-        )
-
-    def _unstuck(self, on_unstuck: Callable[[], None]) -> None:
-        self.stuck -= 1
-        on_unstuck()
-
-    def shutdown(self) -> None:
-        self._pool.shutdown()
-
-
-class _DaemonPool:
-    """Up to ``workers`` daemon threads, started on demand and reused.
-
-    Like ``ThreadPoolExecutor``, except that its threads are daemons (a handler that never
-    returns must not keep the interpreter from exiting: ``ThreadPoolExecutor`` joins its
-    threads at exit), and that results reach the event loop through one mailbox: handlers
-    finishing together cost the loop one wake-up, not one each.
-    """
-
-    def __init__(self, workers: int) -> None:
         self._max = workers
-        self._work: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._now = now
+        self._on_finished = on_finished
+        self._on_unstuck = on_unstuck
+        self._work: queue.SimpleQueue[SyncCall | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads = 0
         self._idle = 0
-        self._mailbox: list[tuple[asyncio.Future[Any], ConcurrentFuture[Any]]] = []
+        self._mailbox: list[SyncCall] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.stuck = 0
 
-    def submit(
-        self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any
-    ) -> tuple[ConcurrentFuture[Any], asyncio.Future[Any]]:
-        """Run ``fn(*args)`` on a pool thread; its outcome as a thread future and a loop future."""
-        job = _Job(ConcurrentFuture(), loop.create_future(), loop, fn, args)
+    def submit(self, call: SyncCall) -> None:
+        """Queue ``call`` for a pool thread (from the event loop's thread)."""
+        self._loop = asyncio.get_running_loop()
         with self._lock:
-            if self._idle == 0 and self._threads < self._max:
+            if self._idle:
+                self._idle -= 1  # that idle thread takes this call
+            elif self._threads < self._max:
                 self._threads += 1
                 threading.Thread(target=self._serve, name="airq-handler", daemon=True).start()
-            elif self._idle:
-                self._idle -= 1  # that idle thread takes this job
-        self._work.put(job)
-        return job.future, job.waiting
+        self._work.put(call)
+
+    def give_up(self, call: SyncCall) -> bool:
+        """Stop waiting for ``call``; False if it already finished (its outcome is on the way).
+
+        A call not started yet never runs; a running one is abandoned (see the class).
+        """
+        with self._lock:
+            state = call.state
+            if state == QUEUED:
+                call.state = CANCELLED
+            elif state == RUNNING:
+                call.state = ABANDONED
+        if state == RUNNING:
+            self.stuck += 1
+            log.warning(
+                "a sync handler is still running after handler_timeout (or at stop); its "
+                "attempt is over, and its thread keeps one concurrency slot until it returns"
+            )
+        return state != FINISHED
 
     def _serve(self) -> None:
         while True:
-            job = self._work.get()
-            if job is None:
+            call = self._work.get()
+            if call is None:
                 return
-            if job.future.set_running_or_notify_cancel():
+            with self._lock:
+                runs = call.state == QUEUED
+                if runs:
+                    call.state = RUNNING
+            if runs:
                 try:
-                    job.future.set_result(job.fn(*job.args))
+                    call.result = call.context.run(call.handler, call.value)
                 except BaseException as exc:
-                    job.future.set_exception(exc)
-                self._post(job)
-            del job
+                    call.error = exc
+                call.finished_at = self._now()
+                self._post(call)
+            del call
             with self._lock:
                 self._idle += 1
 
-    def _post(self, job: _Job) -> None:
+    def _post(self, call: SyncCall) -> None:
         with self._lock:
+            if call.state == RUNNING:
+                call.state = FINISHED
             first = not self._mailbox
-            self._mailbox.append((job.waiting, job.future))
-        if first:
+            self._mailbox.append(call)
+        loop = self._loop
+        if first and loop is not None:
             try:
-                job.loop.call_soon_threadsafe(self._deliver)
-            except RuntimeError:  # the loop is closed: nobody waits for the result
+                loop.call_soon_threadsafe(self._deliver)
+            except RuntimeError:  # the loop is closed: nobody waits for the outcome now
                 with self._lock:
                     self._mailbox.clear()
 
     def _deliver(self) -> None:
         with self._lock:
             done, self._mailbox = self._mailbox, []
-        for waiting, future in done:
-            if waiting.done():  # cancelled: nobody waits for it
-                continue
-            exc = future.exception()
-            if exc is None:
-                waiting.set_result(future.result())
+        finished = []
+        for call in done:
+            if call.state == ABANDONED:
+                self.stuck -= 1
+                self._on_unstuck()
             else:
-                waiting.set_exception(exc)
+                finished.append(call)
+        if finished:
+            self._on_finished(finished)
+
+    def collect(self) -> None:
+        """Hand finished calls waiting in the mailbox to ``on_finished`` now (on the loop)."""
+        self._deliver()
 
     def shutdown(self) -> None:
         with self._lock:
             threads, self._threads = self._threads, 0
         for _ in range(threads):
             self._work.put(None)
-
-
-@dataclass(frozen=True, slots=True)
-class _Job:
-    future: ConcurrentFuture[Any]
-    waiting: asyncio.Future[Any]
-    loop: asyncio.AbstractEventLoop
-    fn: Callable[..., Any]
-    args: tuple[Any, ...]
-
-
-def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[[], None]) -> None:
-    try:
-        loop.call_soon_threadsafe(fn)
-    except RuntimeError:  # the loop is closed (the session ended): nobody else counts now
-        fn()

@@ -237,9 +237,8 @@ class Scheduler(SchedulerApi, Waiting):
         self._stopping = self._dispatcher.stopping = True
         self._close_checkpointer()
         self.wake()
-        running = [f.task for f in self._dispatcher.in_flight.values() if f.task is not None]
-        if running and grace > 0:
-            await asyncio.wait(running, timeout=grace)
+        if grace > 0:
+            await self._dispatcher.flights.wait_settled(grace)
         # The runtime finishes first: a trip under way may still come back with claims
         # (it gives them back); then in-flight work goes back and everything is settled.
         await asyncio.gather(task, return_exceptions=True)

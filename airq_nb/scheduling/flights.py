@@ -1,0 +1,272 @@
+"""Handlers running for claimed deliveries: start them, time them out, collect their outcomes.
+
+A claimed delivery becomes a :class:`Flight`. An async handler runs as one task on the
+loop; a sync one is handed straight to the thread pool (no task, no future), and its
+outcome comes back through the pool's mailbox. Either way the outcome lands in
+``pending`` as a :class:`~airq_nb.store._batch.Settlement`, for the dispatcher's next
+trip to commit. One watchdog timer serves every flight's ``handler_timeout`` (flights
+start in order and share one time-out, so the oldest one's deadline comes first), rather
+than a timer per delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import math
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from ..store._batch import Settlement
+from .executors import (
+    Failure,
+    Handler,
+    SyncCall,
+    ThreadExecutor,
+    failure_of,
+    is_async,
+    timed_out,
+)
+
+if TYPE_CHECKING:
+    from .._clock import Clock
+    from ..store._queue import Delivery
+
+__all__ = ["Flight", "Flights"]
+
+
+class Flight:
+    """One claimed delivery, from its launch until its outcome is pending settlement."""
+
+    __slots__ = (
+        "call",
+        "deadline",
+        "delivery",
+        "lease_lost",
+        "scheduled_at",
+        "started_at",
+        "task",
+        "timed_out",
+    )
+
+    def __init__(self, delivery: Delivery, scheduled_at: float, deadline: float) -> None:
+        self.delivery = delivery
+        self.scheduled_at = scheduled_at
+        self.started_at = 0.0
+        #: Loop time after which the handler has overrun ``handler_timeout``.
+        self.deadline = deadline
+        self.task: asyncio.Task[None] | None = None
+        self.call: SyncCall | None = None
+        self.lease_lost = False
+        self.timed_out = False
+
+
+class Flights:
+    """The deliveries a scheduler is handling now (``in_flight``, in launch order)."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        handlers: dict[str, Handler],
+        pending: list[Settlement],
+        *,
+        concurrency: int,
+        handler_timeout: float | None,
+        on_change: Callable[[], None],
+    ) -> None:
+        self.clock = clock
+        self.handlers = handlers
+        self.pending = pending
+        self.handler_timeout = handler_timeout
+        self._on_change = on_change
+        self.in_flight: dict[Flight, None] = {}
+        self.threads = ThreadExecutor(
+            concurrency, now=clock.now, on_finished=self._calls_finished, on_unstuck=on_change
+        )
+        self._kinds: dict[str, tuple[Handler, bool]] = {}  # topic -> (handler, is it async)
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._emptied: asyncio.Future[None] | None = None
+
+    # -- starting -----------------------------------------------------------------------
+
+    def launch(self, delivery: Delivery, scheduled_at: float, *, lead: float) -> None:
+        """Start ``delivery``'s handler (on time, if it was claimed up to ``lead`` early)."""
+        loop = asyncio.get_running_loop()
+        timeout = self.handler_timeout
+        deadline = math.inf if timeout is None else loop.time() + timeout
+        flight = Flight(delivery, scheduled_at, deadline)
+        self.in_flight[flight] = None
+        if timeout is not None and self._watchdog is None:
+            self._watchdog = loop.call_at(deadline, self._expire)
+        if lead > 0:
+            early = scheduled_at - self.clock.now()
+            if 0 < early <= lead:  # claimed early on purpose: start it on time
+                flight.task = loop.create_task(self._start_later(flight, early))
+                return
+        self._start(flight)
+
+    async def _start_later(self, flight: Flight, early: float) -> None:
+        try:
+            await asyncio.sleep(early)
+        except asyncio.CancelledError:
+            if not flight.timed_out:  # stop(): give the message back unhandled
+                self._settle(flight, None, release=True)
+                raise
+            if flight.task is not None:
+                flight.task.uncancel()
+            self._settle(flight, timed_out(self.handler_timeout))
+            return
+        flight.task = None
+        self._start(flight)
+
+    def _start(self, flight: Flight) -> None:
+        flight.started_at = self.clock.now()
+        delivery = flight.delivery
+        topic = delivery.topic
+        handler = self.handlers.get(topic)
+        if handler is None:
+            self._settle(flight, Failure(f"no handler for topic {topic!r} in this scheduler"))
+            return
+        known = self._kinds.get(topic)
+        if known is None or known[0] is not handler:  # a new (or replaced) handler
+            known = self._kinds[topic] = (handler, is_async(handler))
+        if known[1]:
+            flight.task = asyncio.get_running_loop().create_task(
+                self._run_async(flight, functools.partial(handler, delivery.value))
+            )
+        else:
+            flight.call = SyncCall(handler, delivery.value, contextvars.copy_context(), flight)
+            self.threads.submit(flight.call)
+
+    async def _run_async(self, flight: Flight, start: Callable[[], Awaitable[Any]]) -> None:
+        failure: Failure | None = None
+        try:
+            await start()
+        except asyncio.CancelledError:
+            if not flight.timed_out:  # stop(): give the message back unhandled
+                self._settle(flight, None, release=True)
+                raise
+            if flight.task is not None:
+                flight.task.uncancel()
+            failure = timed_out(self.handler_timeout)
+        except BaseException as exc:
+            failure = failure_of(exc)
+            if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: recorded, raised
+                self._settle(flight, failure)
+                raise
+        self._settle(flight, failure)
+
+    def _calls_finished(self, calls: list[SyncCall]) -> None:
+        """Sync handlers returned (from the pool's mailbox, on the loop): settle them."""
+        for call in calls:
+            flight: Flight = call.owner
+            if call.error is not None:
+                self._settle(
+                    flight, failure_of(call.error), finished_at=call.finished_at, wake=False
+                )
+            elif inspect.isawaitable(call.result):  # a sync function that returned a coroutine
+                flight.task = asyncio.get_running_loop().create_task(
+                    self._run_async(flight, lambda result=call.result: result)
+                )
+            else:
+                self._settle(flight, None, finished_at=call.finished_at, wake=False)
+        self._on_change()
+
+    # -- ending -------------------------------------------------------------------------
+
+    def _settle(
+        self,
+        flight: Flight,
+        failure: Failure | None,
+        *,
+        release: bool = False,
+        finished_at: float | None = None,
+        wake: bool = True,
+    ) -> None:
+        """The outcome is known: queue its settlement for the next trip (once per flight)."""
+        in_flight = self.in_flight
+        if in_flight.pop(flight, True) is True:
+            return  # already settled (given up on, or released)
+        finished = self.clock.now() if finished_at is None else finished_at
+        if failure is None:
+            settlement = Settlement(
+                flight.delivery, flight.scheduled_at, flight.started_at, finished, release=release
+            )
+        else:
+            settlement = Settlement(
+                flight.delivery,
+                flight.scheduled_at,
+                flight.started_at,
+                finished,
+                error=failure.error,
+                retry=failure.retry,
+                retry_in=failure.retry_in,
+            )
+        self.pending.append(settlement)
+        if not in_flight:
+            self._all_landed()
+        if wake:
+            self._on_change()
+
+    def _all_landed(self) -> None:
+        if self._watchdog is not None:  # nothing left to time out
+            self._watchdog.cancel()
+            self._watchdog = None
+        if self._emptied is not None:
+            if not self._emptied.done():
+                self._emptied.set_result(None)
+            self._emptied = None
+
+    def _expire(self) -> None:
+        """The watchdog: fail flights that overran ``handler_timeout``, then re-arm."""
+        self._watchdog = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        expired: list[Flight] = []
+        for flight in self.in_flight:
+            if flight.deadline > now:
+                self._watchdog = loop.call_at(flight.deadline, self._expire)
+                break
+            if not flight.timed_out:
+                expired.append(flight)
+        for flight in expired:
+            flight.timed_out = True
+            task, call = flight.task, flight.call
+            if task is not None and not task.done():
+                task.cancel()  # _run_async (or _start_later) records the time-out
+            elif call is not None and self.threads.give_up(call):
+                self._settle(flight, timed_out(self.handler_timeout))
+            # else the call just finished: its outcome is in the pool's mailbox
+
+    async def release_all(self) -> None:
+        """Stop every handler: cancel tasks, give up on sync calls; their messages go back.
+
+        Sync calls that already finished are settled with their outcome; running ones
+        are abandoned (their threads count as stuck until they return).
+        """
+        self.threads.collect()
+        tasks = []
+        for flight in list(self.in_flight):
+            task, call = flight.task, flight.call
+            if task is not None and not task.done():
+                task.cancel()
+                tasks.append(task)
+            elif call is not None and self.threads.give_up(call):
+                self._settle(flight, None, release=True, wake=False)
+        self.threads.collect()  # calls that finished while we gave up on the others
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def wait_settled(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for every flight to finish by itself."""
+        if not self.in_flight:
+            return
+        if self._emptied is None:
+            self._emptied = asyncio.get_running_loop().create_future()
+        await asyncio.wait([self._emptied], timeout=timeout)
+
+    def close(self) -> None:
+        self._all_landed()
+        self.threads.shutdown()
