@@ -121,6 +121,7 @@ class Scheduler(SchedulerApi, Waiting):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._wake: asyncio.Event | None = None
+        self._watching: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._session = False
         self._stopping = False
@@ -326,6 +327,7 @@ class Scheduler(SchedulerApi, Waiting):
         stalls = 0
         while True:
             self._wake.clear()
+            self._stop_watching()
             tick = await dispatcher.trip()
             stalls = 0 if tick.progress else stalls
             if dispatcher.pending:
@@ -363,6 +365,7 @@ class Scheduler(SchedulerApi, Waiting):
         self._loop = loop
         self._loop_thread = threading.get_ident()
         self._wake = asyncio.Event()
+        self._watching = asyncio.Event()
         self._session = True
         self._stopping = False
         self._dispatcher.begin(lead=lead)
@@ -388,6 +391,7 @@ class Scheduler(SchedulerApi, Waiting):
         async with self._helpers():
             while not self._stopping:
                 self._wake.clear()
+                self._stop_watching()
                 try:
                     tick = await self._dispatcher.trip()
                     wake_at = tick.wake_at
