@@ -167,6 +167,8 @@ class Dispatcher:
             )
             return Tick(result.planned, result.wake_at, result.throttled)
         launch, lead = self.flights.launch, self.lead
+        if result.claims:
+            self.flights.new_batch(len(result.claims))
         for delivery, scheduled_at in result.claims:
             launch(delivery, scheduled_at, lead=lead)
         saturated = bool(topics) and free - len(result.claims) <= 0

@@ -144,6 +144,7 @@ class ThreadExecutor:
         self._threads = 0
         self._idle = 0
         self._mailbox: list[SyncCall] = []
+        self._announced = False  # a _deliver is on its way to the loop for the mailbox
         self._loop: asyncio.AbstractEventLoop | None = None
         self.stuck = 0
 
@@ -178,42 +179,66 @@ class ThreadExecutor:
         return state != FINISHED
 
     def _serve(self) -> None:
+        work, lock, mailbox = self._work, self._lock, self._mailbox
         while True:
-            call = self._work.get()
+            call = work.get()
             if call is None:
                 return
-            with self._lock:
+            with lock:
                 runs = call.state == QUEUED
                 if runs:
                     call.state = RUNNING
-            if runs:
-                try:
-                    call.result = call.context.run(call.handler, call.value)
-                except BaseException as exc:
-                    call.error = exc
-                call.finished_at = self._now()
-                self._post(call)
-            del call
-            with self._lock:
-                self._idle += 1
-
-    def _post(self, call: SyncCall) -> None:
-        with self._lock:
-            if call.state == RUNNING:
-                call.state = FINISHED
-            first = not self._mailbox
-            self._mailbox.append(call)
-        loop = self._loop
-        if first and loop is not None:
+                else:
+                    self._idle += 1
+                # Finished calls wait while other calls wait to be picked up (they are, at
+                # once); the last pickup announces them, so none waits behind a slow call.
+                announce = bool(mailbox) and self._should_announce()
+            if announce:
+                self._announce()
+            if not runs:
+                continue
             try:
-                loop.call_soon_threadsafe(self._deliver)
-            except RuntimeError:  # the loop is closed: nobody waits for the outcome now
-                with self._lock:
-                    self._mailbox.clear()
+                call.result = call.context.run(call.handler, call.value)
+            except BaseException as exc:
+                call.error = exc
+            call.finished_at = self._now()
+            with lock:
+                if call.state == RUNNING:
+                    call.state = FINISHED
+                mailbox.append(call)
+                self._idle += 1
+                announce = self._should_announce()
+            del call
+            if announce:
+                self._announce()
+
+    def _should_announce(self) -> bool:
+        """Under the lock: hand the mailbox to the loop now? (Once, when no call waits.)
+
+        Calls finishing together thus reach the loop as one batch, settled in one trip,
+        instead of one wake-up each.
+        """
+        if self._announced or not self._work.empty():
+            return False
+        self._announced = True
+        return True
+
+    def _announce(self) -> None:
+        loop = self._loop
+        try:
+            if loop is None:
+                raise RuntimeError("no loop")
+            loop.call_soon_threadsafe(self._deliver)
+        except RuntimeError:  # the loop is closed: nobody waits for the outcomes now
+            with self._lock:
+                self._mailbox.clear()
+                self._announced = False
 
     def _deliver(self) -> None:
         with self._lock:
-            done, self._mailbox = self._mailbox, []
+            done = self._mailbox[:]
+            self._mailbox.clear()
+            self._announced = False
         finished = []
         for call in done:
             if call.state == ABANDONED:

@@ -34,13 +34,17 @@ if TYPE_CHECKING:
     from .._clock import Clock
     from ..store._queue import Delivery
 
-__all__ = ["Flight", "Flights"]
+__all__ = ["GATHER_LIMIT", "Flight", "Flights"]
+
+#: Longest wait for quick handlers of one batch to land together (see Flights.gather_time).
+GATHER_LIMIT = 0.001
 
 
 class Flight:
     """One claimed delivery, from its launch until its outcome is pending settlement."""
 
     __slots__ = (
+        "batch",
         "call",
         "deadline",
         "delivery",
@@ -51,8 +55,11 @@ class Flight:
         "timed_out",
     )
 
-    def __init__(self, delivery: Delivery, scheduled_at: float, deadline: float) -> None:
+    def __init__(
+        self, delivery: Delivery, scheduled_at: float, deadline: float, batch: int
+    ) -> None:
         self.delivery = delivery
+        self.batch = batch
         self.scheduled_at = scheduled_at
         self.started_at = 0.0
         #: Loop time after which the handler has overrun ``handler_timeout``.
@@ -88,6 +95,31 @@ class Flights:
         self._kinds: dict[str, tuple[Handler, bool]] = {}  # topic -> (handler, is it async)
         self._watchdog: asyncio.TimerHandle | None = None
         self._emptied: asyncio.Future[None] | None = None
+        # The newest batch (one trip's claims): how many of it are still running, when it
+        # was launched, and how long whole batches took to land lately (see gather_time).
+        self._batch = 0
+        self._unlanded = 0
+        self._launched_at = 0.0
+        self._landing = 0.0
+
+    def new_batch(self, size: int) -> None:
+        """The next ``size`` launches are one trip's claims."""
+        self._batch += 1
+        self._unlanded = size
+        self._launched_at = asyncio.get_running_loop().time()
+
+    def gather_time(self) -> float:
+        """How long to wait for the newest batch to land before settling what already did.
+
+        Handlers that finish together share one trip (one commit); without this, quick
+        handlers landing during a trip split into two half batches for good. Only when
+        whole batches have been landing quickly (at most ``GATHER_LIMIT``): slow handlers'
+        outcomes are settled, and their slots refilled, at once.
+        """
+        if self._unlanded <= 0 or self._landing <= 0:
+            return 0.0
+        limit = min(GATHER_LIMIT, 2.0 * self._landing)
+        return limit - (asyncio.get_running_loop().time() - self._launched_at)
 
     # -- starting -----------------------------------------------------------------------
 
@@ -96,7 +128,7 @@ class Flights:
         loop = asyncio.get_running_loop()
         timeout = self.handler_timeout
         deadline = math.inf if timeout is None else loop.time() + timeout
-        flight = Flight(delivery, scheduled_at, deadline)
+        flight = Flight(delivery, scheduled_at, deadline, self._batch)
         self.in_flight[flight] = None
         if timeout is not None and self._watchdog is None:
             self._watchdog = loop.call_at(deadline, self._expire)
@@ -189,6 +221,11 @@ class Flights:
         in_flight = self.in_flight
         if in_flight.pop(flight, True) is True:
             return  # already settled (given up on, or released)
+        if flight.batch == self._batch:
+            self._unlanded -= 1
+            if self._unlanded == 0:  # the whole batch landed: how long that took, smoothed
+                took = asyncio.get_running_loop().time() - self._launched_at
+                self._landing += 0.25 * (took - self._landing)
         finished = self.clock.now() if finished_at is None else finished_at
         if failure is None:
             settlement = Settlement(

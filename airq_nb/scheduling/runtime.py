@@ -331,6 +331,7 @@ class Scheduler(SchedulerApi, Waiting):
             tick = await dispatcher.trip()
             stalls = 0 if tick.progress else stalls
             if dispatcher.pending:
+                await self._gather_landings()
                 continue  # settle them (and claim more) at once
             if dispatcher.in_flight:
                 await self._wait_for_event(self.poll_interval)
@@ -358,6 +359,15 @@ class Scheduler(SchedulerApi, Waiting):
                     return
                 continue
             await self._sleep(wake_at - now)
+
+    async def _gather_landings(self) -> None:
+        """Let handlers the last trip started, if they are quick, share the next trip."""
+        assert self._wake is not None
+        pause = self._dispatcher.flights.gather_time()
+        while pause > 0 and not self._stopping:
+            self._wake.clear()
+            await self._wait_for_event(pause)
+            pause = self._dispatcher.flights.gather_time()
 
     # -- the background runtime ---------------------------------------------------------
 
@@ -402,6 +412,7 @@ class Scheduler(SchedulerApi, Waiting):
                     wake_at = self.clock.now() + 1.0
                 else:
                     if self._dispatcher.pending:
+                        await self._gather_landings()
                         continue  # handlers finished during the trip: settle them now
                 if wake_at is None:
                     await self._wait_for_event(None)
