@@ -16,6 +16,7 @@ previous one is settled (no overlap).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import math
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..store._batch import Settlement, extend_leases, settle_batch, settle_plan_claim
 from ..store.schedules import next_schedule_wake
+from ._store_thread import StoreThread
 from .executors import Handler, describe
 from .flights import Flight, Flights
 from .schedules import next_slot_after, plan_stored
@@ -106,7 +108,7 @@ class Dispatcher:
         self.handler_timeout = handler_timeout
         self.log_retention = log_retention
         self._on_change = on_change
-        self._store_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="airq-store")
+        self._store_thread = StoreThread("airq-store")
         self._lease_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="airq-lease")
         self.pending: list[Settlement] = []
         self.flights = Flights(
@@ -130,10 +132,9 @@ class Dispatcher:
 
     # -- plumbing -----------------------------------------------------------------------
 
-    async def call_store(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run ``fn`` on the dispatcher's store thread (never on the event loop)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._store_pool, functools.partial(fn, *args, **kwargs))
+    async def call_store(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the dispatcher's store thread (never on the event loop)."""
+        return await self._store_thread.call(fn, *args)
 
     def free_slots(self) -> int:
         """Concurrency slots not taken by running handlers or stuck sync threads."""
@@ -145,7 +146,7 @@ class Dispatcher:
         self.stopping = False
 
     def close(self) -> None:
-        self._store_pool.shutdown(wait=False)
+        self._store_thread.close()
         self._lease_pool.shutdown(wait=False)
         self.flights.close()
 
@@ -156,7 +157,12 @@ class Dispatcher:
         settlements = list(self.pending)
         topics = tuple(self.handlers)
         free = 0 if self.stopping else self.free_slots()
-        result = await self.call_store(self._trip_in_store, settlements, topics, free)
+        future = self._store_thread.submit(self._trip_in_store, settlements, topics, free)
+        try:
+            result = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            await self._abandon_trip(future, settlements)
+            raise
         del self.pending[: len(settlements)]
         self._count(settlements, result)
         if self.stopping and result.claims:
@@ -175,6 +181,23 @@ class Dispatcher:
         return Tick(
             result.planned + len(result.claims), result.wake_at, result.throttled, saturated
         )
+
+    async def _abandon_trip(
+        self, future: asyncio.Future[_TripResult], settlements: list[Settlement]
+    ) -> None:
+        """The caller was cancelled (a time-out) during a trip, which goes on to its commit
+        on the store thread: wait for it, count what it settled, and give back the claims
+        it brings, so no message is left leased with nobody handling it."""
+        while not future.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(future)
+        if future.cancelled() or future.exception() is not None:
+            return  # nothing committed: the settlements stay pending
+        result = future.result()
+        del self.pending[: len(settlements)]
+        self._count(settlements, result)
+        now = self.clock.now()
+        self.pending.extend(Settlement(d, at, now, now, release=True) for d, at in result.claims)
 
     def _count(self, settlements: list[Settlement], result: _TripResult) -> None:
         counts = self.counts
