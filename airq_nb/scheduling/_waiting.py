@@ -25,6 +25,7 @@ from .executors import describe
 
 if TYPE_CHECKING:
     from .._clock import Clock
+    from .dispatcher import Dispatcher
     from ..store._sqlite import Store
 
 __all__ = ["Waiting"]
@@ -45,6 +46,8 @@ class Waiting:
     _wake: asyncio.Event | None
     _watching: asyncio.Event | None
     _watch_pool: ThreadPoolExecutor
+    _dispatcher: Dispatcher
+    _stopping: bool
 
     def wake(self) -> None:
         """Make the runtime look at the queue and schedules now (thread-safe)."""
@@ -91,6 +94,15 @@ class Waiting:
             yield
         finally:
             timer.cancel()
+
+    async def _gather_landings(self) -> None:
+        """Let handlers the last trip started, if they are quick, share the next trip."""
+        assert self._wake is not None
+        pause = self._dispatcher.flights.gather_time()
+        while pause > 0 and not self._stopping:
+            self._wake.clear()
+            await self._wait_for_event(pause)
+            pause = self._dispatcher.flights.gather_time()
 
     async def _wait_for_event(self, seconds: float | None) -> bool:
         assert self._wake is not None

@@ -360,15 +360,6 @@ class Scheduler(SchedulerApi, Waiting):
                 continue
             await self._sleep(wake_at - now)
 
-    async def _gather_landings(self) -> None:
-        """Let handlers the last trip started, if they are quick, share the next trip."""
-        assert self._wake is not None
-        pause = self._dispatcher.flights.gather_time()
-        while pause > 0 and not self._stopping:
-            self._wake.clear()
-            await self._wait_for_event(pause)
-            pause = self._dispatcher.flights.gather_time()
-
     # -- the background runtime ---------------------------------------------------------
 
     def _begin_session(self, loop: asyncio.AbstractEventLoop, *, lead: float = 0.0) -> None:
