@@ -25,8 +25,8 @@ from .executors import describe
 
 if TYPE_CHECKING:
     from .._clock import Clock
-    from .dispatcher import Dispatcher
     from ..store._sqlite import Store
+    from .dispatcher import Dispatcher
 
 __all__ = ["Waiting"]
 
