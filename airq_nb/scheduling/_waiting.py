@@ -96,7 +96,12 @@ class Waiting:
             timer.cancel()
 
     async def _gather_landings(self) -> None:
-        """Let handlers the last trip started, if they are quick, share the next trip."""
+        """Let handlers the last trip started, if they are quick, share the next trip.
+
+        Only in ``run_until_idle`` after a trip that took every free slot (a backlog):
+        starting a little later then costs no message its time. The background runtime
+        never waits so, to start what falls due on time.
+        """
         assert self._wake is not None
         pause = self._dispatcher.flights.gather_time()
         while pause > 0 and not self._stopping:

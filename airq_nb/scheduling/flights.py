@@ -137,7 +137,9 @@ class Flights:
             if 0 < early <= lead:  # claimed early on purpose: start it on time
                 flight.task = loop.create_task(self._start_later(flight, early))
                 return
-        self._start(flight)
+        start = self._start(flight)
+        if start is not None:
+            flight.task = loop.create_task(self._run_async(flight, start))
 
     async def _start_later(self, flight: Flight, early: float) -> None:
         try:
@@ -150,27 +152,29 @@ class Flights:
                 flight.task.uncancel()
             self._settle(flight, timed_out(self.handler_timeout))
             return
-        flight.task = None
-        self._start(flight)
+        start = self._start(flight)
+        if start is None:
+            flight.task = None  # a sync call: the pool has it
+        else:
+            await self._run_async(flight, start)  # in this task: no extra turn of the loop
 
-    def _start(self, flight: Flight) -> None:
+    def _start(self, flight: Flight) -> Callable[[], Awaitable[Any]] | None:
+        """Start the handler: a sync one on the pool; an async one's call is returned."""
         flight.started_at = self.clock.now()
         delivery = flight.delivery
         topic = delivery.topic
         handler = self.handlers.get(topic)
         if handler is None:
             self._settle(flight, Failure(f"no handler for topic {topic!r} in this scheduler"))
-            return
+            return None
         known = self._kinds.get(topic)
         if known is None or known[0] is not handler:  # a new (or replaced) handler
             known = self._kinds[topic] = (handler, is_async(handler))
         if known[1]:
-            flight.task = asyncio.get_running_loop().create_task(
-                self._run_async(flight, functools.partial(handler, delivery.value))
-            )
-        else:
-            flight.call = SyncCall(handler, delivery.value, contextvars.copy_context(), flight)
-            self.threads.submit(flight.call)
+            return functools.partial(handler, delivery.value)
+        flight.call = SyncCall(handler, delivery.value, contextvars.copy_context(), flight)
+        self.threads.submit(flight.call)
+        return None
 
     async def _run_async(self, flight: Flight, start: Callable[[], Awaitable[Any]]) -> None:
         failure: Failure | None = None

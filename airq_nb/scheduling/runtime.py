@@ -331,7 +331,8 @@ class Scheduler(SchedulerApi, Waiting):
             tick = await dispatcher.trip()
             stalls = 0 if tick.progress else stalls
             if dispatcher.pending:
-                await self._gather_landings()
+                if tick.saturated:  # a backlog: quick handlers share trips
+                    await self._gather_landings()
                 continue  # settle them (and claim more) at once
             if dispatcher.in_flight:
                 await self._wait_for_event(self.poll_interval)
@@ -403,7 +404,6 @@ class Scheduler(SchedulerApi, Waiting):
                     wake_at = self.clock.now() + 1.0
                 else:
                     if self._dispatcher.pending:
-                        await self._gather_landings()
                         continue  # handlers finished during the trip: settle them now
                 if wake_at is None:
                     await self._wait_for_event(None)
