@@ -7,6 +7,7 @@ slots (bounded by ``concurrency`` and ``max_deliveries_per_second``). Handlers t
 while a trip is under way share the next one. Trips run on the dispatcher's own store
 thread, lease keep-alives on another, so neither a slow commit nor a lock held by another
 process ever blocks the event loop, and keep-alives never queue behind a long write.
+The handlers themselves run in :mod:`.flights`, whose outcomes land in ``pending``.
 
 A handler's message stays leased until its settlement commits: a crash in between
 redelivers it (at-least-once), and a schedule's next run is never planned before the
