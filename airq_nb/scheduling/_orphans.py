@@ -15,27 +15,29 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import Future as ConcurrentFuture
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..store._batch import Settlement, extend_leases, settle_batch
-from .executors import Failure, describe, failure_of
+from .executors import Failure, SyncCall, describe, failure_of
 
 if TYPE_CHECKING:
     from .._clock import Clock
     from ..store._queue import Delivery
     from ..store._sqlite import Store
 
-__all__ = ["OrphanKeeper"]
+__all__ = ["CHECK_SECONDS", "OrphanKeeper"]
 
 log = logging.getLogger("airq_nb.scheduler")
+
+#: How often the keeper looks whether a held handler's thread has returned (seconds).
+CHECK_SECONDS = 0.05
 
 
 @dataclass(slots=True)
 class _Orphan:
     delivery: Delivery
-    future: ConcurrentFuture[Any]
+    call: SyncCall
     scheduled_at: float
     started_at: float
     failure: Failure | None  # set when the handler had already timed out
@@ -56,17 +58,16 @@ class OrphanKeeper:
     def adopt(
         self,
         delivery: Delivery,
-        future: ConcurrentFuture[Any],
+        call: SyncCall,
         *,
         scheduled_at: float,
         started_at: float,
         failure: Failure | None,
     ) -> None:
-        """Hold ``delivery`` until ``future`` (its handler's thread) is done, then settle it."""
+        """Hold ``delivery`` until ``call`` (its handler's thread) returns, then settle it."""
         with self._lock:
-            self._orphans.append(_Orphan(delivery, future, scheduled_at, started_at, failure))
+            self._orphans.append(_Orphan(delivery, call, scheduled_at, started_at, failure))
             start, self._running = not self._running, True
-        future.add_done_callback(lambda _f: self._wake.set())
         if start:
             threading.Thread(target=self._run, name="airq-orphans", daemon=True).start()
         else:
@@ -82,11 +83,12 @@ class OrphanKeeper:
         interval = max(self._lease_seconds / 3.0, 0.05)
         renew_at = time.monotonic()  # at once: the session's keeper has stopped
         while True:
-            self._wake.wait(max(renew_at - time.monotonic(), 0.0))
+            # Looks for returned threads every CHECK_SECONDS (only while some are held).
+            self._wake.wait(min(max(renew_at - time.monotonic(), 0.0), CHECK_SECONDS))
             self._wake.clear()
             with self._lock:
-                done = [o for o in self._orphans if o.future.done()]
-                self._orphans = [o for o in self._orphans if not o.future.done()]
+                done = [o for o in self._orphans if o.call.done]
+                self._orphans = [o for o in self._orphans if not o.call.done]
                 held = list(self._orphans)
                 if not held and not done:
                     self._running = False
@@ -117,20 +119,13 @@ class OrphanKeeper:
         now = self._clock.now()
         settlements = []
         for o in done:
-            failure = o.failure
-            if failure is None and not o.future.cancelled():
-                exc = o.future.exception()
-                if isinstance(exc, Exception):
-                    failure = failure_of(exc)
-                elif exc is not None:
-                    failure = Failure(describe(exc))
-                else:
-                    result = o.future.result()
-                    if hasattr(result, "close") and hasattr(result, "send"):
-                        result.close()  # a coroutine nobody can await now
-                        failure = Failure(
-                            "handler returned a coroutine after the scheduler stopped"
-                        )
+            failure, result, exc = o.failure, o.call.result, o.call.error
+            if hasattr(result, "close") and hasattr(result, "send"):
+                result.close()  # a coroutine nobody can await now
+                if failure is None:
+                    failure = Failure("handler returned a coroutine after its session ended")
+            if failure is None and exc is not None:
+                failure = failure_of(exc) if isinstance(exc, Exception) else Failure(describe(exc))
             settlements.append(
                 Settlement(
                     o.delivery,

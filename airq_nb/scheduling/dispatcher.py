@@ -5,10 +5,9 @@ finished since the last trip (ack, retry or dead letter, each with its delivery-
 queues the runs of due schedules, and claims as many due messages as there are free
 slots (bounded by ``concurrency`` and ``max_deliveries_per_second``). Handlers that finish
 while a trip is under way share the next one. Trips run on the dispatcher's own store
-thread, lease keep-alives on another thread and their own short-lived connection (see
-``extend_leases``), so neither a slow commit nor a lock held by another process ever blocks
-the event loop, and keep-alives never queue behind this process's own trip: one that cannot
-get the file's lock within a sixth of a lease is logged and retried while the lease runs.
+thread, lease keep-alives on another, so neither a slow commit nor a lock held by another
+process ever blocks the event loop, and keep-alives never queue behind a long write.
+The handlers themselves run in :mod:`.flights`, whose outcomes land in ``pending``.
 
 A handler's message stays leased until its settlement commits: a crash in between
 redelivers it (at-least-once), and a schedule's next run is never planned before the
@@ -18,6 +17,7 @@ previous one is settled (no overlap).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import math
@@ -29,15 +29,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..store._batch import Settlement, extend_leases, settle_batch, settle_plan_claim
 from ..store.schedules import next_schedule_wake
 from ._orphans import OrphanKeeper
-from .executors import (
-    Failure,
-    Handler,
-    HandlerStillRunning,
-    ThreadExecutor,
-    describe,
-    is_async,
-    run_async,
-)
+from ._store_thread import StoreThread
+from .executors import Handler, describe
+from .flights import Flight, Flights
 from .schedules import next_slot_after, plan_stored
 
 if TYPE_CHECKING:
@@ -80,13 +74,6 @@ class Tick:
 
 
 @dataclass(slots=True)
-class _Flight:
-    delivery: Delivery
-    task: asyncio.Task[None] | None = None
-    lease_lost: bool = False
-
-
-@dataclass(slots=True)
 class _TripResult:
     outcomes: list[str]
     queued_runs: int
@@ -123,81 +110,68 @@ class Dispatcher:
         self.handler_timeout = handler_timeout
         self.log_retention = log_retention
         self._on_change = on_change
-        self._store_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="airq-store")
+        self._store_thread = StoreThread("airq-store")
         self._lease_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="airq-lease")
-        self.threads = ThreadExecutor(concurrency)
-        self.orphans = OrphanKeeper(store, clock, lease_seconds=lease_seconds)
-        self.in_flight: dict[tuple[int, str], _Flight] = {}
         self.pending: list[Settlement] = []
-        self._kinds: dict[str, tuple[Handler, bool]] = {}  # topic -> (handler, is it async)
+        #: Holds the messages of sync handlers whose threads outlive their attempt.
+        self.orphans = OrphanKeeper(store, clock, lease_seconds=lease_seconds)
+        self.flights = Flights(
+            clock,
+            handlers,
+            self.pending,
+            concurrency=concurrency,
+            handler_timeout=handler_timeout,
+            on_change=on_change,
+            adopt=self.orphans.adopt,
+        )
+        #: The deliveries being handled now, in launch order.
+        self.in_flight: dict[Flight, None] = self.flights.in_flight
+        self.threads = self.flights.threads
         self.counts = Counts()
         self.lead = 0.0
         #: Set by stop(): claims that come back from a trip under way are given back.
         self.stopping = False
-        self._trip_lock = asyncio.Lock()
         self.checkpointer: WalCheckpointer | None = None
         self._next_token = -math.inf
         self._last_prune = -math.inf
 
     # -- plumbing -----------------------------------------------------------------------
 
-    async def call_store(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run ``fn`` on the dispatcher's store thread (never on the event loop)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._store_pool, functools.partial(fn, *args, **kwargs))
+    async def call_store(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the dispatcher's store thread (never on the event loop)."""
+        return await self._store_thread.call(fn, *args)
 
     def free_slots(self) -> int:
-        """Concurrency slots not taken by running handlers or orphaned sync threads."""
-        return self.concurrency - len(self.in_flight) - self.threads.orphaned
-
-    def waiting_on_handlers(self) -> bool:
-        """Handlers are running that have not timed out (a timed-out one waits for its thread)."""
-        return len(self.in_flight) > self.threads.stuck_in_flight
+        """Concurrency slots not taken by running handlers or stuck sync threads."""
+        return self.concurrency - len(self.in_flight) - self.threads.stuck
 
     def begin(self, *, lead: float) -> None:
         self.lead = lead
         self.counts = Counts()
         self.stopping = False
-        self._trip_lock = asyncio.Lock()  # one per session (an asyncio.Lock binds its loop)
 
     def close(self) -> None:
-        self._store_pool.shutdown(wait=False)
+        self._store_thread.close()
         self._lease_pool.shutdown(wait=False)
-        self.threads.shutdown()
+        self.flights.close()
 
     # -- one trip -----------------------------------------------------------------------
 
     async def trip(self) -> Tick:
         """Settle what finished, plan due schedules, claim and launch what is due."""
-        async with self._trip_lock:  # flush() never runs beside a trip
-            return await self._trip()
-
-    async def _trip(self) -> Tick:
         settlements = list(self.pending)
         topics = tuple(self.handlers)
         free = 0 if self.stopping else self.free_slots()
-        cancelled = False
-        trip = asyncio.get_running_loop().run_in_executor(  # a future: no task per trip
-            self._store_pool, functools.partial(self._trip_in_store, settlements, topics, free)
-        )
-        # A trip is never abandoned half-way: the store thread commits it whatever happens
-        # here, so a cancellation (a timeout) waits for its result and accounts for it.
-        while not trip.done():
-            try:
-                await asyncio.shield(trip)
-            except asyncio.CancelledError:
-                cancelled = True
-        if cancelled and trip.exception() is not None:
-            raise asyncio.CancelledError  # the trip failed (nothing committed): stay cancelled
-        result = trip.result()
+        # Running deliveries, for a trip that waited long for the lock to renew first.
+        held = [f.delivery for f in self._holding() if not f.lease_lost]
+        future = self._store_thread.submit(self._trip_in_store, settlements, topics, free, held)
+        try:
+            result = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            await self._abandon_trip(future, settlements)
+            raise
         del self.pending[: len(settlements)]
         self._count(settlements, result)
-        if cancelled:
-            now = self.clock.now()
-            self.pending.extend(
-                Settlement(d, at, now, now, release=True) for d, at in result.claims
-            )
-            raise asyncio.CancelledError
         if self.stopping and result.claims:
             # stop() began while the trip was under way: give the claims back unstarted.
             now = self.clock.now()
@@ -205,12 +179,32 @@ class Dispatcher:
                 Settlement(d, at, now, now, release=True) for d, at in result.claims
             )
             return Tick(result.planned, result.wake_at, result.throttled)
+        launch, lead = self.flights.launch, self.lead
+        if result.claims:
+            self.flights.new_batch(len(result.claims))
         for delivery, scheduled_at in result.claims:
-            self._launch(delivery, scheduled_at)
+            launch(delivery, scheduled_at, lead=lead)
         saturated = bool(topics) and free - len(result.claims) <= 0
         return Tick(
             result.planned + len(result.claims), result.wake_at, result.throttled, saturated
         )
+
+    async def _abandon_trip(
+        self, future: asyncio.Future[_TripResult], settlements: list[Settlement]
+    ) -> None:
+        """The caller was cancelled (a time-out) during a trip, which goes on to its commit
+        on the store thread: wait for it, count what it settled, and give back the claims
+        it brings, so no message is left leased with nobody handling it."""
+        while not future.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(future)
+        if future.cancelled() or future.exception() is not None:
+            return  # nothing committed: the settlements stay pending
+        result = future.result()
+        del self.pending[: len(settlements)]
+        self._count(settlements, result)
+        now = self.clock.now()
+        self.pending.extend(Settlement(d, at, now, now, release=True) for d, at in result.claims)
 
     def _count(self, settlements: list[Settlement], result: _TripResult) -> None:
         counts = self.counts
@@ -240,7 +234,11 @@ class Dispatcher:
         return allowed
 
     def _trip_in_store(
-        self, settlements: list[Settlement], topics: tuple[str, ...], free: int
+        self,
+        settlements: list[Settlement],
+        topics: tuple[str, ...],
+        free: int,
+        held: list[Delivery],
     ) -> _TripResult:
         store = self.store
         now = self.clock.now()
@@ -273,7 +271,7 @@ class Dispatcher:
                 now=now,
                 lookahead=self.lead,
                 next_after=next_slot_after,
-                held=[f.delivery for f in list(self.in_flight.values()) if not f.lease_lost],
+                held=held,
             )
             outcomes, queued, planned, broken = (
                 trip.outcomes,
@@ -332,82 +330,6 @@ class Dispatcher:
         found = [c for c in (self.store.next_due(), next_schedule_wake(self.store)) if c]
         return min(found) if found else None
 
-    # -- handlers -----------------------------------------------------------------------
-
-    def _launch(self, delivery: Delivery, scheduled_at: float) -> None:
-        key = (delivery.id, delivery.lease_token)
-        flight = _Flight(delivery)
-        self.in_flight[key] = flight
-        task = asyncio.get_running_loop().create_task(
-            self._deliver(delivery, scheduled_at), name=f"airq_nb delivery {delivery.id}"
-        )
-        flight.task = task
-        task.add_done_callback(functools.partial(self._landed, key))
-
-    def _landed(self, key: tuple[int, str], task: asyncio.Task[None]) -> None:
-        self.in_flight.pop(key, None)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("airq_nb delivery task failed: %s", describe(task.exception()))  # type: ignore[arg-type]
-        self._on_change()
-
-    async def _deliver(self, delivery: Delivery, scheduled_at: float) -> None:
-        started = self.clock.now()
-        try:
-            early = scheduled_at - started
-            if 0 < early <= self.lead:  # claimed early on purpose: start it on time
-                await asyncio.sleep(early)
-                started = self.clock.now()
-            failure = await self._run_handler(delivery)
-        except HandlerStillRunning as running:
-            # Its thread cannot be stopped: the message is not given back while it may still
-            # run. It stays leased (renewed) until the thread returns, then is settled.
-            log.warning(
-                "airq_nb scheduler stopped while a sync handler of message %s still runs: "
-                "the message stays leased until it returns",
-                delivery.id,
-            )
-            self.orphans.adopt(
-                delivery,
-                running.future,
-                scheduled_at=scheduled_at,
-                started_at=started,
-                failure=running.failure,
-            )
-            raise
-        except asyncio.CancelledError:
-            self.pending.append(
-                Settlement(delivery, scheduled_at, started, self.clock.now(), release=True)
-            )
-            raise
-        finished = self.clock.now()
-        if failure is None:
-            self.pending.append(Settlement(delivery, scheduled_at, started, finished))
-        else:
-            self.pending.append(
-                Settlement(
-                    delivery,
-                    scheduled_at,
-                    started,
-                    finished,
-                    error=failure.error,
-                    retry=failure.retry,
-                    retry_in=failure.retry_in,
-                )
-            )
-
-    async def _run_handler(self, delivery: Delivery) -> Failure | None:
-        handler = self.handlers.get(delivery.topic)
-        if handler is None:
-            return Failure(f"no handler for topic {delivery.topic!r} in this scheduler")
-        known = self._kinds.get(delivery.topic)
-        if known is None or known[0] is not handler:  # a new (or replaced) handler
-            known = self._kinds[delivery.topic] = (handler, is_async(handler))
-        if known[1]:
-            return await run_async(handler, delivery.value, self.handler_timeout)
-        return await self.threads.run(
-            handler, delivery.value, self.handler_timeout, on_unstuck=self._on_change
-        )
-
     # -- leases -------------------------------------------------------------------------
 
     async def keep_leases(self) -> None:
@@ -418,7 +340,7 @@ class Dispatcher:
         while True:
             await asyncio.sleep(pause)
             pause = interval
-            held = [f.delivery for f in self.in_flight.values() if not f.lease_lost]
+            held = [f.delivery for f in self._holding() if not f.lease_lost]
             held += [s.delivery for s in self.pending if not s.release]
             if not held:
                 continue
@@ -437,24 +359,21 @@ class Dispatcher:
                 log.warning("airq_nb scheduler: could not extend leases: %s", describe(exc))
                 pause = interval / 4.0
                 continue
-            for flight in self.in_flight.values():
+            for flight in self._holding():
                 # Another consumer has it now: stop extending; its settlement logs "lost".
                 flight.lease_lost = flight.lease_lost or flight.delivery.id in lost
 
+    def _holding(self) -> list[Flight]:
+        """Deliveries whose leases this session keeps: running, and timed out but whose
+        sync thread still runs (their messages wait for it)."""
+        return [*self.in_flight, *self.flights.stuck_flights]
+
     async def release_in_flight(self) -> None:
-        """Cancel running handlers; each gives its message back unless its thread still runs."""
-        tasks = [f.task for f in self.in_flight.values() if f.task is not None]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        """Stop running handlers; their messages go back (see ``Flights.release_all``)."""
+        await self.flights.release_all()
 
     async def flush(self) -> None:
         """Commit every pending settlement (stop, or the end of ``run_until_idle``)."""
-        async with self._trip_lock:  # a trip under way settles its share first
-            await self._flush()
-
-    async def _flush(self) -> None:
         while self.pending:
             settlements = list(self.pending)
             outcomes = await self.call_store(settle_batch, self.store, settlements)

@@ -1,23 +1,22 @@
-"""Running one handler call: async handlers on the loop, sync ones on a bounded thread pool.
+"""Running handler calls: what an attempt's outcome is, and a bounded thread pool for sync ones.
 
-Both return how the attempt ended as a :class:`Failure` (or ``None`` for success), so the
-dispatcher settles every kind of handler the same way. A handler signals what its failure
-means with :class:`airq_nb.Retry` and :class:`airq_nb.Permanent`; anything else it raises
-is an ordinary failed attempt, retried by back-off.
+Both kinds of handler end as a :class:`Failure` (or ``None`` for success), so the
+dispatcher settles every kind the same way. A handler signals what its failure means with
+:class:`airq_nb.Retry` and :class:`airq_nb.Permanent`; anything else it raises is an
+ordinary failed attempt, retried by back-off. Async handlers run as tasks on the loop (see
+:mod:`.dispatcher`); sync ones run here, on :class:`ThreadExecutor`'s threads.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import functools
+import collections
 import inspect
 import logging
 import math
-import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future as ConcurrentFuture
+from contextvars import Context
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,13 +24,15 @@ from .._errors import Permanent, Retry
 from ..store._queue import MAX_DELAY_SECONDS
 
 __all__ = [
+    "ABANDONED",
     "Failure",
     "Handler",
-    "HandlerStillRunning",
+    "SyncCall",
     "ThreadExecutor",
     "describe",
+    "failure_of",
     "is_async",
-    "run_async",
+    "timed_out",
 ]
 
 log = logging.getLogger("airq_nb.scheduler")
@@ -69,7 +70,7 @@ def _outcome_text(exc: Retry | Permanent) -> str:
     return describe(cause) if cause is not None else describe(exc)
 
 
-def failure_of(exc: Exception) -> Failure:
+def failure_of(exc: BaseException) -> Failure:
     """The attempt's outcome for an exception a handler raised."""
     if isinstance(exc, Retry):
         return Failure(_outcome_text(exc), True, _retry_in(exc.after))
@@ -88,235 +89,225 @@ def is_async(handler: Handler) -> bool:
     )
 
 
-async def run_async(handler: Handler, value: Any, timeout: float | None) -> Failure | None:
-    """Await an async handler; one that overruns ``timeout`` is cancelled and fails."""
-    try:
-        async with asyncio.timeout(timeout) as deadline:
-            await handler(value)
-    except TimeoutError as exc:
-        if deadline.expired():  # not the handler's own TimeoutError
-            return timed_out(timeout)
-        return failure_of(exc)
-    except Exception as exc:
-        return failure_of(exc)
-    return None
+# A SyncCall's life: queued -> running -> finished; taken back before it ran (cancelled),
+# or given up on while it runs (abandoned: its thread is stuck until the handler returns).
+QUEUED, RUNNING, FINISHED, CANCELLED, ABANDONED = range(5)
 
 
-class HandlerStillRunning(asyncio.CancelledError):
-    """A cancelled sync handler's thread still runs: its message must not be given back.
+class SyncCall:
+    """One sync handler call handed to :class:`ThreadExecutor`; the pool fills in the outcome.
 
-    ``future`` is the thread's outcome; ``failure`` is set if the attempt had timed out.
+    ``owner`` is the caller's own record of the call (the dispatcher's flight), handed back
+    with the finished call so no lookup is needed.
     """
 
-    def __init__(self, future: ConcurrentFuture[Any], failure: Failure | None) -> None:
-        super().__init__("a sync handler's thread still runs")
-        self.future = future
-        self.failure = failure
+    __slots__ = (
+        "context",
+        "done",
+        "error",
+        "finished_at",
+        "handler",
+        "owner",
+        "result",
+        "state",
+        "value",
+    )
+
+    def __init__(self, handler: Handler, value: Any, context: Context, owner: Any) -> None:
+        self.handler = handler
+        self.value = value
+        self.context = context
+        self.owner = owner
+        self.state = QUEUED
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.finished_at = 0.0
+        #: Set by the pool's thread once the handler returned (read by the orphan keeper).
+        self.done = False
 
 
 class ThreadExecutor:
-    """Runs sync handlers on at most ``workers`` threads (started on demand, then reused).
+    """Runs sync handlers on at most ``workers`` daemon threads (started on demand, reused).
 
-    Python cannot stop a thread. A handler still running after ``handler_timeout`` is
-    counted in :attr:`stuck` (``Scheduler.status().stuck_handlers`` shows it, and a warning
-    is logged), and :meth:`run` waits for its thread to return before it reports the
-    attempt as timed out — so its message stays leased (and renewed) meanwhile, never
-    handed to another consumer while the thread still runs. A run cancelled while its
-    thread runs (``stop()``) raises :class:`HandlerStillRunning`: the caller must not give
-    the message back. Such a thread is counted in :attr:`orphaned` and keeps one of the
-    scheduler's concurrency slots until it returns.
+    Calls are plain records on a queue (no future per call), and finished calls reach the
+    event loop through one mailbox: calls finishing together cost the loop one wake-up and
+    one ``on_finished(calls)``, not one callback each. Daemon threads, because a handler
+    that never returns must not keep the interpreter from exiting.
+
+    Python cannot stop a thread. A call given up on while it runs (:meth:`give_up`: its
+    time-out passed, or the scheduler stops) is *abandoned*: its thread is counted in
+    :attr:`stuck` until the handler returns, so it keeps one of the scheduler's
+    concurrency slots, visibly (``Scheduler.status().stuck_handlers``); the finished call
+    still reaches ``on_finished``, so its message (held meanwhile) is settled then.
     """
 
-    def __init__(self, workers: int) -> None:
-        self._pool = _DaemonPool(workers)
-        self._stuck: set[ConcurrentFuture[Any]] = set()
-        self._orphans: set[ConcurrentFuture[Any]] = set()
-
-    @property
-    def stuck(self) -> int:
-        """Threads still running past ``handler_timeout``."""
-        return len(self._stuck)
-
-    @property
-    def orphaned(self) -> int:
-        """Threads still running whose delivery has ended (cancelled by ``stop()``)."""
-        return len(self._orphans)
-
-    @property
-    def stuck_in_flight(self) -> int:
-        """Timed-out threads whose delivery still waits for them (their message held)."""
-        return len(self._stuck - self._orphans)
-
-    async def run(
+    def __init__(
         self,
-        handler: Handler,
-        value: Any,
-        timeout: float | None,
+        workers: int,
         *,
-        on_unstuck: Callable[[], None],
-    ) -> Failure | None:
-        loop = asyncio.get_running_loop()
-        context = contextvars.copy_context()
-        future, waiting = self._pool.submit(loop, context.run, handler, value)
-        # Nobody awaits a timed-out thread's result: retrieve it so asyncio never complains.
-        waiting.add_done_callback(lambda f: f.cancelled() or f.exception())
-        try:
-            async with asyncio.timeout(timeout) as deadline:
-                result = await asyncio.shield(waiting)
-                if inspect.isawaitable(result):  # a sync function that returned a coroutine
-                    await result
-        except TimeoutError as exc:
-            if not deadline.expired():
-                return failure_of(exc)
-            if not future.done():
-                self._mark(self._stuck, future, loop, on_unstuck)
-                log.warning(
-                    "a sync handler is still running after handler_timeout; its attempt "
-                    "counts as failed once its thread returns, and until then its message "
-                    "stays leased and its thread keeps one concurrency slot"
-                )
-                await self._outlive(future, waiting, loop, on_unstuck, timed_out(timeout))
-            return timed_out(timeout)
-        except asyncio.CancelledError:
-            if not future.cancel() and not future.done():
-                self._mark(self._orphans, future, loop, on_unstuck)
-                raise HandlerStillRunning(future, None) from None
-            raise
-        except Exception as exc:
-            return failure_of(exc)
-        return None
-
-    async def _outlive(
-        self,
-        future: ConcurrentFuture[Any],
-        waiting: asyncio.Future[Any],
-        loop: asyncio.AbstractEventLoop,
-        on_unstuck: Callable[[], None],
-        failure: Failure,
-    ) -> None:
-        """Wait for a timed-out handler's thread to return (its outcome no longer matters)."""
-        try:
-            result = await asyncio.shield(waiting)
-            if inspect.iscoroutine(result):  # a sync function that returned a coroutine
-                result.close()
-        except asyncio.CancelledError:
-            if not future.done():
-                self._mark(self._orphans, future, loop, on_unstuck)
-                raise HandlerStillRunning(future, failure) from None
-            raise
-        except Exception:  # the attempt already timed out: this error is not recorded
-            pass
-
-    def _mark(
-        self,
-        where: set[ConcurrentFuture[Any]],
-        future: ConcurrentFuture[Any],
-        loop: asyncio.AbstractEventLoop,
+        now: Callable[[], float],
+        on_finished: Callable[[list[SyncCall]], None],
         on_unstuck: Callable[[], None],
     ) -> None:
-        watched = future in self._stuck or future in self._orphans
-        where.add(future)
-        if not watched:
-            future.add_done_callback(
-                lambda f: _call_soon(loop, functools.partial(self._unstuck, f, on_unstuck))
-            )
-
-    def _unstuck(self, future: ConcurrentFuture[Any], on_unstuck: Callable[[], None]) -> None:
-        self._stuck.discard(future)
-        self._orphans.discard(future)
-        on_unstuck()
-
-    def shutdown(self) -> None:
-        self._pool.shutdown()
-
-
-class _DaemonPool:
-    """Up to ``workers`` daemon threads, started on demand and reused.
-
-    Like ``ThreadPoolExecutor``, except that its threads are daemons (a handler that never
-    returns must not keep the interpreter from exiting: ``ThreadPoolExecutor`` joins its
-    threads at exit), and that results reach the event loop through one mailbox: handlers
-    finishing together cost the loop one wake-up, not one each.
-    """
-
-    def __init__(self, workers: int) -> None:
         self._max = workers
-        self._work: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._now = now
+        self._on_finished = on_finished
+        self._on_unstuck = on_unstuck
         self._lock = threading.Lock()
+        self._queue: collections.deque[SyncCall] = collections.deque()
         self._threads = 0
-        self._idle = 0
-        self._mailbox: list[tuple[asyncio.Future[Any], ConcurrentFuture[Any]]] = []
+        #: Idle threads, each asleep on its own locked gate (released to wake it).
+        self._sleepers: list[threading.Lock] = []
+        #: Threads woken (or started) for queued calls that have not taken one yet.
+        self._coming = 0
+        self._mailbox: list[SyncCall] = []
+        self._announced = False  # a _deliver is on its way to the loop for the mailbox
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self.stuck = 0
 
-    def submit(
-        self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any
-    ) -> tuple[ConcurrentFuture[Any], asyncio.Future[Any]]:
-        """Run ``fn(*args)`` on a pool thread; its outcome as a thread future and a loop future."""
-        job = _Job(ConcurrentFuture(), loop.create_future(), loop, fn, args)
+    def submit(self, call: SyncCall) -> None:
+        """Queue ``call`` for a pool thread (from the event loop's thread)."""
+        self._loop = asyncio.get_running_loop()
         with self._lock:
-            if self._idle == 0 and self._threads < self._max:
-                self._threads += 1
-                threading.Thread(target=self._serve, name="airq-handler", daemon=True).start()
-            elif self._idle:
-                self._idle -= 1  # that idle thread takes this job
-        self._work.put(job)
-        return job.future, job.waiting
+            self._queue.append(call)
+            summon = self._summon()
+        if summon is not None:
+            summon()
+
+    def _summon(self) -> Callable[[], None] | None:
+        """Under the lock: get one thread on its way to the queued calls, if none is.
+
+        One at a time: the thread that takes a call summons the next one if calls are still
+        queued, before running its own. Slow handlers thus each get a thread in turn, while
+        quick ones are run one after another by the thread already awake, instead of a
+        wake-up (two context switches on a busy machine) per call.
+        """
+        if self._coming or not self._queue:
+            return None
+        if self._sleepers:
+            self._coming += 1
+            return self._sleepers.pop().release
+        if self._threads < self._max:
+            self._threads += 1
+            self._coming += 1
+            return threading.Thread(target=self._serve, name="airq-handler", daemon=True).start
+        return None  # every thread is busy: the first one free takes the next call
+
+    def give_up(self, call: SyncCall) -> bool:
+        """Stop waiting for ``call``; False if it already finished (its outcome is on the way).
+
+        A call not started yet never runs; a running one is abandoned (see the class).
+        """
+        with self._lock:
+            state = call.state
+            if state == QUEUED:
+                call.state = CANCELLED
+            elif state == RUNNING:
+                call.state = ABANDONED
+        if state == RUNNING:
+            self.stuck += 1
+            log.warning(
+                "a sync handler is still running after handler_timeout (or at stop); its "
+                "message stays leased and its thread keeps one concurrency slot until it "
+                "returns; then the attempt is settled"
+            )
+        return state != FINISHED
 
     def _serve(self) -> None:
+        lock, queued, mailbox = self._lock, self._queue, self._mailbox
+        gate = threading.Lock()
+        gate.acquire()
+        arrived = True
         while True:
-            job = self._work.get()
-            if job is None:
-                return
-            if job.future.set_running_or_notify_cancel():
-                try:
-                    job.future.set_result(job.fn(*job.args))
-                except BaseException as exc:
-                    job.future.set_exception(exc)
-                self._post(job)
-            del job
-            with self._lock:
-                self._idle += 1
-
-    def _post(self, job: _Job) -> None:
-        with self._lock:
-            first = not self._mailbox
-            self._mailbox.append((job.waiting, job.future))
-        if first:
+            with lock:
+                if arrived:
+                    self._coming -= 1
+                    arrived = False
+                if self._closed:
+                    return
+                if not queued:
+                    self._sleepers.append(gate)
+                    call = None
+                else:
+                    call = queued.popleft()
+                    runs = call.state == QUEUED
+                    if runs:
+                        call.state = RUNNING
+                    summon = self._summon()
+                    # Finished calls wait while other calls wait to be picked up (they are,
+                    # at once); the last pickup announces them, so none waits behind a
+                    # slow call.
+                    announce = bool(mailbox) and self._should_announce()
+            if call is None:
+                gate.acquire()  # asleep until summoned (or closed)
+                arrived = True
+                continue
+            if summon is not None:
+                summon()
+            if announce:
+                self._announce()
+            if not runs:
+                continue
             try:
-                job.loop.call_soon_threadsafe(self._deliver)
-            except RuntimeError:  # the loop is closed: nobody waits for the result
-                with self._lock:
-                    self._mailbox.clear()
+                call.result = call.context.run(call.handler, call.value)
+            except BaseException as exc:
+                call.error = exc
+            call.finished_at = self._now()
+            call.done = True
+            with lock:
+                if call.state == RUNNING:
+                    call.state = FINISHED
+                mailbox.append(call)
+                announce = self._should_announce()
+            del call
+            if announce:
+                self._announce()
+
+    def _should_announce(self) -> bool:
+        """Under the lock: hand the mailbox to the loop now? (Once, when no call waits.)
+
+        Calls finishing together thus reach the loop as one batch, settled in one trip,
+        instead of one wake-up each.
+        """
+        if self._announced or self._queue:
+            return False
+        self._announced = True
+        return True
+
+    def _announce(self) -> None:
+        loop = self._loop
+        try:
+            if loop is None:
+                raise RuntimeError("no loop")
+            loop.call_soon_threadsafe(self._deliver)
+        except RuntimeError:  # the loop is closed: nobody waits for the outcomes now
+            with self._lock:
+                self._mailbox.clear()
+                self._announced = False
 
     def _deliver(self) -> None:
         with self._lock:
-            done, self._mailbox = self._mailbox, []
-        for waiting, future in done:
-            if waiting.done():  # cancelled: nobody waits for it
-                continue
-            exc = future.exception()
-            if exc is None:
-                waiting.set_result(future.result())
-            else:
-                waiting.set_exception(exc)
+            done = self._mailbox[:]
+            self._mailbox.clear()
+            self._announced = False
+        finished = []
+        for call in done:
+            if call.state == ABANDONED:
+                self.stuck -= 1
+                self._on_unstuck()
+            finished.append(call)  # an abandoned one too: its message waits for it
+        if finished:
+            self._on_finished(finished)
+
+    def collect(self) -> None:
+        """Hand finished calls waiting in the mailbox to ``on_finished`` now (on the loop)."""
+        self._deliver()
 
     def shutdown(self) -> None:
+        """Let the threads end (idle ones now, busy ones when their call returns)."""
         with self._lock:
-            threads, self._threads = self._threads, 0
-        for _ in range(threads):
-            self._work.put(None)
-
-
-@dataclass(frozen=True, slots=True)
-class _Job:
-    future: ConcurrentFuture[Any]
-    waiting: asyncio.Future[Any]
-    loop: asyncio.AbstractEventLoop
-    fn: Callable[..., Any]
-    args: tuple[Any, ...]
-
-
-def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[[], None]) -> None:
-    try:
-        loop.call_soon_threadsafe(fn)
-    except RuntimeError:  # the loop is closed (the session ended): nobody else counts now
-        fn()
+            self._closed = True
+            sleepers, self._sleepers = self._sleepers, []
+        for gate in sleepers:
+            gate.release()

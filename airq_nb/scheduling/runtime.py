@@ -121,6 +121,7 @@ class Scheduler(SchedulerApi, Waiting):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._wake: asyncio.Event | None = None
+        self._watching: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._session = False
         self._stopping = False
@@ -241,9 +242,8 @@ class Scheduler(SchedulerApi, Waiting):
         self._stopping = self._dispatcher.stopping = True
         self._close_checkpointer()
         self.wake()
-        running = [f.task for f in self._dispatcher.in_flight.values() if f.task is not None]
-        if running and grace > 0:
-            await asyncio.wait(running, timeout=grace)
+        if grace > 0:
+            await self._dispatcher.flights.wait_settled(grace)
         # The runtime finishes first: a trip under way may still come back with claims
         # (it gives them back); then in-flight work goes back and everything is settled.
         await asyncio.gather(task, return_exceptions=True)
@@ -333,11 +333,14 @@ class Scheduler(SchedulerApi, Waiting):
         stalls = 0
         while True:
             self._wake.clear()
+            self._stop_watching()
             tick = await dispatcher.trip()
             stalls = 0 if tick.progress else stalls
             if dispatcher.pending:
+                if tick.saturated:  # a backlog: quick handlers share trips
+                    await self._gather_landings()
                 continue  # settle them (and claim more) at once
-            if dispatcher.waiting_on_handlers():
+            if dispatcher.in_flight:
                 await self._wait_for_event(self.poll_interval)
                 continue
             if tick.saturated and dispatcher.free_slots() > 0:
@@ -370,6 +373,7 @@ class Scheduler(SchedulerApi, Waiting):
         self._loop = loop
         self._loop_thread = threading.get_ident()
         self._wake = asyncio.Event()
+        self._watching = asyncio.Event()
         self._session = True
         self._stopping = False
         self._dispatcher.begin(lead=lead)
@@ -395,6 +399,7 @@ class Scheduler(SchedulerApi, Waiting):
         async with self._helpers():
             while not self._stopping:
                 self._wake.clear()
+                self._stop_watching()
                 try:
                     tick = await self._dispatcher.trip()
                     wake_at = tick.wake_at

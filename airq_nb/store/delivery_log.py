@@ -25,6 +25,7 @@ __all__ = [
     "prune_delivery_log",
     "read_log_rows",
     "write_log_entries",
+    "write_log_rows",
 ]
 
 LOG_COLUMNS = (
@@ -65,10 +66,8 @@ class LogEntry:
 
 def write_log_entries(conn: Any, entries: Iterable[LogEntry]) -> None:
     """Insert rows in the caller's open transaction (one statement for the batch)."""
-    conn.executemany(
-        "INSERT INTO delivery_log (message_id, topic, schedule, attempt, scheduled_at, "
-        "started_at, finished_at, outcome, error, lateness_ms) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    write_log_rows(
+        conn,
         [
             (
                 e.message_id,
@@ -84,6 +83,16 @@ def write_log_entries(conn: Any, entries: Iterable[LogEntry]) -> None:
             )
             for e in entries
         ],
+    )
+
+
+def write_log_rows(conn: Any, rows: Iterable[tuple[Any, ...]]) -> None:
+    """Insert rows given as :data:`LOG_COLUMNS` tuples (the scheduler's hot path: no objects)."""
+    conn.executemany(
+        "INSERT INTO delivery_log (message_id, topic, schedule, attempt, scheduled_at, "
+        "started_at, finished_at, outcome, error, lateness_ms) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
     )
 
 
