@@ -39,7 +39,7 @@ def test_collector_notebook_output_never_shows_the_api_key(
         [
             sys.executable, "-m", "papermill", str(NOTEBOOK), str(output), "--kernel",
             "python3", "--no-progress-bar", "--cwd", str(tmp_path), "--log-output",
-            "-p", "db_path", str(db), "-p", "source", "openweathermap", "-p", "headless", "True",
+            "-p", "db", str(db), "-p", "source", "openweathermap", "-p", "headless", "True",
         ],
         env=env,
         capture_output=True,
