@@ -30,7 +30,7 @@ from .._json import load_value
 from .._keys import Key, decode_key, encode_key
 from .._sqlite import CommitResult, Entry
 from ..kv import key_range
-from ._admin import QueueManager
+from ..queue_manager import QueueManager
 from ._atomic import PostgresAtomic
 from ._change_wait import ChangeWait
 from ._connection import DEFAULT_LOCK_TIMEOUT, Connections
