@@ -25,11 +25,9 @@ import psycopg
 from ..._clock import Clock, SystemClock
 from ..._errors import StoreError
 from .. import _queue
-from .._connection import sql_limit
-from .._json import load_value
-from .._keys import Key, decode_key, encode_key
+from .._keys import Key, encode_key
 from .._sqlite import CommitResult, Entry
-from ..kv import key_range
+from ..kv import list_entries, load_kv_value
 from ..queue_manager import QueueManager
 from ._atomic import PostgresAtomic
 from ._change_wait import ChangeWait
@@ -226,16 +224,7 @@ class PostgresStore(QueueVerbs):
         )
         if not rows:
             return Entry(key, None, None)
-        return Entry(key, self._load_kv(key, rows[0][0]), rows[0][1])
-
-    def _load_kv(self, key: Key, text: Any) -> Any:
-        try:
-            return load_value(text)
-        except (TypeError, ValueError) as exc:
-            raise StoreError(
-                f"the value stored at {key!r} is not JSON ({exc}); it was written behind "
-                "airq_nb's back. Delete it with store.delete(key) or set it again."
-            ) from None
+        return Entry(key, load_kv_value(key, rows[0][0]), rows[0][1])
 
     def get_many(self, keys: Sequence[Key]) -> list[Entry]:
         """Entries for several keys, read in one consistent snapshot (one statement)."""
@@ -250,7 +239,7 @@ class PostgresStore(QueueVerbs):
         for key, raw in zip(keys, raws, strict=True):
             if raw in found:
                 value, stamp = found[raw]
-                entries.append(Entry(key, self._load_kv(key, value), stamp))
+                entries.append(Entry(key, load_kv_value(key, value), stamp))
             else:
                 entries.append(Entry(key, None, None))
         return entries
@@ -276,19 +265,7 @@ class PostgresStore(QueueVerbs):
 
         ``prefix`` selects the keys that extend it, not the prefix key itself, as in Deno.
         """
-        low, high = key_range(prefix, start, end)
-        count = sql_limit(limit)
-        order = "DESC" if reverse else "ASC"
-        rows, _ = self._db.run(
-            "SELECT key, value, versionstamp FROM kv WHERE key >= %s AND key < %s "
-            f"AND (expires_at IS NULL OR expires_at > %s) ORDER BY key {order} LIMIT %s",
-            (low, high, self.now(), None if count < 0 else count),
-        )
-        entries = []
-        for raw, value, stamp in rows:
-            key = decode_key(bytes(raw))
-            entries.append(Entry(key, self._load_kv(key, value), stamp))
-        return entries
+        return list_entries(self, prefix=prefix, start=start, end=end, limit=limit, reverse=reverse)
 
     def atomic(self) -> PostgresAtomic:
         """Start an atomic operation: checks, sets, deletes, sums and enqueues, all or nothing."""
