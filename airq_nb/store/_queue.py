@@ -298,12 +298,22 @@ def delivery_from_claimed(row: Sequence[Any], lease_token: str, expires: float) 
 
 
 def dead_letter_claimed(
-    conn: Any, bad: UndeliverableRow, lease_token: str, now: float, write_undelivered: Any
+    conn: Any,
+    bad: UndeliverableRow,
+    lease_token: str,
+    now: float,
+    write_undelivered: Any,
+    *,
+    lock: str = "",
 ) -> None:
-    """Dead-letter a row this consumer just leased (in the open transaction)."""
+    """Dead-letter a row this consumer just leased (in the open transaction).
+
+    ``conn`` takes ``?`` statements; ``lock`` is the row lock PostgreSQL's concurrent
+    writers need on the row read (``" FOR UPDATE"``), nothing on SQLite.
+    """
     row = conn.execute(
         "SELECT keys_if_undelivered, value, backoff_schedule FROM queue "
-        "WHERE id = ? AND lease_token = ?",
+        "WHERE id = ? AND lease_token = ?" + lock,
         (bad.msg_id, lease_token),
     ).fetchone()
     if row is None:
@@ -349,10 +359,15 @@ def fail_delivery(
     retry: bool,
     retry_in: float | None,
     write_undelivered: Any,
+    lock: str = "",
 ) -> FailOutcome:
-    """Record a failed attempt: schedule the next by back-off, or dead-letter when exhausted."""
+    """Record a failed attempt: schedule the next by back-off, or dead-letter when exhausted.
+
+    ``conn`` takes ``?`` statements; ``lock`` as for :func:`dead_letter_claimed`.
+    """
     row = conn.execute(
-        "SELECT attempts, keys_if_undelivered, value FROM queue WHERE id = ? AND lease_token = ?",
+        "SELECT attempts, keys_if_undelivered, value FROM queue "
+        "WHERE id = ? AND lease_token = ?" + lock,
         (delivery.id, delivery.lease_token),
     ).fetchone()
     if row is None:
