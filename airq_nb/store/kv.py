@@ -313,9 +313,9 @@ class AtomicOperation:
             store._queue_changed()
         return CommitResult(ok=True, versionstamp=stamp, message_ids=tuple(ids))
 
-    @staticmethod
     def _apply(
-        conn: sqlite3.Connection,
+        self,
+        conn: Any,
         op: str,
         raw: bytes,
         payload: Any,
@@ -323,6 +323,10 @@ class AtomicOperation:
         stamp: str,
         now: float,
     ) -> None:
+        """Apply one mutation in the open transaction; ``conn`` takes ``?`` statements.
+
+        The same on both backends; only :meth:`_upsert`, the row write, is each one's own.
+        """
         if op == "delete":
             conn.execute("DELETE FROM kv WHERE key = ?", (raw,))
             return
@@ -334,7 +338,13 @@ class AtomicOperation:
                 (raw, now),
             ).fetchone()
             value_json = combine(op, raw, None if row is None else row[0], payload)
-        if expire_in is None:
+        self._upsert(conn, raw, value_json, stamp, None if expire_in is None else now + expire_in)
+
+    @staticmethod
+    def _upsert(
+        conn: sqlite3.Connection, raw: bytes, value_json: str, stamp: str, expires_at: float | None
+    ) -> None:
+        if expires_at is None:
             # A NULL literal: binding None costs sqlite3 an adapter lookup.
             conn.execute(
                 "INSERT OR REPLACE INTO kv (key, value, versionstamp, expires_at) "
@@ -345,5 +355,5 @@ class AtomicOperation:
             conn.execute(
                 "INSERT OR REPLACE INTO kv (key, value, versionstamp, expires_at) "
                 "VALUES (?, ?, ?, ?)",
-                (raw, value_json, stamp, now + expire_in),
+                (raw, value_json, stamp, expires_at),
             )
