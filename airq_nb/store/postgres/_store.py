@@ -14,8 +14,6 @@ the same semantics (``docs/semantics.md``). How each guarantee is kept on Postgr
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -25,6 +23,7 @@ import psycopg
 from ..._clock import Clock, SystemClock
 from ..._errors import StoreError
 from .. import _queue
+from .._connection import call_listeners, subscribe
 from .._keys import Key, encode_key
 from .._sqlite import CommitResult, Entry
 from ..kv import list_entries, load_kv_value
@@ -37,7 +36,6 @@ from ._schema import channel_name, check_schema_name, create_schema
 
 __all__ = ["DEFAULT_SCHEMA", "PostgresStore"]
 
-log = logging.getLogger("airq_nb.store")
 
 #: The schema a store lives in when ``open_store`` is not told another.
 DEFAULT_SCHEMA = "airq_nb"
@@ -182,22 +180,12 @@ class PostgresStore(QueueVerbs):
         without waiting for the NOTIFY round trip (which wakes it too, and carries every
         other change). Callbacks must be quick and thread-safe.
         """
-        self._queue_listeners.append(callback)
-
-        def unsubscribe() -> None:
-            with contextlib.suppress(ValueError):
-                self._queue_listeners.remove(callback)
-
-        return unsubscribe
+        return subscribe(self._queue_listeners, callback)
 
     def _queue_changed(self) -> None:
         if self._db.in_transaction:  # not committed yet: the NOTIFY comes with the commit
             return
-        for callback in tuple(self._queue_listeners):
-            try:
-                callback()
-            except Exception:  # a listener's bug must not fail a write that committed
-                log.exception("an on_queue_change callback failed")
+        call_listeners(self._queue_listeners)
 
     def data_version(self) -> int:
         """A number that grows whenever a write transaction starts on the server.
