@@ -62,6 +62,7 @@ __all__ = [
     "fail_delivery",
     "insert_many_plain",
     "insert_messages",
+    "insert_params",
     "insert_statement",
     "new_lease_token",
     "prepare_message",
@@ -116,7 +117,13 @@ def insert_statement(message: PreparedMessage, now: float) -> tuple[str, tuple[A
     at = now + message.delay
     if _is_plain(message):
         return _INSERT_PLAIN, (message.topic, message.value_json, at, at, now)
-    return INSERT, (
+    return INSERT, insert_params(message, now)
+
+
+def insert_params(message: PreparedMessage, now: float) -> tuple[Any, ...]:
+    """The parameters of :data:`INSERT`'s columns for one message at ``now`` (either backend)."""
+    at = now + message.delay
+    return (
         message.topic,
         message.value_json,
         at,

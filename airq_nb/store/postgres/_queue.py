@@ -50,18 +50,7 @@ _INSERT_MANY = (
 
 def insert_one(message: PreparedMessage, now: float) -> tuple[str, tuple[Any, ...]]:
     """The INSERT ... RETURNING id and its parameters for one message without a dedup key."""
-    at = now + message.delay
-    return _INSERT_RETURNING, (
-        message.topic,
-        message.value_json,
-        at,
-        at,
-        message.backoff_json,
-        message.keys_json,
-        now,
-        None,
-        message.schedule,
-    )
+    return _INSERT_RETURNING, _queue.insert_params(message, now)
 
 
 def insert_messages(conn: Any, messages: Sequence[PreparedMessage], now: float) -> list[int]:
@@ -101,19 +90,7 @@ def _insert_deduplicated(conn: Any, message: PreparedMessage, now: float) -> int
     conn.execute(
         "UPDATE queue SET dedup_key = NULL WHERE dedup_key = %s AND state = 'dead'", (key,)
     )
-    at = now + message.delay
-    params = (
-        message.topic,
-        message.value_json,
-        at,
-        at,
-        message.backoff_json,
-        message.keys_json,
-        now,
-        key,
-        message.schedule,
-    )
-    row = conn.execute(_INSERT_DEDUP, params).fetchone()
+    row = conn.execute(_INSERT_DEDUP, _queue.insert_params(message, now)).fetchone()
     if row is None:  # lost the race to another connection's enqueue of the same key
         row = conn.execute("SELECT id FROM queue WHERE dedup_key = %s", (key,)).fetchone()
     return row[0]
