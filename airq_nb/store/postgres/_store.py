@@ -25,8 +25,8 @@ from ..._errors import StoreError
 from .. import _queue
 from .._connection import call_listeners, subscribe
 from .._keys import Key, encode_key
-from .._sqlite import CommitResult, Entry
-from ..kv import list_entries, load_kv_value
+from .._sqlite import Entry
+from ..kv import KvVerbs, load_kv_value
 from ..queue_manager import QueueManager
 from ._atomic import PostgresAtomic
 from ._change_wait import ChangeWait
@@ -232,28 +232,11 @@ class PostgresStore(QueueVerbs):
                 entries.append(Entry(key, None, None))
         return entries
 
-    def set(self, key: Key, value: Any, *, expire_in: float | None = None) -> CommitResult:
-        """Store ``value`` (JSON) at ``key``; with ``expire_in`` seconds it disappears after that."""
-        return self.atomic().set(key, value, expire_in=expire_in).commit()
-
-    def delete(self, key: Key) -> None:
-        """Remove ``key``; deleting a missing key is not an error."""
-        self.atomic().delete(key).commit()
-
-    def list(
-        self,
-        *,
-        prefix: Key | None = None,
-        start: Key | None = None,
-        end: Key | None = None,
-        limit: int | None = None,
-        reverse: bool = False,
-    ) -> list[Entry]:
-        """Entries in key order (Deno's): under ``prefix``, from ``start`` (inclusive) to ``end``.
-
-        ``prefix`` selects the keys that extend it, not the prefix key itself, as in Deno.
-        """
-        return list_entries(self, prefix=prefix, start=start, end=end, limit=limit, reverse=reverse)
+    # The SQLite store's own: they work through atomic() and kv.list_entries, which run on
+    # either backend.
+    set = KvVerbs.set
+    delete = KvVerbs.delete
+    list = KvVerbs.list
 
     def atomic(self) -> PostgresAtomic:
         """Start an atomic operation: checks, sets, deletes, sums and enqueues, all or nothing."""
