@@ -162,7 +162,8 @@ class KvVerbs:
 
     def get(self, key: Key) -> Entry:
         """The entry at ``key``; its value and versionstamp are ``None`` if there is none."""
-        rows = self.execute(
+        rows = _dialect.read(  # either backend: PostgresStore.get is this method too
+            self,
             "SELECT value, versionstamp FROM kv WHERE key = ? "
             "AND (expires_at IS NULL OR expires_at > ?)",
             (encode_key(key), self.now()),

@@ -203,17 +203,6 @@ class PostgresStore(QueueVerbs):
 
     # -- KV -----------------------------------------------------------------------------
 
-    def get(self, key: Key) -> Entry:
-        """The entry at ``key``; its value and versionstamp are ``None`` if there is none."""
-        rows, _ = self._db.run(
-            "SELECT value, versionstamp FROM kv WHERE key = %s "
-            "AND (expires_at IS NULL OR expires_at > %s)",
-            (encode_key(key), self.now()),
-        )
-        if not rows:
-            return Entry(key, None, None)
-        return Entry(key, load_kv_value(key, rows[0][0]), rows[0][1])
-
     def get_many(self, keys: Sequence[Key]) -> list[Entry]:
         """Entries for several keys, read in one consistent snapshot (one statement)."""
         raws = [encode_key(key) for key in keys]
@@ -232,8 +221,9 @@ class PostgresStore(QueueVerbs):
                 entries.append(Entry(key, None, None))
         return entries
 
-    # The SQLite store's own: they work through atomic() and kv.list_entries, which run on
-    # either backend.
+    # The SQLite store's own: they work through _dialect.read, atomic() and
+    # kv.list_entries, which run on either backend.
+    get = KvVerbs.get
     set = KvVerbs.set
     delete = KvVerbs.delete
     list = KvVerbs.list
