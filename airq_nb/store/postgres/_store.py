@@ -174,7 +174,7 @@ class PostgresStore(QueueVerbs):
         return self._change_wait.wait(_queue.check_delay(timeout, what="timeout", limit=math.inf))
 
     def on_queue_change(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Call ``callback()`` after this store object enqueues a message; returns an unsubscriber.
+        """Call ``callback()`` after this store object adds deliverable work; returns an unsubscriber.
 
         A scheduler in this process subscribes, so a message a notebook cell enqueues starts
         without waiting for the NOTIFY round trip (which wakes it too, and carries every
