@@ -19,8 +19,8 @@ from store_backends import behind_the_back, drop_schema, fresh_schema_url
 import airq_nb
 from airq_nb.store._backend import Backend, QueueAdmin
 from airq_nb.store._sqlite import QueueManager as SQLiteQueueManager
-from airq_nb.store.postgres._admin import QueueManager as PostgresQueueManager
 from airq_nb.store.postgres._store import PostgresStore
+from airq_nb.store.queue_manager import QueueManager as PostgresQueueManager
 
 
 @pytest.fixture

@@ -272,6 +272,24 @@ def test_redrive_all(clocked_store: Store) -> None:
     assert clocked_store.queue.redrive_all() == 1
 
 
+def test_resume_and_redrive_call_the_on_queue_change_listeners(clocked_store: Store) -> None:
+    # They add deliverable work, so a scheduler in this process must hear of it (both backends).
+    message_id = _dead(clocked_store, "again")
+    calls: list[str] = []
+    unsubscribe = clocked_store.on_queue_change(lambda: calls.append("changed"))
+    clocked_store.queue.pause("default")
+    assert calls == []
+    clocked_store.queue.resume("default")
+    assert calls == ["changed"]
+    clocked_store.queue.redrive(message_id)
+    assert calls == ["changed"] * 2
+    assert clocked_store.fail(_claim(clocked_store), "boom", retry=False) == "dead"
+    calls.clear()
+    assert clocked_store.queue.redrive_all() == 1
+    assert calls == ["changed"]
+    unsubscribe()
+
+
 def test_dedup_key(clocked_store: Store) -> None:
     first = clocked_store.enqueue("a", dedup_key="collect:2026-11-28T21")
     assert clocked_store.enqueue("b", dedup_key="collect:2026-11-28T21") == first

@@ -28,7 +28,15 @@ from ._schema import migrate
 
 log = logging.getLogger("airq_nb.store")
 
-__all__ = ["DEFAULT_BUSY_TIMEOUT", "MEMORY", "Connection", "Durability", "sql_limit"]
+__all__ = [
+    "DEFAULT_BUSY_TIMEOUT",
+    "MEMORY",
+    "Connection",
+    "Durability",
+    "call_listeners",
+    "sql_limit",
+    "subscribe",
+]
 
 #: How long a writer waits for another process's transaction before giving up.
 DEFAULT_BUSY_TIMEOUT = 60.0
@@ -60,6 +68,28 @@ _ENVIRONMENTAL = frozenset(
 def _is_environmental(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     return code is not None and code & 0xFF in _ENVIRONMENTAL
+
+
+def subscribe(
+    listeners: list[Callable[[], None]], callback: Callable[[], None]
+) -> Callable[[], None]:
+    """Add ``callback`` to a store's queue-change ``listeners``; returns its unsubscriber."""
+    listeners.append(callback)
+
+    def unsubscribe() -> None:
+        with contextlib.suppress(ValueError):
+            listeners.remove(callback)
+
+    return unsubscribe
+
+
+def call_listeners(listeners: list[Callable[[], None]]) -> None:
+    """Call every queue-change listener of a store, after a commit that added work."""
+    for callback in tuple(listeners):
+        try:
+            callback()
+        except Exception:  # a listener's bug must not fail the write that already committed
+            log.exception("an on_queue_change callback failed")
 
 
 def sql_limit(limit: int | None) -> int:
@@ -298,20 +328,10 @@ class Connection:
         rather than at its next ``data_version`` poll. Callbacks must be quick and
         thread-safe (they run on the writing thread).
         """
-        self._queue_listeners.append(callback)
-
-        def unsubscribe() -> None:
-            with contextlib.suppress(ValueError):
-                self._queue_listeners.remove(callback)
-
-        return unsubscribe
+        return subscribe(self._queue_listeners, callback)
 
     def _queue_changed(self) -> None:
-        for callback in tuple(self._queue_listeners):
-            try:
-                callback()
-            except Exception:  # a listener's bug must not fail the write that already committed
-                log.exception("an on_queue_change callback failed")
+        call_listeners(self._queue_listeners)
 
     def data_version(self) -> int:
         """A number that changes whenever a commit changes the file (any process's, or ours).

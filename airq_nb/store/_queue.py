@@ -27,6 +27,7 @@ from ._queue_models import (
     QueueCounts,
     backoff_of,
     check_backoff,
+    check_claim_limit,
     check_delay,
     check_time,
     check_topic,
@@ -50,6 +51,7 @@ __all__ = [
     "UndeliverableRow",
     "backoff_of",
     "check_backoff",
+    "check_claim_limit",
     "check_delay",
     "check_time",
     "check_topic",
@@ -60,6 +62,7 @@ __all__ = [
     "fail_delivery",
     "insert_many_plain",
     "insert_messages",
+    "insert_params",
     "insert_statement",
     "new_lease_token",
     "prepare_message",
@@ -114,7 +117,13 @@ def insert_statement(message: PreparedMessage, now: float) -> tuple[str, tuple[A
     at = now + message.delay
     if _is_plain(message):
         return _INSERT_PLAIN, (message.topic, message.value_json, at, at, now)
-    return INSERT, (
+    return INSERT, insert_params(message, now)
+
+
+def insert_params(message: PreparedMessage, now: float) -> tuple[Any, ...]:
+    """The parameters of :data:`INSERT`'s columns for one message at ``now`` (either backend)."""
+    at = now + message.delay
+    return (
         message.topic,
         message.value_json,
         at,
@@ -298,12 +307,22 @@ def delivery_from_claimed(row: Sequence[Any], lease_token: str, expires: float) 
 
 
 def dead_letter_claimed(
-    conn: Any, bad: UndeliverableRow, lease_token: str, now: float, write_undelivered: Any
+    conn: Any,
+    bad: UndeliverableRow,
+    lease_token: str,
+    now: float,
+    write_undelivered: Any,
+    *,
+    lock: str = "",
 ) -> None:
-    """Dead-letter a row this consumer just leased (in the open transaction)."""
+    """Dead-letter a row this consumer just leased (in the open transaction).
+
+    ``conn`` takes ``?`` statements; ``lock`` is the row lock PostgreSQL's concurrent
+    writers need on the row read (``" FOR UPDATE"``), nothing on SQLite.
+    """
     row = conn.execute(
         "SELECT keys_if_undelivered, value, backoff_schedule FROM queue "
-        "WHERE id = ? AND lease_token = ?",
+        "WHERE id = ? AND lease_token = ?" + lock,
         (bad.msg_id, lease_token),
     ).fetchone()
     if row is None:
@@ -349,10 +368,15 @@ def fail_delivery(
     retry: bool,
     retry_in: float | None,
     write_undelivered: Any,
+    lock: str = "",
 ) -> FailOutcome:
-    """Record a failed attempt: schedule the next by back-off, or dead-letter when exhausted."""
+    """Record a failed attempt: schedule the next by back-off, or dead-letter when exhausted.
+
+    ``conn`` takes ``?`` statements; ``lock`` as for :func:`dead_letter_claimed`.
+    """
     row = conn.execute(
-        "SELECT attempts, keys_if_undelivered, value FROM queue WHERE id = ? AND lease_token = ?",
+        "SELECT attempts, keys_if_undelivered, value FROM queue "
+        "WHERE id = ? AND lease_token = ?" + lock,
         (delivery.id, delivery.lease_token),
     ).fetchone()
     if row is None:

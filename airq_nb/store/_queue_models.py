@@ -30,6 +30,7 @@ __all__ = [
     "QueueCounts",
     "backoff_of",
     "check_backoff",
+    "check_claim_limit",
     "check_delay",
     "check_time",
     "check_topic",
@@ -99,6 +100,13 @@ class QueueCounts:
     @property
     def total(self) -> int:
         return sum(self.by_state.values())
+
+
+def check_claim_limit(limit: object) -> int:
+    """``claim_many``'s ``limit``: a positive int, else ``InvalidValueError``."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidValueError(f"limit must be a positive integer, got {limit!r}")
+    return limit
 
 
 def check_delay(delay: float, *, what: str = "delay", limit: float = MAX_DELAY_SECONDS) -> float:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._errors import InvalidKeyError, InvalidValueError, StoreError
-from . import _queue
+from . import _dialect, _queue
 from ._connection import sql_limit
 from ._json import dump_value, load_value
 from ._keys import Key, decode_key, encode_key, prefix_range
@@ -23,7 +23,15 @@ from ._keys import Key, decode_key, encode_key, prefix_range
 if TYPE_CHECKING:
     from ._queue import PreparedMessage
 
-__all__ = ["AtomicOperation", "CommitResult", "Entry", "KvVerbs", "check_versionstamp"]
+__all__ = [
+    "AtomicOperation",
+    "CommitResult",
+    "Entry",
+    "KvVerbs",
+    "check_versionstamp",
+    "list_entries",
+    "load_kv_value",
+]
 
 _EXPIRY_SWEEP_SECONDS = 60.0
 _VERSIONSTAMP = re.compile(r"[0-9a-fA-F]{20}")
@@ -79,6 +87,44 @@ def key_range(prefix: Key | None, start: Key | None, end: Key | None) -> tuple[b
     return low, high
 
 
+def load_kv_value(key: Key, text: Any) -> Any:
+    """The JSON value stored at ``key``; ``StoreError`` saying what to do if it is not JSON."""
+    try:
+        return load_value(text)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(
+            f"the value stored at {key!r} is not JSON ({exc}); it was written behind "
+            "airq_nb's back. Delete it with store.delete(key) or set it again."
+        ) from None
+
+
+def list_entries(
+    store: Any,
+    *,
+    prefix: Key | None,
+    start: Key | None,
+    end: Key | None,
+    limit: int | None,
+    reverse: bool,
+) -> list[Entry]:
+    """``store.list`` on either backend: one range scan in Deno's key order, expired left out."""
+    low, high = key_range(prefix, start, end)
+    count = sql_limit(limit)
+    order = "DESC" if reverse else "ASC"
+    rows = _dialect.read(
+        store,
+        "SELECT key, value, versionstamp FROM kv WHERE key >= ? AND key < ? "
+        f"AND (expires_at IS NULL OR expires_at > ?) ORDER BY key {order} LIMIT ?",
+        # PostgreSQL's "no limit" is LIMIT NULL; SQLite's is -1.
+        (low, high, store.now(), None if count < 0 and _dialect.is_postgres(store) else count),
+    )
+    entries = []
+    for raw, value, stamp in rows:
+        key = decode_key(bytes(raw))  # PostgreSQL's bytea comes back as a memoryview
+        entries.append(Entry(key, load_kv_value(key, value), stamp))
+    return entries
+
+
 def combine(op: str, raw: bytes, stored_json: str | None, operand: int | float) -> str:
     """The JSON a ``sum``/``min``/``max`` of ``operand`` leaves at key ``raw`` holding
     ``stored_json`` (None when absent); refuses a stored value that is not a number."""
@@ -116,23 +162,15 @@ class KvVerbs:
 
     def get(self, key: Key) -> Entry:
         """The entry at ``key``; its value and versionstamp are ``None`` if there is none."""
-        rows = self.execute(
+        rows = _dialect.read(  # either backend: PostgresStore.get is this method too
+            self,
             "SELECT value, versionstamp FROM kv WHERE key = ? "
             "AND (expires_at IS NULL OR expires_at > ?)",
             (encode_key(key), self.now()),
         )
         if not rows:
             return Entry(key, None, None)
-        return Entry(key, self._load_kv(key, rows[0][0]), rows[0][1])
-
-    def _load_kv(self, key: Key, text: Any) -> Any:
-        try:
-            return load_value(text)
-        except (TypeError, ValueError) as exc:
-            raise StoreError(
-                f"the value stored at {key!r} is not JSON ({exc}); it was written behind "
-                "airq_nb's back. Delete it with store.delete(key) or set it again."
-            ) from None
+        return Entry(key, load_kv_value(key, rows[0][0]), rows[0][1])
 
     def get_many(self, keys: Sequence[Key]) -> list[Entry]:
         """Entries for several keys, read in one consistent snapshot."""
@@ -169,18 +207,7 @@ class KvVerbs:
 
         ``prefix`` selects the keys that extend it, not the prefix key itself, as in Deno.
         """
-        low, high = key_range(prefix, start, end)
-        order = "DESC" if reverse else "ASC"
-        rows = self.execute(
-            "SELECT key, value, versionstamp FROM kv WHERE key >= ? AND key < ? "
-            f"AND (expires_at IS NULL OR expires_at > ?) ORDER BY key {order} LIMIT ?",
-            (low, high, self.now(), sql_limit(limit)),
-        )
-        entries = []
-        for raw, value, stamp in rows:
-            key = decode_key(raw)
-            entries.append(Entry(key, self._load_kv(key, value), stamp))
-        return entries
+        return list_entries(self, prefix=prefix, start=start, end=end, limit=limit, reverse=reverse)
 
     def atomic(self) -> AtomicOperation:
         """Start an atomic operation: checks, sets, deletes, sums and enqueues, all or nothing."""
@@ -287,9 +314,9 @@ class AtomicOperation:
             store._queue_changed()
         return CommitResult(ok=True, versionstamp=stamp, message_ids=tuple(ids))
 
-    @staticmethod
     def _apply(
-        conn: sqlite3.Connection,
+        self,
+        conn: Any,
         op: str,
         raw: bytes,
         payload: Any,
@@ -297,6 +324,10 @@ class AtomicOperation:
         stamp: str,
         now: float,
     ) -> None:
+        """Apply one mutation in the open transaction; ``conn`` takes ``?`` statements.
+
+        The same on both backends; only :meth:`_upsert`, the row write, is each one's own.
+        """
         if op == "delete":
             conn.execute("DELETE FROM kv WHERE key = ?", (raw,))
             return
@@ -308,7 +339,13 @@ class AtomicOperation:
                 (raw, now),
             ).fetchone()
             value_json = combine(op, raw, None if row is None else row[0], payload)
-        if expire_in is None:
+        self._upsert(conn, raw, value_json, stamp, None if expire_in is None else now + expire_in)
+
+    @staticmethod
+    def _upsert(
+        conn: sqlite3.Connection, raw: bytes, value_json: str, stamp: str, expires_at: float | None
+    ) -> None:
+        if expires_at is None:
             # A NULL literal: binding None costs sqlite3 an adapter lookup.
             conn.execute(
                 "INSERT OR REPLACE INTO kv (key, value, versionstamp, expires_at) "
@@ -319,5 +356,5 @@ class AtomicOperation:
             conn.execute(
                 "INSERT OR REPLACE INTO kv (key, value, versionstamp, expires_at) "
                 "VALUES (?, ?, ?, ?)",
-                (raw, value_json, stamp, now + expire_in),
+                (raw, value_json, stamp, expires_at),
             )

@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
-from .._errors import InvalidKeyError, InvalidValueError
+from .._errors import InvalidKeyError
 from . import _queue
 from ._json import dump_value
 from ._keys import Key, encode_key
@@ -150,8 +150,7 @@ class QueueVerbs:
         For a consumer draining a backlog: each message is leased exactly as by
         :meth:`claim` (ack, fail, extend or release each one), at a fraction of the commits.
         """
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InvalidValueError(f"limit must be a positive integer, got {limit!r}")
+        _queue.check_claim_limit(limit)
         lease_seconds = _queue.check_delay(lease_seconds, what="lease_seconds")
         topic_list = _queue.check_topics(topics)
         sql = _queue.claim_statement(topic_list, many=True)

@@ -1,7 +1,8 @@
 """Queue management: list, get, delete, purge, pause, resume, dead letters and re-drive.
 
-``store.queue`` is a :class:`QueueManager`; the widgets and the CLI are thin skins over it.
-Corrupt rows are shown (``Message.corrupt``), never raised.
+``store.queue`` is a :class:`QueueManager` on either backend: its SQL is written once with
+``?`` placeholders and run through ``_dialect.py``. The widgets and the CLI are thin skins
+over it. Corrupt rows are shown (``Message.corrupt``), never raised.
 """
 
 from __future__ import annotations
@@ -9,12 +10,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .._errors import InvalidValueError, MessageNotFoundError
-from . import _queue
+from . import _dialect, _queue
 from ._connection import sql_limit
 from ._queue import Message, QueueCounts
 
 if TYPE_CHECKING:
-    from ._sqlite import Store
+    from ._backend import Backend
 
 __all__ = ["QueueManager"]
 
@@ -22,11 +23,11 @@ __all__ = ["QueueManager"]
 class QueueManager:
     """See and manage the queue: list, get, delete, purge, pause, resume, dead letters, redrive."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    def __init__(self, store: Backend) -> None:
+        self._store: Any = store
 
     def _paused(self) -> set[str]:
-        return {row[0] for row in self._store.execute("SELECT topic FROM paused_topics")}
+        return {row[0] for row in _dialect.read(self._store, "SELECT topic FROM paused_topics")}
 
     def list(
         self,
@@ -46,14 +47,19 @@ class QueueManager:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY state = 'dead', deliver_at, id LIMIT ?"
-        params.append(sql_limit(limit))
+        count = sql_limit(limit)
+        # PostgreSQL's "no limit" is LIMIT NULL; SQLite's is -1.
+        params.append(None if count < 0 and _dialect.is_postgres(self._store) else count)
         paused = self._paused()
-        return [_queue.row_to_message(row, paused) for row in self._store.execute(sql, params)]
+        rows = _dialect.read(self._store, sql, params)
+        return [_queue.row_to_message(row, paused) for row in rows]
 
     def get(self, message_id: int) -> Message:
         """One message by id; raises :class:`MessageNotFoundError` if it is gone."""
-        rows = self._store.execute(
-            f"SELECT {_queue.MESSAGE_COLUMNS} FROM queue WHERE id = ?", (_check_id(message_id),)
+        rows = _dialect.read(
+            self._store,
+            f"SELECT {_queue.MESSAGE_COLUMNS} FROM queue WHERE id = ?",
+            (_check_id(message_id),),
         )
         if not rows:
             raise _not_found(message_id)
@@ -61,7 +67,7 @@ class QueueManager:
 
     def delete(self, message_id: int) -> None:
         """Remove one message whatever its state; raises if there is no such message."""
-        with self._store.transaction() as conn:
+        with _dialect.transaction(self._store) as conn:
             cursor = conn.execute("DELETE FROM queue WHERE id = ?", (_check_id(message_id),))
         if cursor.rowcount == 0:
             raise _not_found(message_id)
@@ -71,20 +77,20 @@ class QueueManager:
         _check_state(state)
         where, params = _filters(state=state, topic=topic)
         sql = "DELETE FROM queue" + (" WHERE " + " AND ".join(where) if where else "")
-        with self._store.transaction() as conn:
+        with _dialect.transaction(self._store) as conn:
             return conn.execute(sql, params).rowcount
 
     def pause(self, topic: str | None = None) -> None:
         """Stop delivering ``topic`` (all topics if None); its messages stay queued."""
-        with self._store.transaction() as conn:
+        with _dialect.transaction(self._store) as conn:
             conn.execute(
-                "INSERT OR IGNORE INTO paused_topics (topic, paused_at) VALUES (?, ?)",
+                "INSERT INTO paused_topics (topic, paused_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
                 ("*" if topic is None else _queue.check_topic(topic), self._store.now()),
             )
 
     def resume(self, topic: str | None = None) -> None:
         """Deliver ``topic`` again; with None, lift every pause."""
-        with self._store.transaction() as conn:
+        with _dialect.transaction(self._store) as conn:
             if topic is None:
                 conn.execute("DELETE FROM paused_topics")
             else:
@@ -106,8 +112,11 @@ class QueueManager:
         _check_id(message_id)
         delay = _queue.check_delay(delay)
         at = self._store.now() + delay
-        with self._store.transaction() as conn:
-            row = conn.execute("SELECT state FROM queue WHERE id = ?", (message_id,)).fetchone()
+        with _dialect.transaction(self._store) as conn:
+            row = conn.execute(
+                "SELECT state FROM queue WHERE id = ?" + _dialect.for_update(self._store, "queue"),
+                (message_id,),
+            ).fetchone()
             if row is None:
                 raise _not_found(message_id)
             if row[0] != "dead":
@@ -125,7 +134,7 @@ class QueueManager:
         """Re-drive every dead letter (of ``topic``); returns how many."""
         now = self._store.now()
         where, params = _filters(state="dead", topic=topic)
-        with self._store.transaction() as conn:
+        with _dialect.transaction(self._store) as conn:
             count = conn.execute(
                 "UPDATE queue SET state = 'queued', attempts = 0, deliver_at = ?, due_at = ?, "
                 f"dead_at = NULL WHERE {' AND '.join(where)}",
@@ -138,8 +147,8 @@ class QueueManager:
         """Messages per state, overall and per topic, and the paused topics."""
         by_state: dict[str, int] = {}
         by_topic: dict[str, dict[str, int]] = {}
-        for topic, state, count in self._store.execute(
-            "SELECT topic, state, COUNT(*) FROM queue GROUP BY topic, state"
+        for topic, state, count in _dialect.read(
+            self._store, "SELECT topic, state, COUNT(*) FROM queue GROUP BY topic, state"
         ):
             by_state[state] = by_state.get(state, 0) + count
             by_topic.setdefault(topic, {})[state] = count

@@ -2,7 +2,7 @@
 
 ``check``/``set``/``delete``/``sum``/``min``/``max``/``enqueue`` collect and validate the
 operation exactly as on SQLite (they are inherited); only :meth:`PostgresAtomic.commit`
-differs. It takes the versionstamp counter's row lock first, so every check reads the
+differs, and the row write (:meth:`PostgresAtomic._upsert`). It takes the versionstamp counter's row lock first, so every check reads the
 newest committed state and no other KV write can commit between the check and this commit.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .._dialect import PgConnection
 from .._sqlite import AtomicOperation, CommitResult
-from ..kv import combine
 from . import _queue as _pg_queue
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["PostgresAtomic"]
 
 _UPSERT = (
-    "INSERT INTO kv (key, value, versionstamp, expires_at) VALUES (%s, %s, %s, %s) "
+    "INSERT INTO kv (key, value, versionstamp, expires_at) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, "
     "versionstamp = EXCLUDED.versionstamp, expires_at = EXCLUDED.expires_at"
 )
@@ -44,8 +44,9 @@ class PostgresAtomic(AtomicOperation):
                 stamp = store._next_versionstamp(conn)
                 if self._checks:
                     self._verify(conn, now)
+                mutating = PgConnection(conn)  # the shared _apply writes ? statements
                 for op, raw, payload, expire_in in self._mutations:
-                    self._apply_pg(conn, op, raw, payload, expire_in, stamp, now)
+                    self._apply(mutating, op, raw, payload, expire_in, stamp, now)
                 ids = _pg_queue.insert_messages(conn, self._messages, now) if self._messages else []
                 if self._mutations:
                     store._sweep_expired(conn, now)
@@ -65,25 +66,7 @@ class PostgresAtomic(AtomicOperation):
                 raise _CheckFailed
 
     @staticmethod
-    def _apply_pg(
-        conn: Any,
-        op: str,
-        raw: bytes,
-        payload: Any,
-        expire_in: float | None,
-        stamp: str,
-        now: float,
+    def _upsert(
+        conn: Any, raw: bytes, value_json: str, stamp: str, expires_at: float | None
     ) -> None:
-        if op == "delete":
-            conn.execute("DELETE FROM kv WHERE key = %s", (raw,))
-            return
-        if op == "set":
-            value_json = payload
-        else:
-            row = conn.execute(
-                "SELECT value FROM kv WHERE key = %s AND (expires_at IS NULL OR expires_at > %s)",
-                (raw, now),
-            ).fetchone()
-            value_json = combine(op, raw, None if row is None else row[0], payload)
-        expires_at = None if expire_in is None else now + expire_in
         conn.execute(_UPSERT, (raw, value_json, stamp, expires_at))

@@ -1,7 +1,8 @@
 """Queue SQL for PostgreSQL: insert, claim with ``FOR UPDATE SKIP LOCKED``, fail, dead-letter.
 
 The validation and the row-to-delivery logic are the SQLite backend's (``store/_queue.py``);
-only the statements differ. Functions taking ``conn`` run in the caller's transaction.
+only the statements differ (fail and dead-letter run the SQLite backend's own, with a
+row lock). Functions taking ``conn`` run in the caller's transaction.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import _queue
+from .._dialect import PgConnection
 from .._queue import Delivery, FailOutcome, PreparedMessage, UndeliverableRow
 
 __all__ = [
@@ -21,6 +23,10 @@ __all__ = [
 ]
 
 WriteUndelivered = Callable[[Sequence[bytes], str], None]
+
+# Fail and dead-letter share their logic with SQLite (``store/_queue.py``); on PostgreSQL,
+# where writers run side by side, the row they read must be locked until they commit.
+_LOCK = " FOR UPDATE"
 
 _COLUMNS = (
     "topic, value, state, deliver_at, due_at, attempts, backoff_schedule, "
@@ -44,18 +50,7 @@ _INSERT_MANY = (
 
 def insert_one(message: PreparedMessage, now: float) -> tuple[str, tuple[Any, ...]]:
     """The INSERT ... RETURNING id and its parameters for one message without a dedup key."""
-    at = now + message.delay
-    return _INSERT_RETURNING, (
-        message.topic,
-        message.value_json,
-        at,
-        at,
-        message.backoff_json,
-        message.keys_json,
-        now,
-        None,
-        message.schedule,
-    )
+    return _INSERT_RETURNING, _queue.insert_params(message, now)
 
 
 def insert_messages(conn: Any, messages: Sequence[PreparedMessage], now: float) -> list[int]:
@@ -95,19 +90,7 @@ def _insert_deduplicated(conn: Any, message: PreparedMessage, now: float) -> int
     conn.execute(
         "UPDATE queue SET dedup_key = NULL WHERE dedup_key = %s AND state = 'dead'", (key,)
     )
-    at = now + message.delay
-    params = (
-        message.topic,
-        message.value_json,
-        at,
-        at,
-        message.backoff_json,
-        message.keys_json,
-        now,
-        key,
-        message.schedule,
-    )
-    row = conn.execute(_INSERT_DEDUP, params).fetchone()
+    row = conn.execute(_INSERT_DEDUP, _queue.insert_params(message, now)).fetchone()
     if row is None:  # lost the race to another connection's enqueue of the same key
         row = conn.execute("SELECT id FROM queue WHERE dedup_key = %s", (key,)).fetchone()
     return row[0]
@@ -155,14 +138,6 @@ def claim(
     }
 
 
-def _dead_letter(conn: Any, msg_id: int, error: str, now: float) -> None:
-    conn.execute(
-        "UPDATE queue SET state = 'dead', last_error = %s, dead_at = %s, lease_token = NULL, "
-        "lease_expires_at = NULL, due_at = NULL WHERE id = %s",
-        (error, now, msg_id),
-    )
-
-
 def dead_letter_claimed(
     conn: Any,
     bad: UndeliverableRow,
@@ -170,24 +145,10 @@ def dead_letter_claimed(
     now: float,
     write_undelivered: WriteUndelivered,
 ) -> None:
-    """Dead-letter a row this consumer just leased (in the open transaction)."""
-    row = conn.execute(
-        "SELECT keys_if_undelivered, value, backoff_schedule FROM queue "
-        "WHERE id = %s AND lease_token = %s FOR UPDATE",
-        (bad.msg_id, lease_token),
-    ).fetchone()
-    if row is None:
-        return  # deleted or re-leased meanwhile: nothing of ours to dead-letter
-    keys_raw, value_json, backoff_raw = row
-    error = bad.error
-    if bad.write_undelivered:
-        error += _queue.write_undelivered_safely(write_undelivered, keys_raw, value_json)
-        # The claim counted one attempt too many; show the attempts that really ran.
-        conn.execute(
-            "UPDATE queue SET attempts = %s WHERE id = %s",
-            (len(_queue.backoff_of(backoff_raw)) + 1, bad.msg_id),
-        )
-    _dead_letter(conn, bad.msg_id, error, now)
+    """Dead-letter a row this consumer just leased (in the open transaction), row locked."""
+    _queue.dead_letter_claimed(
+        PgConnection(conn), bad, lease_token, now, write_undelivered, lock=_LOCK
+    )
 
 
 def fail_delivery(
@@ -200,24 +161,14 @@ def fail_delivery(
     retry_in: float | None,
     write_undelivered: WriteUndelivered,
 ) -> FailOutcome:
-    """Record a failed attempt: schedule the next by back-off, or dead-letter when exhausted."""
-    row = conn.execute(
-        "SELECT attempts, keys_if_undelivered, value FROM queue "
-        "WHERE id = %s AND lease_token = %s FOR UPDATE",
-        (delivery.id, delivery.lease_token),
-    ).fetchone()
-    if row is None:
-        return "lost"
-    attempts, keys_raw, value_json = row
-    if retry and attempts < delivery.max_attempts:
-        wait = delivery.backoff_schedule[attempts - 1] if retry_in is None else retry_in
-        at = now + wait
-        conn.execute(
-            "UPDATE queue SET state = 'queued', deliver_at = %s, due_at = %s, last_error = %s, "
-            "lease_token = NULL, lease_expires_at = NULL WHERE id = %s",
-            (at, at, error, delivery.id),
-        )
-        return "retry"
-    error += _queue.write_undelivered_safely(write_undelivered, keys_raw, value_json)
-    _dead_letter(conn, delivery.id, error, now)
-    return "dead"
+    """Record a failed attempt (as :func:`airq_nb.store._queue.fail_delivery`), row locked."""
+    return _queue.fail_delivery(
+        PgConnection(conn),
+        delivery,
+        error,
+        now=now,
+        retry=retry,
+        retry_in=retry_in,
+        write_undelivered=write_undelivered,
+        lock=_LOCK,
+    )

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..._errors import InvalidValueError
 from .. import _queue
 from .._keys import Key
 from .._queue import DeadLettered, Delivery, FailOutcome, check_time
@@ -146,8 +145,7 @@ class QueueVerbs:
         on_dead_letter: Callable[[DeadLettered], None] | None = None,
     ) -> list[Delivery]:
         """Lease up to ``limit`` due messages in one commit, earliest first."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InvalidValueError(f"limit must be a positive integer, got {limit!r}")
+        _queue.check_claim_limit(limit)
         return self._claim_rows(limit, topics, lease_seconds, now, 0.0, on_dead_letter)[0]
 
     def ack(self, delivery: Delivery) -> bool:
@@ -167,20 +165,9 @@ class QueueVerbs:
         )
         return count
 
-    def ack_and_claim(
-        self,
-        delivery: Delivery,
-        *,
-        topics: Collection[str] | None = None,
-        lease_seconds: float = 30.0,
-        now: float | None = None,
-    ) -> tuple[bool, Delivery | None]:
-        """Ack ``delivery`` and lease the next due message in one commit."""
-        lease_seconds = _queue.check_delay(lease_seconds, what="lease_seconds")
-        topic_list = _queue.check_topics(topics)
-        with self.transaction():
-            acked = self.ack(delivery)
-            return acked, self.claim(topics=topic_list, lease_seconds=lease_seconds, now=now)
+    # Ack then claim in one transaction: the SQLite store's own, as it uses only verbs
+    # (transaction, ack, claim) this store has too.
+    ack_and_claim = Store.ack_and_claim
 
     def fail(
         self,

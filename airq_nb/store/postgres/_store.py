@@ -14,8 +14,6 @@ the same semantics (``docs/semantics.md``). How each guarantee is kept on Postgr
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -25,12 +23,11 @@ import psycopg
 from ..._clock import Clock, SystemClock
 from ..._errors import StoreError
 from .. import _queue
-from .._connection import sql_limit
-from .._json import load_value
-from .._keys import Key, decode_key, encode_key
-from .._sqlite import CommitResult, Entry
-from ..kv import key_range
-from ._admin import QueueManager
+from .._connection import call_listeners, subscribe
+from .._keys import Key, encode_key
+from .._sqlite import Entry
+from ..kv import KvVerbs, load_kv_value
+from ..queue_manager import QueueManager
 from ._atomic import PostgresAtomic
 from ._change_wait import ChangeWait
 from ._connection import DEFAULT_LOCK_TIMEOUT, Connections
@@ -39,7 +36,6 @@ from ._schema import channel_name, check_schema_name, create_schema
 
 __all__ = ["DEFAULT_SCHEMA", "PostgresStore"]
 
-log = logging.getLogger("airq_nb.store")
 
 #: The schema a store lives in when ``open_store`` is not told another.
 DEFAULT_SCHEMA = "airq_nb"
@@ -178,28 +174,18 @@ class PostgresStore(QueueVerbs):
         return self._change_wait.wait(_queue.check_delay(timeout, what="timeout", limit=math.inf))
 
     def on_queue_change(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Call ``callback()`` after this store object enqueues a message; returns an unsubscriber.
+        """Call ``callback()`` after this store object adds deliverable work; returns an unsubscriber.
 
         A scheduler in this process subscribes, so a message a notebook cell enqueues starts
         without waiting for the NOTIFY round trip (which wakes it too, and carries every
         other change). Callbacks must be quick and thread-safe.
         """
-        self._queue_listeners.append(callback)
-
-        def unsubscribe() -> None:
-            with contextlib.suppress(ValueError):
-                self._queue_listeners.remove(callback)
-
-        return unsubscribe
+        return subscribe(self._queue_listeners, callback)
 
     def _queue_changed(self) -> None:
         if self._db.in_transaction:  # not committed yet: the NOTIFY comes with the commit
             return
-        for callback in tuple(self._queue_listeners):
-            try:
-                callback()
-            except Exception:  # a listener's bug must not fail a write that committed
-                log.exception("an on_queue_change callback failed")
+        call_listeners(self._queue_listeners)
 
     def data_version(self) -> int:
         """A number that grows whenever a write transaction starts on the server.
@@ -217,26 +203,6 @@ class PostgresStore(QueueVerbs):
 
     # -- KV -----------------------------------------------------------------------------
 
-    def get(self, key: Key) -> Entry:
-        """The entry at ``key``; its value and versionstamp are ``None`` if there is none."""
-        rows, _ = self._db.run(
-            "SELECT value, versionstamp FROM kv WHERE key = %s "
-            "AND (expires_at IS NULL OR expires_at > %s)",
-            (encode_key(key), self.now()),
-        )
-        if not rows:
-            return Entry(key, None, None)
-        return Entry(key, self._load_kv(key, rows[0][0]), rows[0][1])
-
-    def _load_kv(self, key: Key, text: Any) -> Any:
-        try:
-            return load_value(text)
-        except (TypeError, ValueError) as exc:
-            raise StoreError(
-                f"the value stored at {key!r} is not JSON ({exc}); it was written behind "
-                "airq_nb's back. Delete it with store.delete(key) or set it again."
-            ) from None
-
     def get_many(self, keys: Sequence[Key]) -> list[Entry]:
         """Entries for several keys, read in one consistent snapshot (one statement)."""
         raws = [encode_key(key) for key in keys]
@@ -250,45 +216,17 @@ class PostgresStore(QueueVerbs):
         for key, raw in zip(keys, raws, strict=True):
             if raw in found:
                 value, stamp = found[raw]
-                entries.append(Entry(key, self._load_kv(key, value), stamp))
+                entries.append(Entry(key, load_kv_value(key, value), stamp))
             else:
                 entries.append(Entry(key, None, None))
         return entries
 
-    def set(self, key: Key, value: Any, *, expire_in: float | None = None) -> CommitResult:
-        """Store ``value`` (JSON) at ``key``; with ``expire_in`` seconds it disappears after that."""
-        return self.atomic().set(key, value, expire_in=expire_in).commit()
-
-    def delete(self, key: Key) -> None:
-        """Remove ``key``; deleting a missing key is not an error."""
-        self.atomic().delete(key).commit()
-
-    def list(
-        self,
-        *,
-        prefix: Key | None = None,
-        start: Key | None = None,
-        end: Key | None = None,
-        limit: int | None = None,
-        reverse: bool = False,
-    ) -> list[Entry]:
-        """Entries in key order (Deno's): under ``prefix``, from ``start`` (inclusive) to ``end``.
-
-        ``prefix`` selects the keys that extend it, not the prefix key itself, as in Deno.
-        """
-        low, high = key_range(prefix, start, end)
-        count = sql_limit(limit)
-        order = "DESC" if reverse else "ASC"
-        rows, _ = self._db.run(
-            "SELECT key, value, versionstamp FROM kv WHERE key >= %s AND key < %s "
-            f"AND (expires_at IS NULL OR expires_at > %s) ORDER BY key {order} LIMIT %s",
-            (low, high, self.now(), None if count < 0 else count),
-        )
-        entries = []
-        for raw, value, stamp in rows:
-            key = decode_key(bytes(raw))
-            entries.append(Entry(key, self._load_kv(key, value), stamp))
-        return entries
+    # The SQLite store's own: they work through _dialect.read, atomic() and
+    # kv.list_entries, which run on either backend.
+    get = KvVerbs.get
+    set = KvVerbs.set
+    delete = KvVerbs.delete
+    list = KvVerbs.list
 
     def atomic(self) -> PostgresAtomic:
         """Start an atomic operation: checks, sets, deletes, sums and enqueues, all or nothing."""
