@@ -129,3 +129,16 @@ def test_a_store_is_named_by_its_file(tmp_path):
     with airq_nb.open_store(tmp_path / "airq.db") as store:
         assert store_text(store) == str(tmp_path / "airq.db")
         assert store_name(store) == "airq.db"
+
+
+def test_status_and_run_summary_print_through_the_formatter(store):
+    import asyncio
+
+    store.enqueue("x", topic="t")
+    status = airq_nb.store_status(store)
+    assert "Backlog:       1 due, 1 queued" in str(status)
+    sched = airq_nb.Scheduler(store)
+    sched.listen_queue(lambda value: None, topic="t")
+    summary = asyncio.run(sched.run_until_idle())
+    sched.close()
+    assert str(summary).startswith("delivered 1, failed 0, dead-lettered 0")

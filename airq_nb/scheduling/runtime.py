@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from concurrent.futures import Future as ConcurrentFuture
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -62,6 +63,11 @@ class RunSummary:
     lost: int = 0
     released: int = 0
     timed_out: bool = False
+
+    def __str__(self) -> str:
+        from .._format import run_summary_text
+
+        return run_summary_text(self, now=time.time())
 
 
 class Scheduler(SchedulerApi, Waiting):

@@ -6,6 +6,7 @@ delivering); ``Scheduler.status()`` adds what only the live runtime knows.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -37,10 +38,15 @@ class Status:
     in_flight: int = 0
     topics: tuple[str, ...] = ()
     runtime_error: str | None = None
-    #: Sync handlers still running after ``handler_timeout``: their attempts were failed
-    #: (and retried or dead-lettered), but Python cannot stop a thread, so each holds one
-    #: of the scheduler's ``concurrency`` slots until it returns.
+    #: Sync handlers still running after ``handler_timeout`` (or after stop): Python cannot
+    #: stop a thread, so each holds one of the scheduler's ``concurrency`` slots and its
+    #: message (leased) until it returns; then the attempt is settled (timed out).
     stuck_handlers: int = 0
+
+    def __str__(self) -> str:
+        from .._format import rows_text, status_rows
+
+        return rows_text(status_rows(self, now=time.time()))
 
 
 def store_status(store: Store) -> Status:
