@@ -42,6 +42,7 @@ from .collector._sources import (
     source_from_env,
 )
 from .collector._status import CollectorStatus, collector_status, wait_for_readings
+from .means import MIN_CAPTURE, daily_means
 from .scheduling.delivery_log import read_delivery_log
 from .scheduling.registry import scheduler_for
 from .scheduling.runtime import RunSummary, Scheduler
@@ -58,6 +59,7 @@ __all__ = [
     "DEFAULT_DB_PATH",
     "LAQN_ATTRIBUTION",
     "LONDON",
+    "MIN_CAPTURE",
     "SOURCE_ATTRIBUTIONS",
     "AirqError",
     "AtomicOperation",
@@ -107,6 +109,7 @@ __all__ = [
     "collect_once",
     "collect_until_idle",
     "collector_status",
+    "daily_means",
     "open_store",
     "read_delivery_log",
     "read_readings",
