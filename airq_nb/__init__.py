@@ -28,7 +28,9 @@ from ._errors import (
     SourceError,
     SourceUnavailableError,
     StoreError,
+    UnknownParameterError,
 )
+from ._parameters import check_notebook_parameters
 from .collector._job import CollectResult, collect_now, collect_once
 from .collector._laqn import LAQN_ATTRIBUTION, SOURCE_ATTRIBUTIONS, LaqnSource
 from .collector._schedule import collect_until_idle, start_collector
@@ -105,6 +107,8 @@ __all__ = [
     "Store",
     "StoreError",
     "SystemClock",
+    "UnknownParameterError",
+    "check_notebook_parameters",
     "collect_now",
     "collect_once",
     "collect_until_idle",
