@@ -234,3 +234,13 @@ def test_each_place_has_its_own_zone_unless_one_is_chosen(london_store):
     chosen = airq_nb.daily_means(frame, tz=LONDON, pollutant="pm2_5", until=summer[-1])
     assert set(chosen["tz"]) == {LONDON} and set(chosen["hours_present"]) == {24}
     assert str(london["start"].iloc[0]) == str(datetime(2026, 6, 30, 23, tzinfo=UTC))
+
+
+def test_docs_state_the_rule_the_code_applies():
+    from pathlib import Path
+
+    text = " ".join((Path(__file__).parents[1] / "docs" / "means.md").read_text().split())
+    for expected in (23, 25):
+        assert f"**{hours_needed(expected)} of {expected}** hours" in text
+    assert "18 of 24 hours" in text and f"{airq_nb.MIN_CAPTURE:g} % capture by default" in text
+    assert "sum(is.na(x)) / length(x) <= 1 - data.thresh" in text
