@@ -244,3 +244,30 @@ def test_docs_state_the_rule_the_code_applies():
         assert f"**{hours_needed(expected)} of {expected}** hours" in text
     assert "18 of 24 hours" in text and f"{airq_nb.MIN_CAPTURE:g} % capture by default" in text
     assert "sum(is.na(x)) / length(x) <= 1 - data.thresh" in text
+
+
+def test_the_command_line_prints_the_means_with_their_hours(london_store, db_path, capsys):
+    import json
+
+    from airq_nb.cli import main
+
+    put(london_store, local_day("2026-12-02")[:18], location="laqn:KF1")
+    put(london_store, local_day("2026-12-03")[:17], location="laqn:KF1")
+    assert main(["means", "--db", str(db_path), "--location", "laqn:kf1",
+                 "--pollutant", "pm2_5", "--since", "2026-12-02T00:00Z"]) == 0  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == [
+        "LOCATION", "SOURCE", "POLLUTANT", "DAY", "MEAN", "HOURS", "CAPTURE", "VALID"
+    ]  # fmt: skip
+    rows = {line.split()[3]: line.split()[4:] for line in lines[1:]}
+    assert rows["2026-12-02"] == ["10.0", "18/24", "75", "%", "yes"]
+    assert rows["2026-12-03"] == ["-", "17/24", "71", "%", "no"]
+    # The command's clock is the machine's: its today is the last row, not over yet.
+    assert lines[-1].split()[4:] == ["-", "0/24", "so", "far", "0", "%", "no"]
+    assert main(["means", "--db", str(db_path), "--json", "--min-capture", "70",
+                 "--pollutant", "pm2_5", "--since", "2026-12-03T00:00Z"]) == 0  # fmt: skip
+    third, *_, today = json.loads(capsys.readouterr().out)
+    assert (third["day"], third["mean"], third["valid"]) == ("2026-12-03", 10.0, True)
+    assert today["partial"] and today["hours_expected"] == 24
+    assert main(["means", "--db", str(db_path), "--min-capture", "101"]) == 1
+    assert "percentage from 0 to 100" in capsys.readouterr().err
