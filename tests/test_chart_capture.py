@@ -198,3 +198,16 @@ def test_live_chart_refreshes_its_capture_in_place(db_path):
         means = series_at(source(fig, f"means:pm2_5:{KEY}"))
         assert means.iloc[-1] == pytest.approx(9.0)  # 24 of 24 hours now
         assert "24 of 24 hours" in hover_data(fig)["mean_0"][-1]
+
+
+def test_a_25_hour_day_at_the_start_of_the_window_counts_all_its_hours():
+    # The window's first hour is 23:00 GMT on 25 October, a day that began 24 hours earlier.
+    hours = pd.date_range("2026-10-23 00:00", "2026-10-26 22:00", freq="h", tz="UTC")
+    now = datetime(2026, 10, 26, 22, 30, tzinfo=UTC)
+    frame = frame_of(hours, 10.0)
+    view = charts.read_view(frame, now=now, tz="Europe/London", mean="calendar", days=1)
+    (series,) = view.series
+    first = series.hourly.iloc[0]
+    assert series.hourly.index[0] == pd.Timestamp("2026-10-25 23:00", tz="UTC")
+    assert (first["present_pm2_5"], first["expected_pm2_5"]) == (25, 25)
+    assert first["mean_pm2_5"] == 10.0

@@ -18,6 +18,7 @@ from ...daqi import WHO_24H
 from ...means import hourly_capture, hours_needed
 
 __all__ = [
+    "LEAD",
     "MEAN_MIN_HOURS",
     "POLLUTANTS",
     "SOURCE_NAMES",
@@ -42,7 +43,9 @@ SOURCE_NAMES: dict[str, str] = {
 #: the rule is :mod:`airq_nb.means`', which every mean here is computed with).
 MEAN_MIN_HOURS = hours_needed(24)
 _HOUR = pd.Timedelta(hours=1)
-_DAY = pd.Timedelta(hours=24)
+#: How far before the window the means look: the 23 hours of its first running mean, or
+#: its first calendar day back to midnight (25 hours on the day the clocks go back).
+LEAD = pd.Timedelta(hours=25)
 
 
 @dataclass(frozen=True)
@@ -150,8 +153,8 @@ def build_series(
 ) -> list[Series]:
     """One :class:`Series` per ``(location, source)`` in ``readings``, sorted by label.
 
-    ``readings`` is shaped as ``read_readings`` returns it; rows a day before the window
-    count towards the first 24-hour means. Two readings of one hour (a re-fetch) are one.
+    ``readings`` is shaped as ``read_readings`` returns it; rows up to ``LEAD`` before the
+    window count towards its first 24-hour means. Two readings of one hour (a re-fetch) are one.
     """
     if mean not in ("rolling", "calendar"):
         raise ConfigurationError(f"mean={mean!r}: use 'rolling' or 'calendar'")
@@ -160,7 +163,7 @@ def build_series(
         return []
     frame = frame.copy()
     frame.index = pd.DatetimeIndex(pd.to_datetime(frame.index, utc=True)).floor("h")
-    frame = frame[(frame.index >= span.start - _DAY) & (frame.index <= span.end)]
+    frame = frame[(frame.index >= span.start - LEAD) & (frame.index <= span.end)]
     for column, wanted in (("location", location), ("source", source)):
         if wanted is not None and column in frame:
             frame = frame[frame[column] == wanted]
@@ -169,8 +172,8 @@ def build_series(
     if "source" not in frame:
         frame["source"] = ""
     hours = span.hours
-    # Hours from a day before the window, so the window's first hour has a full 24-h mean.
-    calc_hours = pd.date_range(span.start - _DAY + _HOUR, span.end, freq="h", name="time")
+    # Hours before the window, so the window's first hour has a whole 24-h mean.
+    calc_hours = pd.date_range(span.start - LEAD, span.end, freq="h", name="time")
     out = []
     for (place, origin), part in frame.groupby(["location", "source"], sort=True):
         columns: dict[str, Any] = {}
