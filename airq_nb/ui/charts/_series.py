@@ -39,8 +39,8 @@ SOURCE_NAMES: dict[str, str] = {
     "openweathermap": "OpenWeatherMap",
     "laqn": "LAQN",
 }
-#: A 24-hour mean needs this many of its 24 hours (75 % data capture, as UK practice asks;
-#: the rule is :mod:`airq_nb.means`', which every mean here is computed with).
+#: A 24-hour mean needs this many of its 24 hours (75 % data capture, as UK practice asks:
+#: the rule of :mod:`airq_nb.means`, which computes every mean here).
 MEAN_MIN_HOURS = hours_needed(24)
 _HOUR = pd.Timedelta(hours=1)
 #: How far before the window the means look: the 23 hours of its first running mean, or
