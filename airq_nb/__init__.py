@@ -28,7 +28,9 @@ from ._errors import (
     SourceError,
     SourceUnavailableError,
     StoreError,
+    UnknownParameterError,
 )
+from ._parameters import check_notebook_parameters
 from .collector._job import CollectResult, collect_now, collect_once
 from .collector._laqn import LAQN_ATTRIBUTION, SOURCE_ATTRIBUTIONS, LaqnSource
 from .collector._schedule import collect_until_idle, start_collector
@@ -42,6 +44,7 @@ from .collector._sources import (
     source_from_env,
 )
 from .collector._status import CollectorStatus, collector_status, wait_for_readings
+from .means import MIN_CAPTURE, daily_means
 from .scheduling.delivery_log import read_delivery_log
 from .scheduling.registry import scheduler_for
 from .scheduling.runtime import RunSummary, Scheduler
@@ -58,6 +61,7 @@ __all__ = [
     "DEFAULT_DB_PATH",
     "LAQN_ATTRIBUTION",
     "LONDON",
+    "MIN_CAPTURE",
     "SOURCE_ATTRIBUTIONS",
     "AirqError",
     "AtomicOperation",
@@ -103,10 +107,13 @@ __all__ = [
     "Store",
     "StoreError",
     "SystemClock",
+    "UnknownParameterError",
+    "check_notebook_parameters",
     "collect_now",
     "collect_once",
     "collect_until_idle",
     "collector_status",
+    "daily_means",
     "open_store",
     "read_delivery_log",
     "read_readings",

@@ -26,6 +26,7 @@ __all__ = [
     "SourceError",
     "SourceUnavailableError",
     "StoreError",
+    "UnknownParameterError",
 ]
 
 
@@ -47,6 +48,10 @@ class StoreError(AirqError):
 
 class ConfigurationError(AirqError, ValueError):
     """A setting (argument or environment variable) has a value airq_nb cannot use."""
+
+
+class UnknownParameterError(ConfigurationError):
+    """A notebook was run (by papermill) with a parameter it does not have."""
 
 
 class InvalidKeyError(AirqError, TypeError):

@@ -23,6 +23,8 @@ from typing import Any
 from . import __version__
 from ._errors import AirqError, CollectionFailedError, ConfigurationError
 from ._format import one_line, rows_text, run_summary_text, status_rows, store_text, time_text
+from ._means_cli import HEADER as _MEANS_HEADER
+from ._means_cli import add_means_command, means_rows
 from .collector._job import collect_once, default_locations, last_collection
 from .collector._schedule import collect_until_idle, install_collector
 from .collector._sources import (
@@ -60,6 +62,7 @@ examples:
   airq-nb run                                  # a service: hourly until SIGTERM
   airq-nb --source laqn collect --location laqn:KF1 --location laqn:MY7
   airq-nb queue purge --state dead --yes
+  airq-nb means --location laqn:KF1            # daily means, hours and capture
 """
 
 
@@ -135,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--collector", action="store_true", help="only the collector's status, not the store's"
     )
     commands.add_parser("schedules", parents=[common], help="list the recurring schedules")
+    add_means_command(commands, common)
 
     queue = commands.add_parser("queue", parents=[common], help="inspect and manage the queue")
     actions = queue.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -419,12 +423,21 @@ def _queue(args: argparse.Namespace) -> int:
     return 0
 
 
+def _means(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        places = [location.name for location in _locations(args) or []]
+        records, cells = means_rows(store, args, locations=places)
+    _emit(args, records, _table(cells, _MEANS_HEADER) if cells else ["no readings"])
+    return 0
+
+
 _COMMANDS = {
     "collect": _collect,
     "run": _run,
     "status": _status,
     "schedules": _schedules,
     "queue": _queue,
+    "means": _means,
 }
 
 

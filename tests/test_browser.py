@@ -616,3 +616,50 @@ def test_a_zoom_in_the_browser_survives_the_refresh_when_an_hour_passes(lab, pag
     after = page.evaluate(READINGS_RANGE)
     page.screenshot(path=str(SHOTS / "charts-zoom-after-refresh.png"))
     assert (after["start"], after["end"]) == (zoomed["start"], zoomed["end"])
+
+
+DAQI_PM2_5 = """() => {
+    const view = window.Bokeh && Bokeh.index.query_one(
+        (v) => v.model && v.model.name === 'daqi_chart:pm2_5');
+    if (!view) return null;
+    const spans = view.model.renderers.find((r) => r.name === 'short_spans:pm2_5');
+    const box = view.el.getBoundingClientRect();
+    return {spans: spans.data_source.data.left.length, box: [box.x, box.y, box.width, box.height]};
+}"""
+
+
+def test_charts_notebook_draws_capture_at_1000_px(lab, page):
+    """Eight hours gone from the middle of the week: the means over them are hatched and
+    faded, and the hover says how many of their 24 hours they had."""
+    import sqlite3
+
+    base, db = lab
+    with airq_nb.open_store(db) as store:
+        newest = int(airq_nb.read_readings(store).index.max().timestamp())
+    gone = (newest - 60 * 3600, newest - 52 * 3600)
+    with sqlite3.connect(db) as raw:
+        raw.execute("DELETE FROM readings WHERE time BETWEEN ? AND ?", gone)
+    page.set_viewport_size({"width": 1000, "height": 900})
+    open_and_run_all(page, base, "charts")
+    page.locator(".jp-DirListing").first.wait_for()  # the file browser is open beside it
+    page.wait_for_function(f"() => ({DAQI_PM2_5})() !== null", timeout=90_000)
+    page.evaluate(
+        "() => Bokeh.index.query_one((v) => v.model && v.model.name === 'daqi_chart:pm2_5')"
+        ".el.scrollIntoView({block: 'center'})"
+    )
+    page.wait_for_timeout(1500)
+    drawn = page.evaluate(DAQI_PM2_5)
+    # The first hours of the window (no day before them yet) and the gap's 24 hours after.
+    assert drawn["spans"] == 2
+    x, y, width, height = drawn["box"]
+    # Over the hours just after the gap, whose running means lack 9 of their 24 hours.
+    target = None
+    for step in range(60):
+        page.mouse.move(x + width * (0.55 + step / 200), y + height * 0.5)
+        page.wait_for_timeout(50)
+        rows = page.evaluate(TOOLTIP_ROWS)
+        target = next((row for row in rows if row.startswith("no 24-h mean:")), None)
+        if target:
+            break
+    assert target and target.endswith("needs 75 %"), rows
+    page.screenshot(path=str(SHOTS / "charts-capture-1000.png"))

@@ -108,7 +108,8 @@ def test_readings_chart_hover_shows_time_both_values_and_the_series():
     # One invisible bar per hour, the full height of the plot: the pointer anywhere in an
     # hour's column gets that hour's one tooltip, beside the pointer on the side with room.
     (bars,) = hover.renderers
-    assert type(bars.glyph).__name__ == "VBar" and bars.glyph.width == 3_600_000
+    assert type(bars.glyph).__name__ == "VBar" and bars.glyph.width == "width"
+    assert set(data["width"]) == {3_600_000}  # an hour, in ms
     assert bars.glyph.fill_alpha == 0 and bars.glyph.top > 1e6
     assert (hover.mode, hover.attachment, hover.point_policy) == (
         "mouse", "horizontal", "follow_mouse",
@@ -345,8 +346,8 @@ def test_calendar_means_are_midnight_to_midnight_in_the_zone():
     whole_day = pd.Timestamp("2026-07-03 12:00", tz="Europe/London").tz_convert("UTC")
     wall = whole_day.tz_convert("Europe/London").tz_localize(None).tz_localize("UTC")
     assert london[wall] == pytest.approx(10.0)
-    # Today so far (since 00:00 BST) is all 30s, shown though it has fewer than 18 hours.
-    assert london.iloc[-1] == pytest.approx(30.0)
+    # Today so far (since 00:00 BST) is all 30s: 14 hours of a day not over, no daily mean.
+    assert np.isnan(london.iloc[-1])
     utc = means_of(charts.daqi_chart(frame, now=now, mean="calendar"))
     # In UTC, 2026-07-03 ends at midnight UTC and holds one 30: not a whole-10 day.
     assert utc[pd.Timestamp("2026-07-03 12:00", tz="UTC")] == pytest.approx((23 * 10 + 30) / 24)
@@ -387,8 +388,8 @@ def test_daqi_chart_hover_names_the_band_of_each_mean():
     fig = charts.daqi_chart(readings_frame(30, pm2_5=40.0), now=NOW)
     hover, data = hover_of(fig)
     assert dict(hover.tooltips)["24-h mean"] == "@mean_0"
-    assert data["mean_0"][-1] == "40.0 µg/m³, Moderate (DAQI 4)"
-    assert data["mean_0"][0] == "no 24-h mean"
+    assert data["mean_0"][-1] == "40.0 µg/m³, Moderate (DAQI 4); 24 of 24 hours"
+    assert data["mean_0"][0] == "no 24-h mean: 0 of 24 hours (0 %), needs 75 %"
     means = sources(fig, "means:")["pm2_5:London · open-meteo"].data
     assert means["band"][-1] == "Moderate (DAQI 4)"
     assert means["band"][0] == ""  # no mean, no band

@@ -15,6 +15,7 @@ import nbformat
 import pytest
 
 import airq_nb
+from airq_nb._parameters import assigned_names, injected_parameters
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 NAMES = ("collector", "queue", "charts")
@@ -287,3 +288,77 @@ def test_every_notebook_runs_headless_on_a_postgresql_store(
     assert done.returncode == 0, done.stderr[-3000:]
     assert "collect:London" in stream_text(notebook)
     assert papermill_warnings(done) == []
+
+
+# -- parameters papermill was given that a notebook does not have -------------------------
+
+
+def parameter_names(name: str) -> list[str]:
+    notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    (cell,) = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    return assigned_names(cell.source)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_an_unknown_parameter_stops_the_run_naming_the_known_ones(name, tmp_path):
+    """``-p db_path x.db`` (the name before ``db``) once ran against the default store."""
+    default = tmp_path / "default.db"
+    env = kernel_env(AIRQ_NB_DB=str(default), AIRQ_NB_SOURCE="open-meteo",
+                     AIRQ_NB_OPENMETEO_URL=f"http://127.0.0.1:{closed_port()}")  # fmt: skip
+    done, notebook = papermill(name, tmp_path, env, db_path=tmp_path / "x.db", headless=True)
+    assert done.returncode != 0
+    assert "Passed unknown parameter: db_path" in done.stderr  # papermill's own warning
+    errors = [out for out in outputs(notebook) if out.output_type == "error"]
+    assert [e.ename for e in errors] == ["UnknownParameterError"]
+    known = ", ".join(parameter_names(name))
+    assert errors[0].evalue == (
+        "papermill was given db_path, which this notebook does not have (it would be ignored "
+        "and the default used): db_path is now called db (-p db <value>). Its parameters "
+        f"are: {known}"
+    )
+    # It stopped before any store was opened: neither the default nor the one meant.
+    assert not default.exists() and not (tmp_path / "x.db").exists()
+    executed = [c for c in notebook.cells if c.cell_type == "code" and c.execution_count]
+    assert "check_notebook_parameters()" in executed[-1].source
+
+
+def test_a_misspelt_parameter_is_named_with_the_likely_one(tmp_path):
+    env = kernel_env(AIRQ_NB_DB=str(tmp_path / "default.db"))
+    done, notebook = papermill("queue", tmp_path, env, hedless=True, tz="Europe/London")
+    assert done.returncode != 0
+    (error,) = [out for out in outputs(notebook) if out.output_type == "error"]
+    assert "papermill was given hedless," in error.evalue
+    assert "hedless: did you mean headless?" in error.evalue
+    assert "Its parameters are: db, tz, headless" in error.evalue
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_check_comes_right_after_the_parameters_and_is_silent_when_run_by_hand(name):
+    """As JupyterLab runs it (no injected cell): the check shows nothing and raises nothing;
+    with a cell as papermill writes it (its own translator) a wrong name is caught."""
+    from nbclient import NotebookClient
+    from papermill.translators import PythonTranslator
+
+    notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    (at,) = [i for i, c in enumerate(notebook.cells) if "parameters" in c.metadata.get("tags", [])]
+    parameters, check = notebook.cells[at], notebook.cells[at + 1]
+    assert check.source.endswith("airq_nb.check_notebook_parameters()")
+    by_hand = nbformat.v4.new_notebook(cells=[parameters, check], metadata=notebook.metadata)
+    NotebookClient(by_hand, kernel_name="python3", timeout=60).execute()
+    assert [cell.outputs for cell in by_hand.cells] == [[], []]
+
+    injected = nbformat.v4.new_code_cell(PythonTranslator.codify({"db": "x", "tzz": "UTC"}))
+    run = nbformat.v4.new_notebook(cells=[parameters, injected, check], metadata=notebook.metadata)
+    client = NotebookClient(run, kernel_name="python3", timeout=60, allow_errors=True)
+    client.execute()
+    (error,) = run.cells[2].outputs
+    assert error.ename == "UnknownParameterError" and "tzz: did you mean tz?" in error.evalue
+
+
+def test_injected_cells_are_read_as_papermill_writes_them():
+    from papermill.translators import PythonTranslator
+
+    source = PythonTranslator.codify({"db": "x.db", "days": 3, "headless": True, "tz": "UTC"})
+    assert injected_parameters(source) == ["db", "days", "headless", "tz"]
+    assert injected_parameters('# The store\ndb = ""') is None  # a parameters cell
+    assert assigned_names("a = 1\nb: int = 2\nif a:\n    c = 3\na = 4") == ["a", "b"]

@@ -6,7 +6,6 @@ import html
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from bokeh.models import (
     BoxAnnotation,
     ColumnDataSource,
@@ -16,6 +15,7 @@ from bokeh.models import (
 )
 
 from ...daqi import WHO_24H, DaqiBand, daqi_band, daqi_bands
+from ._capture import capture_notes, draw_capture, today_means, update_capture
 from ._figures import (
     hour_hover,
     legend_above,
@@ -27,7 +27,7 @@ from ._figures import (
 )
 from ._readings import NO_DATA
 from ._series import MEAN_MIN_HOURS, POLLUTANTS, Series, above_guideline
-from ._time import stamp_text, wall
+from ._time import hour_columns, stamp_text, wall
 from ._view import ReadingsView
 
 if TYPE_CHECKING:
@@ -95,14 +95,15 @@ def hover_columns(view: ReadingsView, pollutant: str) -> dict[str, Any]:
     """One row per hour, every series' 24-hour mean and its band as text, for one tooltip."""
     hours = view.span.hours
     columns: dict[str, Any] = {
-        "time": wall(hours + pd.Timedelta(minutes=30), view.tz),
+        **hour_columns(hours, view.tz),
         "time_text": stamp_text(hours, view.tz),
     }
     for number, series in enumerate(view.series):
         texts = []
-        for value in series.hourly[f"mean_{pollutant}"]:
+        notes = capture_notes(series, pollutant)
+        for value, note in zip(series.hourly[f"mean_{pollutant}"], notes, strict=True):
             band = daqi_band(pollutant, value)
-            texts.append("no 24-h mean" if band is None else f"{value:.1f} µg/m³, {band.text}")
+            texts.append(note if band is None else f"{value:.1f} µg/m³, {band.text}; {note}")
         columns[f"mean_{number}"] = texts
         columns[f"series_{number}"] = [series.label] * len(hours)
     return columns
@@ -167,6 +168,7 @@ def draw_daqi(view: ReadingsView, pollutant: str, *, height: int = 300) -> Figur
             line_dash="dashed" if series.kind == "modelled" else "solid",
             legend_label=series.label, name=f"mean:{pollutant}:{series.key}",
         )  # fmt: skip
+    draw_capture(fig, view, pollutant)
     hover = ColumnDataSource(hover_columns(view, pollutant), name=f"means_hover:{pollutant}")
     hour_hover(fig, hover, hover_tooltips(view, pollutant), name=f"hover:{pollutant}")
     fig.add_layout(no_data_label(NO_DATA, view.span, view.tz, y=top / 2, visible=not view.has_data))
@@ -181,6 +183,7 @@ def update_daqi(
     for series in view.series:
         cds = models[f"means:{pollutant}:{series.key}"]
         cds.data = daqi_columns(series, pollutant, view.tz)
+    update_capture(view, pollutant, models)
     models[f"means_hover:{pollutant}"].data = hover_columns(view, pollutant)
     fig.title.text = _title(view, pollutant)
     models["no_data"].visible = not view.has_data
@@ -194,22 +197,21 @@ def _pollutant_text(pollutant: str, value: float, band: DaqiBand | None) -> str:
     return f"{name} {value:.1f} µg/m³ ({index}; {side} the WHO guideline of {guideline:g})"
 
 
+def _today(series: Series, view: ReadingsView) -> tuple[str, dict[str, Any]]:
+    """What today's means are (in words), and per pollutant their hour, value and band."""
+    when, means = today_means(series, view)
+    return when, {p: (hour, value, daqi_band(p, value)) for p, (hour, value) in means.items()}
+
+
 def _series_sentence(series: Series, view: ReadingsView) -> tuple[str, str]:
     """(the level in words, the details) for one series' newest 24-hour means."""
-    today = series.today()
+    when, today = _today(series, view)
     if not today:
         return (
             "not known yet",
             f"a 24-hour mean needs {MEAN_MIN_HOURS} of its 24 hours; not enough readings",
         )
     worst = max((band for *_, band in today.values() if band), key=lambda b: b.index)
-    newest = max(hour for hour, *_ in today.values())
-    if view.mean == "rolling":
-        (until,) = stamp_text([newest], view.tz)
-        when = f"24-hour mean up to the {until} hour"
-    else:
-        (day,) = stamp_text([newest], view.tz)
-        when = f"mean of {day[:10]}"
     details = "; ".join(_pollutant_text(p, value, band) for p, (_, value, band) in today.items())
     return worst.text, f"{when}: {details}"
 
@@ -233,7 +235,7 @@ def headline_html(view: ReadingsView) -> str:
     rows = []
     for series in view.series:
         level, details = _series_sentence(series, view)
-        today = series.today()
+        _, today = _today(series, view)
         bands = [band for *_, band in today.values() if band]
         color = DAQI_COLORS[max(b.index for b in bands) - 1] if bands else "#dddddd"
         rows.append(

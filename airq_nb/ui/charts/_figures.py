@@ -122,7 +122,7 @@ def hour_hover(
     which keeps it on the canvas.
     """
     bars = fig.vbar(
-        x="time", width=3_600_000, bottom=-1e9, top=1e9, source=source, fill_alpha=0,
+        x="time", width="width", bottom=-1e9, top=1e9, source=source, fill_alpha=0,
         line_alpha=0, hover_fill_alpha=0.08, hover_fill_color="#000000", hover_line_alpha=0,
         name=name,
     )  # fmt: skip

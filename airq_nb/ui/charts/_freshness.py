@@ -12,7 +12,7 @@ from bokeh.models import ColumnDataSource, FactorRange, HoverTool, LabelSet
 from ._figures import legend_above, legend_swatch, time_figure, x_range
 from ._readings import NO_DATA
 from ._series import Series, missing_runs
-from ._time import describe, span_text, stamp_text, wall
+from ._time import describe, hour_columns, span_text, stamp_text
 from ._view import ReadingsView
 
 if TYPE_CHECKING:
@@ -27,7 +27,6 @@ __all__ = [
 ]
 
 STATUS_COLORS = {"present": "#74c476", "missing": "#de2d26"}
-_HALF_HOUR = pd.Timedelta(minutes=30)
 _STRIP = -0.25  # a strip sits below the middle of its row, its name above
 
 
@@ -48,9 +47,11 @@ def freshness_columns(view: ReadingsView, status: str) -> dict[str, Any]:
             for when, lag in zip(fetched, lags.fillna(0), strict=True)
         )
     hours = pd.DatetimeIndex(rows.pop("hour"), tz="UTC")
-    # A cell spans its whole hour: its centre is half past.
+    # A cell spans its hour, less a gap (half as wide in a repeated hour).
+    placed = hour_columns(hours, view.tz)
     return {
-        "time": wall(hours + _HALF_HOUR, view.tz),
+        "time": placed["time"],
+        "cell_width": placed["width"] * 11 / 12,
         "row": [(label, _STRIP) for label in rows["series"]],
         **rows,
         "status": [status] * len(hours),
@@ -73,7 +74,7 @@ def draw_freshness(view: ReadingsView, *, height: int | None = None) -> Figure:
         cds = ColumnDataSource(freshness_columns(view, status), name=f"freshness:{status}")
         cells.append(
             fig.rect(
-                "time", "row", width=3_300_000, height=0.35, source=cds, color=color,
+                "time", "row", width="cell_width", height=0.35, source=cds, color=color,
                 legend_label=f"hour {status}", name=f"cells:{status}",
             )
         )  # fmt: skip

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from bokeh.models import ColumnDataSource, Range1d
 
 from ._figures import (
@@ -19,7 +18,7 @@ from ._figures import (
     y_end,
 )
 from ._series import POLLUTANTS, Series
-from ._time import stamp_text, wall
+from ._time import hour_columns, stamp_text, wall
 from ._view import ReadingsView
 
 if TYPE_CHECKING:
@@ -44,8 +43,8 @@ def hover_columns(view: ReadingsView) -> dict[str, Any]:
     """One row per hour of the window, with every series' values as text, for one tooltip."""
     hours = view.span.hours
     columns: dict[str, Any] = {
-        # The middle of the hour, where its hover bar is centred.
-        "time": wall(hours + pd.Timedelta(minutes=30), view.tz),
+        # The middle of the hour and its width, where its hover bar is drawn.
+        **hour_columns(hours, view.tz),
         "time_text": stamp_text(hours, view.tz),
     }
     for number, series in enumerate(view.series):

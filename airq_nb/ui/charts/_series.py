@@ -13,9 +13,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ...daqi import WHO_24H, DaqiBand, daqi_band
+from ..._errors import ConfigurationError
+from ...daqi import WHO_24H
+from ...means import hourly_capture, hours_needed
 
 __all__ = [
+    "LEAD",
     "MEAN_MIN_HOURS",
     "POLLUTANTS",
     "SOURCE_NAMES",
@@ -36,10 +39,13 @@ SOURCE_NAMES: dict[str, str] = {
     "openweathermap": "OpenWeatherMap",
     "laqn": "LAQN",
 }
-#: A 24-hour mean needs this many of its 24 hours (75 % data capture, as UK practice asks).
-MEAN_MIN_HOURS = 18
+#: A 24-hour mean needs this many of its 24 hours (75 % data capture, as UK practice asks:
+#: the rule of :mod:`airq_nb.means`, which computes every mean here).
+MEAN_MIN_HOURS = hours_needed(24)
 _HOUR = pd.Timedelta(hours=1)
-_DAY = pd.Timedelta(hours=24)
+#: How far before the window the means look: the 23 hours of its first running mean, or
+#: its first calendar day back to midnight (25 hours on the day the clocks go back).
+LEAD = pd.Timedelta(hours=25)
 
 
 @dataclass(frozen=True)
@@ -75,7 +81,11 @@ class Series:
     source: str
     kind: str | None
     #: Index: every hour of the window (UTC). Columns: pm2_5, pm10 (NaN when missing),
-    #: fetched_at (NaT when missing), and mean_pm2_5, mean_pm10 (the 24-hour means).
+    #: fetched_at (NaT when missing); per pollutant mean_<p> (the valid 24-hour mean),
+    #: partial_<p> (the mean of the hours present, whatever the capture), present_<p>,
+    #: expected_<p> and capture_<p> (%) of that mean, day_over_<p> (False while a
+    #: calendar day is still running) and running_<p> (the valid 24-hour running mean,
+    #: whichever ``mean`` the chart shows). See :func:`airq_nb.means.hourly_capture`.
     hourly: pd.DataFrame
 
     @property
@@ -90,19 +100,13 @@ class Series:
     def has_data(self) -> bool:
         return bool(self.hourly[list(POLLUTANTS)].notna().any(axis=None))
 
-    def latest_mean(self, pollutant: str) -> tuple[pd.Timestamp, float] | None:
-        """The newest hour with a 24-hour mean of ``pollutant``, and that mean."""
-        means = self.hourly[f"mean_{pollutant}"].dropna()
+    def latest_mean(
+        self, pollutant: str, *, column: str = "mean"
+    ) -> tuple[pd.Timestamp, float] | None:
+        """The newest hour with a valid 24-hour mean of ``pollutant``, and that mean
+        (``column="running"``: the running mean, whichever mean the chart shows)."""
+        means = self.hourly[f"{column}_{pollutant}"].dropna()
         return None if means.empty else (means.index[-1], float(means.iloc[-1]))
-
-    def today(self) -> dict[str, tuple[pd.Timestamp, float, DaqiBand | None]]:
-        """Per pollutant: the newest 24-hour mean's hour, value and DAQI band."""
-        out = {}
-        for pollutant in POLLUTANTS:
-            latest = self.latest_mean(pollutant)
-            if latest is not None:
-                out[pollutant] = (*latest, daqi_band(pollutant, latest[1]))
-        return out
 
     def missing_hours(self) -> pd.DatetimeIndex:
         """The window's hours with neither PM2.5 nor PM10."""
@@ -123,23 +127,19 @@ def _kind(part: pd.DataFrame) -> str | None:
     return kinds.pop() if len(kinds) == 1 else None
 
 
-def _means(values: pd.Series, *, mean: str, tz: str) -> pd.Series:
-    """24-hour means of hourly ``values`` (every hour present in the index, NaN when missing).
-
-    ``rolling``: the mean of each hour and the 23 before it (the "24-hour running mean").
-    ``calendar``: each day's mean, midnight to midnight in ``tz``, given to every hour of
-    that day; the newest day is its mean so far. Either needs ``MEAN_MIN_HOURS`` hours,
-    except the newest calendar day, which shows once it has any.
-    """
-    if mean == "rolling":
-        return values.rolling(24, min_periods=MEAN_MIN_HOURS).mean()
-    days = values.index.tz_convert(tz).normalize()
-    grouped = values.groupby(days)
-    day_mean = grouped.transform("mean")
-    count = grouped.transform("count")
-    newest = days == days.max()
-    enough = (count >= MEAN_MIN_HOURS) | (newest & (count > 0))
-    return day_mean.where(enough)
+def _mean_columns(values: pd.Series, pollutant: str, *, mean: str, tz: str) -> dict[str, Any]:
+    """A pollutant's 24-hour means with their capture, as ``Series.hourly`` columns."""
+    stats = hourly_capture(values, mean=mean, tz=tz)
+    running = stats if mean == "rolling" else hourly_capture(values, mean="rolling", tz=tz)
+    return {
+        f"mean_{pollutant}": stats["mean"],
+        f"partial_{pollutant}": stats["mean_of_present"],
+        f"present_{pollutant}": stats["hours_present"],
+        f"expected_{pollutant}": stats["hours_expected"],
+        f"capture_{pollutant}": stats["capture"],
+        f"day_over_{pollutant}": ~stats["partial"],
+        f"running_{pollutant}": running["mean"],
+    }
 
 
 def build_series(
@@ -153,17 +153,17 @@ def build_series(
 ) -> list[Series]:
     """One :class:`Series` per ``(location, source)`` in ``readings``, sorted by label.
 
-    ``readings`` is shaped as ``read_readings`` returns it; rows a day before the window
-    count towards the first 24-hour means. Two readings of one hour (a re-fetch) are one.
+    ``readings`` is shaped as ``read_readings`` returns it; rows up to ``LEAD`` before the
+    window count towards its first 24-hour means. Two readings of one hour (a re-fetch) are one.
     """
     if mean not in ("rolling", "calendar"):
-        raise ValueError(f"mean={mean!r}: use 'rolling' or 'calendar'")
+        raise ConfigurationError(f"mean={mean!r}: use 'rolling' or 'calendar'")
     frame = readings
     if not len(frame):
         return []
     frame = frame.copy()
     frame.index = pd.DatetimeIndex(pd.to_datetime(frame.index, utc=True)).floor("h")
-    frame = frame[(frame.index >= span.start - _DAY) & (frame.index <= span.end)]
+    frame = frame[(frame.index >= span.start - LEAD) & (frame.index <= span.end)]
     for column, wanted in (("location", location), ("source", source)):
         if wanted is not None and column in frame:
             frame = frame[frame[column] == wanted]
@@ -172,15 +172,15 @@ def build_series(
     if "source" not in frame:
         frame["source"] = ""
     hours = span.hours
-    # Hours from a day before the window, so the window's first hour has a full 24-h mean.
-    calc_hours = pd.date_range(span.start - _DAY + _HOUR, span.end, freq="h", name="time")
+    # Hours before the window, so the window's first hour has a whole 24-h mean.
+    calc_hours = pd.date_range(span.start - LEAD, span.end, freq="h", name="time")
     out = []
     for (place, origin), part in frame.groupby(["location", "source"], sort=True):
         columns: dict[str, Any] = {}
         for pollutant in POLLUTANTS:
             values = _numbers(part, pollutant).groupby(level=0).mean().reindex(calc_hours)
             columns[pollutant] = values
-            columns[f"mean_{pollutant}"] = _means(values, mean=mean, tz=tz)
+            columns.update(_mean_columns(values, pollutant, mean=mean, tz=tz))
         fetched = (
             pd.to_datetime(part["fetched_at"], utc=True, errors="coerce")
             if "fetched_at" in part

@@ -3,8 +3,10 @@
 Readings are stored by UTC hour. A chart shows them in ``tz`` — ``"UTC"`` or
 ``"Europe/London"`` (GMT in winter, BST in summer) or any IANA zone — as naive wall times, because
 Bokeh's datetime axis has no zone; every text also names the zone's abbreviation ("GMT", "BST").
-Wall time repeats an hour when the clocks go back (01:00 BST, then 01:00 GMT, drawn at the
-same place, told apart by their texts) and skips one when they go forward; UTC has neither.
+Wall time repeats an hour when the clocks go back (01:00 BST, then 01:00 GMT) and skips one
+when they go forward; UTC has neither. The repeated hours are drawn as two distinct hours,
+each half as wide, one after the other in the wall hour they share (01:00 BST from 01:00,
+01:00 GMT from 01:30), so a line never doubles back; their texts tell them apart.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import numpy as np
 import pandas as pd
 
 from ..._errors import ConfigurationError
@@ -23,6 +26,7 @@ from ..._format import age_text, span_text, time_text
 __all__ = [
     "check_tz",
     "describe",
+    "hour_columns",
     "now_utc",
     "span_text",
     "stamp_text",
@@ -53,9 +57,34 @@ def now_utc(now: datetime | float | None, store: Any = None) -> pd.Timestamp:
 
 
 def wall(values: Any, tz: str) -> pd.DatetimeIndex:
-    """UTC instants as naive wall-clock times in ``tz``, which is what Bokeh's axis draws."""
-    index = pd.DatetimeIndex(pd.to_datetime(values, utc=True))
-    return index.tz_convert(tz).tz_localize(None)
+    """UTC instants as naive wall-clock times in ``tz``, which is what Bokeh's axis draws;
+    the two passes through a repeated wall hour share it, each drawn at half speed."""
+    index = pd.DatetimeIndex(pd.to_datetime(values, utc=True)).as_unit("ns")
+    naive = index.tz_convert(tz).tz_localize(None)
+    once = naive.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+    repeated = np.asarray(once.isna() & index.notna())
+    if not repeated.any():
+        return naive
+    first_pass = naive[repeated].tz_localize(tz, ambiguous=np.ones(repeated.sum(), dtype=bool))
+    second_pass = naive[repeated].tz_localize(tz, ambiguous=np.zeros(repeated.sum(), dtype=bool))
+    fold = second_pass.asi8 - first_pass.asi8  # how far the clocks went back (ns)
+    at = naive[repeated].asi8
+    fold_start = at - at % fold  # the first wall instant of the repeated span
+    into_fold = index[repeated].asi8 - first_pass.asi8 + (at - fold_start)
+    moved = naive.asi8.copy()
+    moved[repeated] = fold_start + into_fold // 2
+    return pd.DatetimeIndex(moved.astype("datetime64[ns]"))
+
+
+def hour_columns(hours: Any, tz: str) -> dict[str, Any]:
+    """Where each UTC hour is drawn: its middle (``time``) and width in ms (``width``), so a
+    bar covers the hour exactly (half as wide in a repeated hour, twice as wide across a
+    skipped one)."""
+    index = pd.DatetimeIndex(pd.to_datetime(hours, utc=True))
+    starts = wall(index, tz).as_unit("ns").asi8
+    ends = wall(index + pd.Timedelta(hours=1), tz).as_unit("ns").asi8
+    middles = pd.DatetimeIndex(((starts + ends) // 2).astype("datetime64[ns]"))
+    return {"time": middles, "width": (ends - starts) / 1e6}
 
 
 def stamp_text(values: Any, tz: str, *, seconds: bool = False) -> list[str]:

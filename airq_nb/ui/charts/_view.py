@@ -8,15 +8,13 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ._series import Series, Window, build_series, window
+from ._series import LEAD, Series, Window, build_series, window
 from ._time import check_tz, now_utc
 
 if TYPE_CHECKING:
     from ...store._sqlite import Store
 
 __all__ = ["ReadingsView", "read_view"]
-
-_DAY = pd.Timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -60,8 +58,8 @@ def read_view(
     else:
         from airq_nb import read_readings
 
-        # A day more than the window, so its first hour has a whole 24-hour mean.
-        since = (span.start - _DAY).to_pydatetime()
+        # More than the window, so its first hour has a whole 24-hour mean.
+        since = (span.start - LEAD).to_pydatetime()
         readings = read_readings(store, since=since, location=location, source=source)
     series = build_series(readings, span, location=location, source=source, mean=mean, tz=tz)
     return ReadingsView(
