@@ -1,0 +1,347 @@
+"""Evaluating the rules: one number per (rule, place), one step of its state, its notifications.
+
+Each (rule, place) moves ``ok → pending → firing → ok``. Only the *current* numbers are
+looked at (after downtime nothing is replayed) and each evaluation moves a pair at most
+one step. A notification is owed whenever the channels were last told something other
+than the pair's state (``firing`` vs ``ok``); outside quiet hours it is queued at once,
+one message per channel, in the same commit as the state (``store.alerts.evaluate``),
+with the dedup key ``alert:<rule>@<created>:<place>:<transition>:<channel>``. In quiet
+hours it waits; at their end only what is still owed is sent, so an alert that fired and
+resolved meanwhile sends nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from ..daqi import daqi_band
+from ..store import alerts as table
+from ..store.alerts import Decision, HistoryRow, Notification, StateRow
+from ..store.readings import utc_datetime
+from ._messages import firing_message, resolved_message
+from ._rules import POLLUTANTS, AlertRule, london_text, rule_from_json
+
+if TYPE_CHECKING:
+    from ..store._sqlite import Store
+
+__all__ = [
+    "EVALUATE_TOPIC",
+    "SEND_BACKOFF",
+    "SEND_TOPIC",
+    "AlertTransition",
+    "Observations",
+    "evaluate_alerts",
+    "observe",
+]
+
+#: The queue topic of notifications: one message per (transition, channel).
+SEND_TOPIC = "alerts.send"
+#: The queue topic of evaluation runs (the timer's, and the end of quiet hours).
+EVALUATE_TOPIC = "alerts.evaluate"
+#: Back-off of a notification's sends (seconds): about 1 h 50 min of retries in all,
+#: so a channel down for an hour still gets it; then it is a dead letter.
+SEND_BACKOFF = (10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0)
+#: A 24-hour mean needs this many of its 24 hours (75%, as the UK's statistics do).
+MIN_HOURS_FOR_MEAN = 18
+HOUR = 3600.0
+COLLECT_PREFIX = "collect:"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertTransition:
+    """One state change an evaluation made: (rule, place) from ``before`` to ``after``."""
+
+    rule: str
+    place: str
+    before: str
+    after: str
+    at: datetime
+    value: float | None
+    #: The pair's transition count after this one (the notification's dedup key uses it).
+    transition: int
+
+
+@dataclass(slots=True)
+class Observations:
+    """The numbers the rules look at, read once per evaluation."""
+
+    now: float
+    hourly: dict[tuple[str, str], float]
+    mean_24h: dict[tuple[str, str], float]
+    newest: dict[str, float]
+    collected: set[str]
+    failures: dict[str, tuple[int, int]]
+    dead_letters: dict[str, int]
+
+    @property
+    def places(self) -> set[str]:
+        """Every place with readings or a collection schedule."""
+        return set(self.newest) | self.collected
+
+
+def observe(store: Store, *, now: float) -> Observations:
+    """Read the current numbers: newest values and 24-hour means per place (the worse of
+    its sources), newest reading times, failed collection runs, dead letters per topic."""
+    series: dict[tuple[str, str], list[tuple[int, Any, Any]]] = defaultdict(list)
+    for location, source, when, pm2_5, pm10 in table.recent_readings(store):
+        series[location, source].append((when, pm2_5, pm10))
+    hourly: dict[tuple[str, str], float] = {}
+    means: dict[tuple[str, str], float] = {}
+    newest: dict[str, float] = {}
+    for (location, _source), rows in series.items():
+        newest[location] = max(newest.get(location, -math.inf), rows[-1][0])
+        for column, pollutant in enumerate(POLLUTANTS, start=1):
+            values = [row[column] for row in rows if row[column] is not None]
+            if not values:
+                continue
+            key = (pollutant, location)
+            hourly[key] = max(hourly.get(key, -math.inf), values[-1])
+            if len(values) >= MIN_HOURS_FOR_MEAN:
+                means[key] = max(means.get(key, -math.inf), sum(values) / len(values))
+    failures = {
+        name.removeprefix(COLLECT_PREFIX): counts
+        for name, counts in table.collection_failures(store, prefix=COLLECT_PREFIX).items()
+    }
+    collected = {
+        name.removeprefix(COLLECT_PREFIX)
+        for name in table.schedule_names(store, prefix=COLLECT_PREFIX)
+    }
+    dead = {
+        topic: counts.get("dead", 0)
+        for topic, counts in store.queue.counts().by_topic.items()
+        if counts.get("dead", 0)
+    }
+    return Observations(now, hourly, means, newest, collected, failures, dead)
+
+
+def _places(rule: AlertRule, obs: Observations) -> set[str]:
+    if rule.kind == "dead_letters":
+        return {rule.topic} if rule.topic is not None else set(obs.dead_letters)
+    if rule.location is not None:
+        return {rule.location}
+    if rule.kind == "collection":
+        return set(obs.collected)
+    if rule.kind == "stale":
+        return obs.places
+    return set(obs.newest)
+
+
+def _value(rule: AlertRule, place: str, obs: Observations) -> float | None:
+    """The rule's number at ``place`` now; None when there is nothing to judge by."""
+    kind = rule.kind
+    if kind == "air":
+        source = obs.hourly if rule.mean == "hour" else obs.mean_24h
+        return source.get((rule.pollutant, place))  # type: ignore[arg-type]
+    if kind == "daqi":
+        pollutants = (rule.pollutant,) if rule.pollutant else POLLUTANTS
+        indexes = [
+            band.index
+            for p in pollutants
+            if (band := daqi_band(p, obs.mean_24h.get((p, place)))) is not None  # type: ignore[arg-type]
+        ]
+        return float(max(indexes)) if indexes else None
+    if kind == "collection":
+        failed, dead = obs.failures.get(place, (0, 0))
+        return float(max(failed, rule.runs or 0) if dead else failed)
+    if kind == "stale":
+        newest = obs.newest.get(place)
+        if newest is None:
+            return math.inf if place in obs.collected else None
+        return max(0.0, (obs.now - newest) / HOUR)
+    return float(obs.dead_letters.get(place, 0))
+
+
+@functools.lru_cache(maxsize=4096)
+def _rule(definition: str) -> AlertRule:
+    return rule_from_json(definition)
+
+
+class _Evaluation:
+    """One pass over every rule and place: the pure part, run inside the store's commit."""
+
+    def __init__(self, obs: Observations) -> None:
+        self.obs = obs
+        self.now = obs.now
+        self.states: list[StateRow] = []
+        self.notes: list[Notification] = []
+        self.history: list[HistoryRow] = []
+        self.transitions: list[AlertTransition] = []
+
+    def __call__(
+        self,
+        rules: list[tuple[str, str, float]],
+        stored: dict[tuple[str, str], StateRow],
+    ) -> Decision:
+        by_rule: dict[str, dict[str, StateRow]] = defaultdict(dict)
+        for (name, place), row in stored.items():
+            by_rule[name][place] = row
+        for name, definition, created_at in rules:
+            rule = _rule(definition)
+            quiet = rule.quiet
+            held = quiet is not None and quiet.contains(self.now)
+            rows = by_rule.get(name, {})
+            fire = rule.fire_above
+            for place in _places(rule, self.obs) | rows.keys():
+                value = _value(rule, place, self.obs)
+                row = rows.get(place)
+                if row is None:
+                    if value is None or value <= fire:
+                        continue
+                    row = StateRow(name, place)
+                else:
+                    row = dataclasses.replace(row)
+                before = dataclasses.astuple(row)
+                self._step(rule, row, value)
+                self._notify(rule, row, f"{name}@{created_at:.0f}", held, quiet)
+                if dataclasses.astuple(row) != before:
+                    self.states.append(row)
+        return Decision(self.states, self.notes, self.history)
+
+    def _move(
+        self, rule: AlertRule, row: StateRow, after: str, event: str, detail: str | None = None
+    ) -> None:
+        before = row.state
+        row.state, row.since = after, self.now
+        row.transition += 1
+        self.history.append(
+            HistoryRow(
+                self.now, rule.name, row.place, event, row.transition, None, row.value, detail
+            )
+        )
+        self.transitions.append(
+            AlertTransition(
+                rule.name,
+                row.place,
+                before,
+                after,
+                utc_datetime(self.now),
+                row.value,
+                row.transition,
+            )  # type: ignore[arg-type]
+        )
+
+    def _step(self, rule: AlertRule, row: StateRow, value: float | None) -> None:
+        if value is None:
+            return  # nothing to judge by (no recent readings): the state stays
+        row.value = _storable(value)
+        active = value > rule.fire_above
+        if row.state == "ok":
+            if not active:
+                return
+            row.peak, row.firing_since = row.value, None
+            if rule.for_hours:
+                self._move(rule, row, "pending", "pending")
+            else:
+                self._fire(rule, row)
+            return
+        row.peak = _storable(max(value, row.peak if row.peak is not None else -math.inf))
+        if row.state == "pending":
+            if not active:
+                self._move(rule, row, "ok", "cleared")
+            elif self.now - (row.since or self.now) >= rule.for_hours * HOUR:
+                self._fire(rule, row)
+        elif value <= rule.clear_at:
+            self._move(rule, row, "ok", "resolved", f"peak {row.peak!r}")
+
+    def _fire(self, rule: AlertRule, row: StateRow) -> None:
+        self._move(rule, row, "firing", "firing")
+        row.firing_since, row.repeats = self.now, 0
+
+    def _notify(self, rule: AlertRule, row: StateRow, key: str, held: bool, quiet: Any) -> None:
+        told = "firing" if row.state == "firing" else "ok"
+        owed = told != row.notified
+        repeat = (
+            not owed
+            and row.state == "firing"
+            and rule.repeat_hours is not None
+            and row.notified_at is not None
+            and self.now - row.notified_at >= rule.repeat_hours * HOUR
+        )
+        if not (owed or repeat):
+            return
+        if held:
+            self._hold(rule, row, key, quiet)
+            return
+        if row.state == "firing":
+            title, body = firing_message(rule, row, repeat=repeat)
+            kind, notify_type = ("REPEAT" if repeat else "FIRING"), "failure"
+        else:
+            title, body = resolved_message(rule, row)
+            kind, notify_type = "RESOLVED", "success"
+        if repeat:
+            row.repeats += 1
+        suffix = f":repeat{row.repeats}" if repeat else ""
+        for channel in rule.notify:
+            dedup = f"alert:{key}:{row.place}:{row.transition}{suffix}:{channel}"
+            message = {
+                "rule": rule.name,
+                "place": row.place,
+                "channel": channel,
+                "kind": kind,
+                "transition": row.transition,
+                "key": dedup,
+                "title": title,
+                "body": body,
+                "notify_type": notify_type,
+            }
+            self.notes.append(Notification(message, SEND_TOPIC, dedup, SEND_BACKOFF))
+            self.history.append(
+                HistoryRow(
+                    self.now,
+                    rule.name,
+                    row.place,
+                    "queued",
+                    row.transition,
+                    channel,
+                    row.value,
+                    kind,
+                )
+            )
+        row.notified, row.notified_at = told, self.now
+
+    def _hold(self, rule: AlertRule, row: StateRow, key: str, quiet: Any) -> None:
+        """Quiet hours: the notification waits; an evaluation is queued for their end."""
+        ends = quiet.ends_after(self.now)
+        moved = self.transitions and self.transitions[-1].rule == rule.name
+        if moved and self.transitions[-1].place == row.place:
+            detail = f"quiet hours {rule.quiet_hours}, until {london_text(ends)}"
+            self.history.append(
+                HistoryRow(
+                    self.now, rule.name, row.place, "held", row.transition, None, row.value, detail
+                )
+            )
+        self.notes.append(
+            Notification(
+                {"reason": "quiet hours ended", "rule": rule.name},
+                EVALUATE_TOPIC,
+                f"alert-quiet-end:{key}:{ends:.0f}",
+                delay=max(0.0, ends - self.now),
+            )
+        )
+
+
+def _storable(value: float) -> float | None:
+    """A number for the store: infinity (a place with no readings at all) is kept as None."""
+    return None if math.isinf(value) else value
+
+
+def evaluate_alerts(store: Store) -> list[AlertTransition]:
+    """Evaluate every alert rule now (the store's clock) and queue the notifications owed.
+
+    Returns the transitions made (empty when nothing changed). Safe to call from several
+    processes at once: they take turns, and no transition or notification is made twice.
+    The collector's scheduler calls it after each collection that stored new or revised
+    values and every 15 minutes; call it yourself after changing readings by hand.
+    """
+    if not table.has_rules(store):
+        return []
+    obs = observe(store, now=store.now())
+    run = _Evaluation(obs)
+    table.evaluate(store, now=obs.now, decide=run)
+    return run.transitions
