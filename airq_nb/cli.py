@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from . import __version__
+from ._cli_alerts import add_alerts_command, run_alerts_command
 from ._errors import AirqError, CollectionFailedError, ConfigurationError
 from ._format import one_line, rows_text, run_summary_text, status_rows, store_text, time_text
 from .collector._job import collect_once, default_locations, last_collection
@@ -50,6 +51,7 @@ environment:
   AIRQ_NB_DB               the store file or postgresql:// URL (overridden by --db)
   AIRQ_NB_SOURCE           openweathermap | open-meteo | laqn (overridden by --source)
   OPENWEATHER_API_KEY      OpenWeatherMap key; never printed, logged or stored
+  AIRQ_NB_ALERT_<CHANNEL>  an alert channel's Apprise URLs; never printed, logged or stored
   AIRQ_NB_OPENWEATHER_URL  OpenWeatherMap base URL (e.g. a local test server)
   AIRQ_NB_OPENMETEO_URL    Open-Meteo base URL
   AIRQ_NB_LAQN_URL         London Air Quality Network (ERG) API base URL
@@ -60,6 +62,7 @@ examples:
   airq-nb run                                  # a service: hourly until SIGTERM
   airq-nb --source laqn collect --location laqn:KF1 --location laqn:MY7
   airq-nb queue purge --state dead --yes
+  airq-nb alerts test team                     # a test notification to $AIRQ_NB_ALERT_TEAM
 """
 
 
@@ -154,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("topic", nargs="?")
     redrive = actions.add_parser("redrive", parents=[common], help="re-queue a dead letter")
     redrive.add_argument("id", type=int)
+    add_alerts_command(commands, common)
     return parser
 
 
@@ -419,7 +423,12 @@ def _queue(args: argparse.Namespace) -> int:
     return 0
 
 
+def _alerts(args: argparse.Namespace) -> int:
+    return run_alerts_command(args, open_store=_open, emit=_emit, table=_table, when=_when)
+
+
 _COMMANDS = {
+    "alerts": _alerts,
     "collect": _collect,
     "run": _run,
     "status": _status,

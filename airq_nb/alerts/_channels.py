@@ -9,6 +9,7 @@ notification carry only the channel's name. Apprise is imported here, on first u
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 from .._errors import AlertChannelError, AlertDeliveryError
@@ -37,9 +38,19 @@ def channel_urls(channel: str) -> list[str]:
     return urls
 
 
+def _apprise() -> Any:
+    """The ``apprise`` module, imported on first use."""
+    # Apprise's e-mail plugin imports the stdlib's deprecated imghdr (for PGP); that is
+    # Apprise's business, not a warning for our users.
+    warnings.filterwarnings("ignore", message="'imghdr' is deprecated", category=DeprecationWarning)
+    import apprise
+
+    return apprise
+
+
 def _apprise_for(channel: str) -> Any:
     """An ``apprise.Apprise`` holding every URL of ``channel``; AlertChannelError if one is bad."""
-    import apprise
+    apprise = _apprise()
 
     notifier = apprise.Apprise()
     for number, url in enumerate(channel_urls(channel), start=1):
@@ -66,8 +77,7 @@ def send_to_channel(channel: str, *, title: str, body: str, kind: str = "info") 
     ``kind`` is Apprise's notify type: "info", "success", "warning" or "failure". The
     error names the channel and how many URLs failed, never a URL.
     """
-    import apprise
-
+    apprise = _apprise()
     notifier = _apprise_for(channel)
     if not notifier.notify(title=title, body=body, notify_type=apprise.NotifyType(kind)):
         raise AlertDeliveryError(

@@ -104,10 +104,21 @@ def observe(store: Store, *, now: float) -> Observations:
             hourly[key] = max(hourly.get(key, -math.inf), values[-1])
             if len(values) >= MIN_HOURS_FOR_MEAN:
                 means[key] = max(means.get(key, -math.inf), sum(values) / len(values))
-    failures = {
-        name.removeprefix(COLLECT_PREFIX): counts
-        for name, counts in table.collection_failures(store, prefix=COLLECT_PREFIX).items()
-    }
+    # The collector's own record of each place's last run is written inside the run, so
+    # a success is seen at once (its delivery-log row comes only after the handler returns).
+    succeeded: dict[str, float] = {}
+    for entry in store.list(prefix=("airq_nb", "collector")):
+        record = entry.value if isinstance(entry.value, dict) else {}
+        if record.get("outcome") == "ok" and isinstance(record.get("at"), int | float):
+            place = str(record.get("location"))
+            succeeded[place] = max(succeeded.get(place, -math.inf), record["at"])
+    failures = {}
+    for name, (failed, dead, latest) in table.collection_failures(
+        store, prefix=COLLECT_PREFIX
+    ).items():
+        place = name.removeprefix(COLLECT_PREFIX)
+        if succeeded.get(place, -math.inf) < latest:
+            failures[place] = (failed, dead)
     collected = {
         name.removeprefix(COLLECT_PREFIX)
         for name in table.schedule_names(store, prefix=COLLECT_PREFIX)
@@ -165,9 +176,9 @@ def _rule(definition: str) -> AlertRule:
 class _Evaluation:
     """One pass over every rule and place: the pure part, run inside the store's commit."""
 
-    def __init__(self, obs: Observations) -> None:
-        self.obs = obs
-        self.now = obs.now
+    def __init__(self, store: Store, now: float) -> None:
+        self.store = store
+        self.now = now
         self.states: list[StateRow] = []
         self.notes: list[Notification] = []
         self.history: list[HistoryRow] = []
@@ -178,6 +189,9 @@ class _Evaluation:
         rules: list[tuple[str, str, float]],
         stored: dict[tuple[str, str], StateRow],
     ) -> Decision:
+        # Observed inside the commit: an evaluator that waited for another one's turn
+        # judges by the same (or newer) readings, never by older ones.
+        self.obs = observe(self.store, now=self.now)
         by_rule: dict[str, dict[str, StateRow]] = defaultdict(dict)
         for (name, place), row in stored.items():
             by_rule[name][place] = row
@@ -341,7 +355,7 @@ def evaluate_alerts(store: Store) -> list[AlertTransition]:
     """
     if not table.has_rules(store):
         return []
-    obs = observe(store, now=store.now())
-    run = _Evaluation(obs)
-    table.evaluate(store, now=obs.now, decide=run)
+    now = store.now()
+    run = _Evaluation(store, now)
+    table.evaluate(store, now=now, decide=run)
     return run.transitions

@@ -316,10 +316,11 @@ def recent_readings(store: Store, *, window: int = 86400) -> list[tuple[Any, ...
     )
 
 
-def collection_failures(store: Store, *, prefix: str) -> dict[str, tuple[int, int]]:
-    """Per schedule named ``prefix``…: (failed runs since its last success, dead letters since).
+def collection_failures(store: Store, *, prefix: str) -> dict[str, tuple[int, int, float]]:
+    """Per schedule named ``prefix``…: (failed attempts since its last success, dead letters
+    since, when the newest of them ended).
 
-    A run is one queue message (its retries are attempts of the same run).
+    Every attempt counts, a retry too: "failed 3 runs in a row" is three failed attempts.
     """
     since_ok = (
         "COALESCE((SELECT MAX(o.finished_at) FROM delivery_log o "
@@ -327,20 +328,22 @@ def collection_failures(store: Store, *, prefix: str) -> dict[str, tuple[int, in
     )
     failed = _dialect.read(
         store,
-        "SELECT d.schedule, COUNT(DISTINCT d.message_id) FROM delivery_log d "
+        "SELECT d.schedule, COUNT(*), MAX(d.finished_at) FROM delivery_log d "
         "WHERE d.schedule LIKE ? AND d.outcome IN ('retry', 'dead') "
         f"AND d.finished_at > {since_ok.format(alias='d')} GROUP BY d.schedule",
         (prefix + "%",),
     )
     dead = _dialect.read(
         store,
-        "SELECT q.schedule, COUNT(*) FROM queue q WHERE q.state = 'dead' AND q.schedule LIKE ? "
+        "SELECT q.schedule, COUNT(*), MAX(q.dead_at) FROM queue q "
+        "WHERE q.state = 'dead' AND q.schedule LIKE ? "
         f"AND q.dead_at > {since_ok.format(alias='q')} GROUP BY q.schedule",
         (prefix + "%",),
     )
-    out: dict[str, tuple[int, int]] = {name: (int(count), 0) for name, count in failed}
-    for name, count in dead:
-        out[name] = (out.get(name, (0, 0))[0], int(count))
+    out = {name: (int(count), 0, float(at)) for name, count, at in failed}
+    for name, count, at in dead:
+        before = out.get(name, (0, 0, at))
+        out[name] = (before[0], int(count), max(before[2], float(at)))
     return out
 
 
