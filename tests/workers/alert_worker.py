@@ -1,9 +1,9 @@
 """A child process for the alert tests: evaluates a store's rules, racing or dying on purpose.
 
-    alert_worker.py evaluate-and-die STORE   evaluate (commit), then SIGKILL itself before any send
-    alert_worker.py claim-and-die STORE      lease the first alerts.send message, then SIGKILL
-    alert_worker.py race STORE ROUNDS        wait for KV ("test", "go"), evaluate ROUNDS times,
-                                             print how many transitions it made
+alert_worker.py evaluate-and-die STORE   evaluate (commit), then SIGKILL itself before any send
+alert_worker.py claim-and-die STORE      lease the first alerts.send message, then SIGKILL
+alert_worker.py race STORE ROUNDS        wait for KV ("test", "go"), evaluate ROUNDS times,
+                                         print how many transitions it made
 """
 
 from __future__ import annotations
