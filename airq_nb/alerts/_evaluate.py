@@ -12,7 +12,6 @@ resolved meanwhile sends nothing.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from collections import defaultdict
@@ -143,29 +142,38 @@ def _places(rule: AlertRule, obs: Observations) -> set[str]:
     return set(obs.newest)
 
 
-def _value(rule: AlertRule, place: str, obs: Observations) -> float | None:
-    """The rule's number at ``place`` now; None when there is nothing to judge by."""
+def _signal(rule: AlertRule, obs: Observations) -> tuple[dict[str, float], float | None]:
+    """The rule's number per place now, and the number of a place missing from the map
+    (None: nothing to judge by, the state stays)."""
     kind = rule.kind
     if kind == "air":
         source = obs.hourly if rule.mean == "hour" else obs.mean_24h
-        return source.get((rule.pollutant, place))  # type: ignore[arg-type]
+        return {place: v for (p, place), v in source.items() if p == rule.pollutant}, None
     if kind == "daqi":
         pollutants = (rule.pollutant,) if rule.pollutant else POLLUTANTS
-        indexes = [
-            band.index
-            for p in pollutants
-            if (band := daqi_band(p, obs.mean_24h.get((p, place)))) is not None  # type: ignore[arg-type]
-        ]
-        return float(max(indexes)) if indexes else None
+        indexes: dict[str, float] = {}
+        for (p, place), mean in obs.mean_24h.items():
+            band = daqi_band(p, mean) if p in pollutants else None
+            if band is not None:
+                indexes[place] = max(indexes.get(place, 0.0), float(band.index))
+        return indexes, None
     if kind == "collection":
-        failed, dead = obs.failures.get(place, (0, 0))
-        return float(max(failed, rule.runs or 0) if dead else failed)
+        runs = rule.runs or 0
+        return {
+            place: float(max(failed, runs) if dead else failed)
+            for place, (failed, dead) in obs.failures.items()
+        }, 0.0
     if kind == "stale":
-        newest = obs.newest.get(place)
-        if newest is None:
-            return math.inf if place in obs.collected else None
-        return max(0.0, (obs.now - newest) / HOUR)
-    return float(obs.dead_letters.get(place, 0))
+        ages = {place: max(0.0, (obs.now - t) / HOUR) for place, t in obs.newest.items()}
+        # A place collected (scheduled) that has no readings at all is as stale as can be.
+        ages.update({place: math.inf for place in obs.collected if place not in ages})
+        return ages, None
+    return {topic: float(count) for topic, count in obs.dead_letters.items()}, 0.0
+
+
+def _signal_key(rule: AlertRule) -> tuple[Any, ...]:
+    """Rules with the same key look at the same numbers (computed once per evaluation)."""
+    return (rule.kind, rule.pollutant, rule.mean, rule.runs)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -195,25 +203,31 @@ class _Evaluation:
         by_rule: dict[str, dict[str, StateRow]] = defaultdict(dict)
         for (name, place), row in stored.items():
             by_rule[name][place] = row
+        signals: dict[tuple[Any, ...], tuple[dict[str, float], float | None]] = {}
         for name, definition, created_at in rules:
             rule = _rule(definition)
             quiet = rule.quiet
             held = quiet is not None and quiet.contains(self.now)
             rows = by_rule.get(name, {})
             fire = rule.fire_above
+            key = _signal_key(rule)
+            if key not in signals:
+                signals[key] = _signal(rule, self.obs)
+            values, missing = signals[key]
             for place in _places(rule, self.obs) | rows.keys():
-                value = _value(rule, place, self.obs)
+                value = values.get(place, missing)
                 row = rows.get(place)
                 if row is None:
                     if value is None or value <= fire:
                         continue
                     row = StateRow(name, place)
+                    before = None
                 else:
-                    row = dataclasses.replace(row)
-                before = dataclasses.astuple(row)
+                    before = row.as_tuple()
+                    row = row.copy()
                 self._step(rule, row, value)
                 self._notify(rule, row, f"{name}@{created_at:.0f}", held, quiet)
-                if dataclasses.astuple(row) != before:
+                if row.as_tuple() != before:
                     self.states.append(row)
         return Decision(self.states, self.notes, self.history)
 

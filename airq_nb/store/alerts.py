@@ -11,7 +11,7 @@ apart. It also reads what the rules look at: recent readings, failed collection 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._errors import AlertRuleNotFoundError
@@ -71,6 +71,26 @@ class StateRow:
     #: Repeat notifications queued during the current firing.
     repeats: int = 0
 
+    def as_tuple(self) -> tuple[Any, ...]:
+        """The columns in ``STATE_COLUMNS`` order (``dataclasses.astuple`` deep-copies: slow)."""
+        return (
+            self.rule,
+            self.place,
+            self.state,
+            self.since,
+            self.transition,
+            self.value,
+            self.peak,
+            self.firing_since,
+            self.notified,
+            self.notified_at,
+            self.repeats,
+        )
+
+    def copy(self) -> StateRow:
+        """A copy to change while the stored row stays as it was."""
+        return StateRow(*self.as_tuple())
+
 
 @dataclass(frozen=True, slots=True)
 class HistoryRow:
@@ -84,6 +104,19 @@ class HistoryRow:
     channel: str | None = None
     value: float | None = None
     detail: str | None = None
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        """The columns in ``HISTORY_COLUMNS`` order."""
+        return (
+            self.at,
+            self.rule,
+            self.place,
+            self.event,
+            self.transition,
+            self.channel,
+            self.value,
+            self.detail,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +245,7 @@ def evaluate(
         }
         decision = decide(rules, states)
         if decision.states:
-            conn.executemany(_UPSERT_STATE, [(*astuple(s), now) for s in decision.states])
+            conn.executemany(_UPSERT_STATE, [(*s.as_tuple(), now) for s in decision.states])
         for note in decision.notifications:
             store.enqueue(
                 note.message,
@@ -224,7 +257,7 @@ def evaluate(
                 else list(note.backoff_schedule),
             )
         if decision.history:
-            conn.executemany(_INSERT_HISTORY, [astuple(h) for h in decision.history])
+            conn.executemany(_INSERT_HISTORY, [h.as_tuple() for h in decision.history])
     return decision
 
 
@@ -233,7 +266,7 @@ def evaluate(
 
 def record_history(store: Store, rows: Iterable[HistoryRow]) -> None:
     """Append history rows (a send's outcome) in their own commit."""
-    rows = [astuple(row) for row in rows]
+    rows = [row.as_tuple() for row in rows]
     if rows:
         with _dialect.transaction(store) as conn:
             conn.executemany(_INSERT_HISTORY, rows)
