@@ -24,6 +24,7 @@ from . import __version__
 from ._cli_alerts import add_alerts_command, run_alerts_command
 from ._errors import AirqError, CollectionFailedError, ConfigurationError
 from ._format import one_line, rows_text, run_summary_text, status_rows, store_text, time_text
+from .alerts._sending import alerts_until_idle
 from .collector._job import collect_once, default_locations, last_collection
 from .collector._schedule import collect_until_idle, install_collector
 from .collector._sources import (
@@ -240,6 +241,8 @@ def _collect(args: argparse.Namespace) -> int:
             result = asyncio.run(collect_once(store, source=source, location=location))
             results.append(result)
             lines.append(_collected(result))
+        # Alert rules are evaluated and their notifications sent here too (cron users).
+        asyncio.run(alerts_until_idle(store))
     _emit(args, results[0] if len(results) == 1 else results, lines)
     return 0
 

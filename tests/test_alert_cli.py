@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -88,3 +89,24 @@ def test_the_console_script_runs_alerts(firing, json_channel):
     )
     assert done.returncode == 0, done.stderr
     assert "pm25" in done.stdout and json_channel.url not in done.stdout
+
+
+def test_collect_once_from_cron_evaluates_and_sends(db_path, json_channel, openmeteo_server):
+    with airq_nb.open_store(db_path) as store:
+        airq_nb.set_alert_rule(
+            store,
+            airq_nb.AlertRule(
+                "pm25", pollutant="pm2_5", above=35, location="London", notify="team"
+            ),
+        )
+    openmeteo_server.set_data(0, 2_000_000_000, pm2_5=80.0, pm10=20.0)
+    done = subprocess.run(
+        [sys.executable, "-m", "airq_nb", "--db", str(db_path), "--source", "open-meteo",
+         "collect", "--once"],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "AIRQ_NB_OPENMETEO_URL": openmeteo_server.url},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json_channel.titles() == ["[FIRING] pm25 at London"]
+    with airq_nb.open_store(db_path) as store:
+        assert store.queue.list() == []

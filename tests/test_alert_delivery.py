@@ -177,6 +177,7 @@ def test_secrets_in_channel_urls_never_reach_the_store_or_the_logs(
 
 
 def test_a_test_notification_says_it_is_a_test(alerting, json_channel, smtp_channel):
+    assert {"team", "mail", "default"} <= set(airq_nb.alert_channels())
     airq_nb.send_test_notification("team", store=alerting)
     airq_nb.send_test_notification("MAIL")
     (post,) = json_channel.posts

@@ -7,6 +7,7 @@ notification per transition and channel, at the times docs/alerts.md promises.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -261,3 +262,25 @@ def test_daqi_band_rule_on_the_24_hour_mean(air, json_channel):
         air.next_hour(60)  # the 24-hour mean climbs to 60 µg/m³: DAQI 8 (High)
     assert json_channel.titles() == ["[FIRING] daqi at London"]
     assert "UK DAQI at London: DAQI 7" in json_channel.posts[0]["message"]
+
+
+def test_a_dead_lettered_collection_fires_at_once_and_resolves_on_success(
+    db_path, clock, openweathermap_server, json_channel
+):
+    with airq_nb.open_store(db_path, clock=clock) as store:
+        airq_nb.set_alert_rule(
+            store, airq_nb.AlertRule.collection_failing("failing", runs=3, notify="team")
+        )
+        wrong = airq_nb.OpenWeatherMapSource(api_key="wrong", base_url=openweathermap_server.url)
+        with pytest.raises(airq_nb.CollectionFailedError, match="dead letter"):
+            asyncio.run(airq_nb.collect_until_idle(store, source=wrong, timeout=60))
+        clock.advance(15 * 60)  # the timer sees the dead letter: one run, not three
+        asyncio.run(airq_nb.collect_until_idle(store, source=wrong, timeout=60))
+        assert json_channel.titles() == ["[FIRING] failing at London"]
+        assert "3 failed run(s)" in json_channel.posts[0]["message"]
+        right = airq_nb.OpenWeatherMapSource(
+            api_key=openweathermap_server.api_key, base_url=openweathermap_server.url
+        )
+        clock.advance(3600)
+        asyncio.run(airq_nb.collect_until_idle(store, source=right, timeout=60))
+        assert json_channel.titles()[-1] == "[RESOLVED] failing at London"

@@ -17,10 +17,16 @@ from ._api import (
     get_alert_rule,
     set_alert_rule,
 )
-from ._channels import ENV_PREFIX, channel_urls, check_channel
+from ._channels import ENV_PREFIX, alert_channels, channel_urls, check_channel
 from ._evaluate import EVALUATE_TOPIC, SEND_BACKOFF, SEND_TOPIC, AlertTransition, evaluate_alerts
 from ._rules import DAQI_LEVELS, KINDS, MEANS, POLLUTANTS, AlertRule, QuietHours, parse_quiet_hours
-from ._sending import TIMER_EVERY, TIMER_SCHEDULE, install_alerts, send_test_notification
+from ._sending import (
+    TIMER_EVERY,
+    TIMER_SCHEDULE,
+    alerts_until_idle,
+    install_alerts,
+    send_test_notification,
+)
 
 __all__ = [
     "DAQI_LEVELS",
@@ -37,10 +43,12 @@ __all__ = [
     "AlertState",
     "AlertTransition",
     "QuietHours",
+    "alert_channels",
     "alert_history",
     "alert_periods",
     "alert_rules",
     "alert_states",
+    "alerts_until_idle",
     "channel_urls",
     "check_channel",
     "delete_alert_rule",

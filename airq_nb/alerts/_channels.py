@@ -14,7 +14,7 @@ from typing import Any
 
 from .._errors import AlertChannelError, AlertDeliveryError
 
-__all__ = ["ENV_PREFIX", "channel_urls", "check_channel", "send_to_channel"]
+__all__ = ["ENV_PREFIX", "alert_channels", "channel_urls", "check_channel", "send_to_channel"]
 
 #: A channel ``team`` is the environment variable ``AIRQ_NB_ALERT_TEAM``.
 ENV_PREFIX = "AIRQ_NB_ALERT_"
@@ -36,6 +36,18 @@ def channel_urls(channel: str) -> list[str]:
             "of every process that evaluates or sends alerts"
         )
     return urls
+
+
+def alert_channels() -> list[str]:
+    """The channel names set in this process's environment (``AIRQ_NB_ALERT_<NAME>``), sorted.
+
+    Names only, never the URLs: what a notebook panel offers a test button for.
+    """
+    return sorted(
+        name.removeprefix(ENV_PREFIX).lower()
+        for name, value in os.environ.items()
+        if name.startswith(ENV_PREFIX) and len(name) > len(ENV_PREFIX) and value.strip()
+    )
 
 
 def _apprise() -> Any:

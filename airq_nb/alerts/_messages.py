@@ -27,7 +27,7 @@ def _amount(rule: AlertRule, value: float | None) -> str:
     if rule.kind == "daqi":
         return f"DAQI {int(value)}"
     if rule.kind == "collection":
-        return f"{int(value)} failed run(s)"
+        return f"{int(value)} failed run(s) in a row (a dead-lettered run counts as {rule.runs})"
     if rule.kind == "stale":
         return "no readings" if math.isinf(value) else f"{value:.1f} h old"
     return f"{int(value)} dead letter(s)"

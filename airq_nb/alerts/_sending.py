@@ -31,6 +31,7 @@ __all__ = [
     "TIMER_EVERY",
     "TIMER_SCHEDULE",
     "after_collection",
+    "alerts_until_idle",
     "deliver_notification",
     "ensure_timer",
     "install_alerts",
@@ -161,6 +162,26 @@ def after_collection(store: Store, *, retention: timedelta = DEFAULT_RETENTION) 
         evaluate_alerts(store)
     except Exception:
         log.exception("evaluating alert rules after a collection failed; the timer retries")
+
+
+async def alerts_until_idle(store: Store, *, timeout: float | None = 60.0) -> Any:
+    """Evaluate the rules and deliver what is due on the alert topics, then return.
+
+    For a one-shot collection without the collector's scheduler (``airq-nb collect
+    --once`` from cron): a scheduler with only the alert handlers, so it delivers
+    nothing else. Returns its ``RunSummary`` (None when there are no rules).
+    """
+    from ..scheduling.runtime import Scheduler
+
+    if not table.has_rules(store):
+        return None
+    evaluate_alerts(store)
+    scheduler = Scheduler(store)
+    try:
+        install_alerts(scheduler, store)
+        return await scheduler.run_until_idle(timeout=timeout)
+    finally:
+        scheduler.close()
 
 
 def install_alerts(scheduler: Any, store: Store) -> None:
