@@ -53,6 +53,8 @@ class AlertState:
     #: "ok", "pending" or "firing".
     state: str
     since: datetime | None
+    #: The rule's number: the current one while pending or firing; once ok again, the
+    #: number it resolved with (an ok pair is not rewritten at every evaluation).
     value: float | None
     #: The highest value since it last left "ok".
     peak: float | None

@@ -191,6 +191,7 @@ class _Evaluation:
         self.notes: list[Notification] = []
         self.history: list[HistoryRow] = []
         self.transitions: list[AlertTransition] = []
+        self.obs: Observations
 
     def __call__(
         self,
@@ -257,11 +258,11 @@ class _Evaluation:
     def _step(self, rule: AlertRule, row: StateRow, value: float | None) -> None:
         if value is None:
             return  # nothing to judge by (no recent readings): the state stays
-        row.value = _storable(value)
         active = value > rule.fire_above
+        if row.state == "ok" and not active:
+            return  # an ok pair's row keeps the number it last moved with: no write
+        row.value = _storable(value)
         if row.state == "ok":
-            if not active:
-                return
             row.peak, row.firing_since = row.value, None
             if rule.for_hours:
                 self._move(rule, row, "pending", "pending")

@@ -8,7 +8,6 @@ says it is still firing; a test says it is a test. Times are Europe/London wall-
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 from ._rules import AlertRule, _label, london_text
@@ -21,7 +20,7 @@ __all__ = ["firing_message", "resolved_message", "test_message"]
 
 def _amount(rule: AlertRule, value: float | None) -> str:
     if value is None:
-        return "no value"
+        return "no readings" if rule.kind == "stale" else "no value"
     if rule.kind == "air":
         return f"{value:.1f} µg/m³"
     if rule.kind == "daqi":
@@ -29,7 +28,7 @@ def _amount(rule: AlertRule, value: float | None) -> str:
     if rule.kind == "collection":
         return f"{int(value)} failed run(s) in a row (a dead-lettered run counts as {rule.runs})"
     if rule.kind == "stale":
-        return "no readings" if math.isinf(value) else f"{value:.1f} h old"
+        return f"{value:.1f} h old"
     return f"{int(value)} dead letter(s)"
 
 
