@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import airq_nb
+import airq_nb.store.readings
 from airq_nb.alerts import SEND_BACKOFF, SEND_TOPIC, install_alerts
 from airq_nb.alerts._sending import deliver_notification
 from airq_nb.collector._sources import Reading
@@ -256,3 +257,19 @@ def test_an_evaluation_with_nothing_to_do_writes_nothing(alerting, json_channel)
     after = alerting.data_version()
     assert airq_nb.evaluate_alerts(alerting) == []
     assert alerting.data_version() == after != before
+
+
+def test_history_is_kept_as_long_as_readings(alerting, json_channel, clock):
+    from airq_nb.alerts._sending import after_collection
+    from airq_nb.store.alerts import HistoryRow, record_history
+
+    week = airq_nb.store.readings.DEFAULT_RETENTION.total_seconds()
+    record_history(
+        alerting,
+        [
+            HistoryRow(clock.now() - week - 60, "old", "London", "firing"),
+            HistoryRow(clock.now() - week + 60, "recent", "London", "firing"),
+        ],
+    )
+    after_collection(alerting)  # what each collection that stored something runs
+    assert list(airq_nb.alert_history(alerting)["rule"]) == ["recent"]
