@@ -6,8 +6,12 @@ import math
 
 __all__ = [
     "AirqError",
+    "AlertChannelError",
+    "AlertDeliveryError",
+    "AlertRuleNotFoundError",
     "CollectionFailedError",
     "ConfigurationError",
+    "InvalidAlertRuleError",
     "InvalidApiKeyError",
     "InvalidDelayError",
     "InvalidKeyError",
@@ -80,6 +84,22 @@ class InvalidScheduleError(AirqError, ValueError):
 
 class ScheduleNotFoundError(AirqError, LookupError):
     """No schedule has the given name."""
+
+
+class InvalidAlertRuleError(AirqError, ValueError):
+    """An alert rule cannot be stored as given (unknown pollutant, place or band, bad numbers)."""
+
+
+class AlertChannelError(ConfigurationError):
+    """An alert channel cannot be used: its ``AIRQ_NB_ALERT_<NAME>`` is unset or not an Apprise URL."""
+
+
+class AlertDeliveryError(AirqError):
+    """An alert channel did not take a notification (service down, refused); it is retried."""
+
+
+class AlertRuleNotFoundError(AirqError, LookupError):
+    """No alert rule has the given name."""
 
 
 class SchedulerError(AirqError, RuntimeError):

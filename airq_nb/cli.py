@@ -21,10 +21,12 @@ from datetime import datetime
 from typing import Any
 
 from . import __version__
+from ._cli_alerts import add_alerts_command, run_alerts_command
 from ._errors import AirqError, CollectionFailedError, ConfigurationError
 from ._format import one_line, rows_text, run_summary_text, status_rows, store_text, time_text
 from ._means_cli import HEADER as _MEANS_HEADER
 from ._means_cli import add_means_command, means_rows
+from .alerts._sending import alerts_until_idle
 from .collector._job import collect_once, default_locations, last_collection
 from .collector._schedule import collect_until_idle, install_collector
 from .collector._sources import (
@@ -52,6 +54,7 @@ environment:
   AIRQ_NB_DB               the store file or postgresql:// URL (overridden by --db)
   AIRQ_NB_SOURCE           openweathermap | open-meteo | laqn (overridden by --source)
   OPENWEATHER_API_KEY      OpenWeatherMap key; never printed, logged or stored
+  AIRQ_NB_ALERT_<CHANNEL>  an alert channel's Apprise URLs; never printed, logged or stored
   AIRQ_NB_OPENWEATHER_URL  OpenWeatherMap base URL (e.g. a local test server)
   AIRQ_NB_OPENMETEO_URL    Open-Meteo base URL
   AIRQ_NB_LAQN_URL         London Air Quality Network (ERG) API base URL
@@ -63,6 +66,7 @@ examples:
   airq-nb --source laqn collect --location laqn:KF1 --location laqn:MY7
   airq-nb queue purge --state dead --yes
   airq-nb means --location laqn:KF1            # daily means, hours and capture
+  airq-nb alerts test team                     # a test notification to $AIRQ_NB_ALERT_TEAM
 """
 
 
@@ -158,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("topic", nargs="?")
     redrive = actions.add_parser("redrive", parents=[common], help="re-queue a dead letter")
     redrive.add_argument("id", type=int)
+    add_alerts_command(commands, common)
     return parser
 
 
@@ -240,6 +245,8 @@ def _collect(args: argparse.Namespace) -> int:
             result = asyncio.run(collect_once(store, source=source, location=location))
             results.append(result)
             lines.append(_collected(result))
+        # Alert rules are evaluated and their notifications sent here too (cron users).
+        asyncio.run(alerts_until_idle(store))
     _emit(args, results[0] if len(results) == 1 else results, lines)
     return 0
 
@@ -431,7 +438,12 @@ def _means(args: argparse.Namespace) -> int:
     return 0
 
 
+def _alerts(args: argparse.Namespace) -> int:
+    return run_alerts_command(args, open_store=_open, emit=_emit, table=_table, when=_when)
+
+
 _COMMANDS = {
+    "alerts": _alerts,
     "collect": _collect,
     "run": _run,
     "status": _status,

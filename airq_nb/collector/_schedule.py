@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from .._errors import CollectionFailedError, ConfigurationError, Permanent, Retry, SourceError
+from ..alerts._sending import after_collection, install_alerts
 from ._job import collect_once, default_locations
 from ._sources import Location, Source, source_from_env
 
@@ -86,6 +87,8 @@ def install_collector(
     if sources is None:
         sources = _INSTALLED[scheduler] = {}
         scheduler.listen_queue(_handler(store, sources), topic=COLLECT_TOPIC)
+        # Alerts ride on the collector's scheduler: their handlers and evaluation timer.
+        install_alerts(scheduler, store)
     sources[source.name] = source
     info = scheduler.schedule(
         schedule_name(location),
@@ -121,13 +124,15 @@ def _handler(store: Store, sources: dict[str, Source]) -> Any:
                 # name: retrying cannot help, so fail the run at once with the real cause.
                 raise Permanent(f"SourceConfigurationError: {exc}") from None
         try:
-            await collect_once(store, source=source, location=location)
+            result = await collect_once(store, source=source, location=location)
         except SourceError as exc:
             # Tell the scheduler what the failure means: it knows nothing of sources.
             reason = f"{type(exc).__name__}: {exc}"
             if not exc.retryable:
                 raise Permanent(reason) from exc
             raise Retry(after=exc.retry_after, reason=reason) from exc
+        if result.stored:
+            after_collection(store)
 
     return collect
 

@@ -199,6 +199,50 @@ def _reading_revisions(conn: sqlite3.Connection) -> None:
     )
 
 
+def _alerts(conn: sqlite3.Connection) -> None:
+    # Alert rules (definitions as JSON), each (rule, place)'s state and one history of
+    # transitions and sends; owned by store/alerts.py.
+    _run(
+        conn,
+        """
+        CREATE TABLE IF NOT EXISTS alert_rules (
+           name TEXT PRIMARY KEY,
+           definition TEXT NOT NULL,
+           created_at REAL NOT NULL,
+           updated_at REAL NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS alert_state (
+           rule TEXT NOT NULL,
+           place TEXT NOT NULL,
+           state TEXT NOT NULL,
+           since REAL,
+           transition INTEGER NOT NULL,
+           value REAL,
+           peak REAL,
+           firing_since REAL,
+           notified TEXT NOT NULL,
+           notified_at REAL,
+           repeats INTEGER NOT NULL DEFAULT 0,
+           updated_at REAL,
+           PRIMARY KEY (rule, place)
+        );
+        CREATE TABLE IF NOT EXISTS alert_history (
+           id INTEGER PRIMARY KEY,
+           at REAL NOT NULL,
+           rule TEXT NOT NULL,
+           place TEXT NOT NULL,
+           event TEXT NOT NULL,
+           transition INTEGER,
+           channel TEXT,
+           value REAL,
+           detail TEXT
+        );
+        CREATE INDEX IF NOT EXISTS alert_history_at ON alert_history (at);
+        CREATE INDEX IF NOT EXISTS alert_history_rule ON alert_history (rule, place, at);
+        """,
+    )
+
+
 # The key encoding of schemas 1-5: like Deno's but with its own int tag (0x30, a sign byte,
 # a length byte) sorting after floats, bools at 0x40/0x41, and one NaN.
 _OLD_BYTES, _OLD_STR, _OLD_FLOAT, _OLD_INT, _OLD_FALSE, _OLD_TRUE = 1, 2, 0x21, 0x30, 0x40, 0x41
@@ -303,6 +347,7 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("keys re-encoded in Deno's runtime order (int before float, -NaN apart)", _deno_key_order),
     ("readings provenance: kind (measured/modelled) and point", _readings_provenance),
     ("reading_revisions table (values a later fetch changed)", _reading_revisions),
+    ("alert_rules, alert_state and alert_history tables", _alerts),
 )
 #: The ``user_version`` of a file this airq_nb has fully migrated.
 SCHEMA_VERSION = len(MIGRATIONS)
