@@ -11,6 +11,7 @@ from ._errors import (
     CollectionFailedError,
     ConfigurationError,
     InvalidApiKeyError,
+    InvalidConcentrationError,
     InvalidDelayError,
     InvalidKeyError,
     InvalidScheduleError,
@@ -28,6 +29,7 @@ from ._errors import (
     SourceError,
     SourceUnavailableError,
     StoreError,
+    UnknownIndexError,
 )
 from .collector._job import CollectResult, collect_now, collect_once
 from .collector._laqn import LAQN_ATTRIBUTION, SOURCE_ATTRIBUTIONS, LaqnSource
@@ -72,6 +74,7 @@ __all__ = [
     "Entry",
     "FakeClock",
     "InvalidApiKeyError",
+    "InvalidConcentrationError",
     "InvalidDelayError",
     "InvalidKeyError",
     "InvalidScheduleError",
@@ -103,6 +106,7 @@ __all__ = [
     "Store",
     "StoreError",
     "SystemClock",
+    "UnknownIndexError",
     "collect_now",
     "collect_once",
     "collect_until_idle",

@@ -9,6 +9,7 @@ __all__ = [
     "CollectionFailedError",
     "ConfigurationError",
     "InvalidApiKeyError",
+    "InvalidConcentrationError",
     "InvalidDelayError",
     "InvalidKeyError",
     "InvalidScheduleError",
@@ -26,6 +27,7 @@ __all__ = [
     "SourceError",
     "SourceUnavailableError",
     "StoreError",
+    "UnknownIndexError",
 ]
 
 
@@ -47,6 +49,15 @@ class StoreError(AirqError):
 
 class ConfigurationError(AirqError, ValueError):
     """A setting (argument or environment variable) has a value airq_nb cannot use."""
+
+
+class UnknownIndexError(ConfigurationError):
+    """An air-quality index, version, pollutant or averaging that ``airq_nb.indices`` has no
+    table for; the message names the ones it has."""
+
+
+class InvalidConcentrationError(AirqError, ValueError):
+    """A concentration an index cannot place: negative, not finite, or not a number."""
 
 
 class InvalidKeyError(AirqError, TypeError):

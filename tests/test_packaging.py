@@ -48,7 +48,15 @@ def test_import_does_not_pull_in_drawing_libraries():
 
 def test_public_names_are_exactly_all():
     public = {name for name in vars(airq_nb) if not name.startswith("_")}
-    modules = {"cli", "collector", "daqi", "scheduling", "store", "ui"}  # modules, not names
+    modules = {
+        "cli",
+        "collector",
+        "daqi",
+        "indices",
+        "scheduling",
+        "store",
+        "ui",
+    }  # modules, not names
     assert public - modules - set(airq_nb.__all__) == set()
     assert airq_nb.__all__ == sorted(airq_nb.__all__, key=lambda n: (not n.isupper(), n))
     for name in airq_nb.__all__:
