@@ -176,7 +176,8 @@ def check_concentration(value: object) -> float:
 def truncate(value: float, step: float) -> Decimal:
     """``value`` truncated (towards zero) to ``step`` (0.1 or 1), exactly, from its shortest
     decimal form: 35.49 → 35.4, 9.1 → 9.1 (no binary-float surprises)."""
-    return Decimal(repr(value)).quantize(Decimal(repr(step)), rounding=ROUND_FLOOR)
+    places = Decimal(1) if step == 1 else Decimal(repr(step))
+    return Decimal(repr(value)).quantize(places, rounding=ROUND_FLOOR)
 
 
 def _round_half_up(value: Fraction) -> int:
