@@ -137,3 +137,15 @@ def test_the_index_follows_the_collected_place(
     assert "WHO" in live.as_text()
     live.set_index(None)
     assert live.view.index.index == expected
+
+
+def test_coordinates_in_the_readings_choose_the_index():
+    paris = frame(location="Paris").assign(point="48.8566,2.3522")
+    assert charts.read_view(paris, now=NOW).index.index == "eaqi"
+    boston = frame(location="Boston").assign(latitude=42.36, longitude=-71.06)
+    assert charts.read_view(boston, now=NOW).index.index == "epa"
+    site = frame(location="laqn:KF1").assign(point="KF1")  # a site code, no coordinates
+    assert charts.read_view(site, now=NOW).index.index == "daqi"
+    # Mixed places: the index most of them expect.
+    mixed = pd.concat([paris, frame(location="Lyon").assign(point="45.76,4.84"), boston])
+    assert charts.read_view(mixed, now=NOW).index.index == "eaqi"

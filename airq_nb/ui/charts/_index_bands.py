@@ -28,6 +28,7 @@ __all__ = [
     "IndexChoice",
     "choose_index",
     "draw_bands",
+    "frame_coordinates",
     "index_key_html",
     "place_coordinates",
 ]
@@ -152,6 +153,29 @@ def place_coordinates(store: Store | None) -> dict[str, tuple[float, float]]:
         latitude, longitude = place.get("latitude"), place.get("longitude")
         if isinstance(latitude, int | float) and isinstance(longitude, int | float):
             out[str(place.get("name"))] = (float(latitude), float(longitude))
+    return out
+
+
+def frame_coordinates(readings: pd.DataFrame) -> dict[str, tuple[float, float]]:
+    """Each location's (latitude, longitude) when the readings carry them: ``latitude`` and
+    ``longitude`` columns, or a ``point`` of "latitude,longitude" (a site code is skipped)."""
+    if "location" not in readings or not len(readings):
+        return {}
+    out: dict[str, tuple[float, float]] = {}
+    for place, part in readings.groupby("location", sort=False):
+        if {"latitude", "longitude"} <= set(part.columns):
+            known = part[["latitude", "longitude"]].dropna()
+            if len(known):
+                out[str(place)] = (float(known.iloc[0, 0]), float(known.iloc[0, 1]))
+                continue
+        if "point" in part:
+            for point in part["point"].dropna().astype(str):
+                try:
+                    latitude, longitude = (float(x) for x in point.split(","))
+                except ValueError:
+                    continue
+                out[str(place)] = (latitude, longitude)
+                break
     return out
 
 

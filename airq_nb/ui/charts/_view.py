@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ._index_bands import IndexChoice, choose_index, place_coordinates
+from ._index_bands import IndexChoice, choose_index, frame_coordinates, place_coordinates
 from ._series import Series, Window, build_series, window
 from ._time import check_tz, now_utc
 
@@ -73,10 +73,12 @@ def read_view(
         since = (span.start - _DAY).to_pydatetime()
         readings = read_readings(store, since=since, location=location, source=source)
     series = build_series(readings, span, location=location, source=source, mean=mean, tz=tz)
+    # Where each place is: the readings' own coordinates (when the store returns them), else
+    # the collector's schedules.
+    coordinates = {**place_coordinates(store), **frame_coordinates(readings)}
     choice = choose_index(
-        [s.location for s in series], index=index, version=version,
-        coordinates=place_coordinates(store),
-    )  # fmt: skip
+        [s.location for s in series], index=index, version=version, coordinates=coordinates
+    )
     return ReadingsView(
         now=current, span=span, days=days, tz=tz, location=location, mean=mean, series=series,
         index=choice,
