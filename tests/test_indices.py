@@ -346,3 +346,21 @@ def test_the_indices_are_pure_python():
             elif isinstance(node, ast.ImportFrom) and not node.level:
                 imported.add(str(node.module).split(".")[0])
     assert imported <= set(sys.stdlib_module_names), imported
+
+
+def test_the_examples_in_docs_indices_md_say_what_the_code_does():
+    import re
+
+    import airq_nb.indices as indices
+
+    text = (Path(__file__).parents[1] / "docs" / "indices.md").read_text()
+    block = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    checked = 0
+    for line in block.splitlines():
+        code, _, comment = line.partition("  # ")
+        literal = re.match(r"('[^']*'|-?\d+(\.\d+)?)", comment.strip())
+        if code.strip() and not code.startswith(("from", "#")) and literal:
+            value = eval(code.strip(), vars(indices))  # our own docs examples
+            assert repr(value) == literal.group(1), line
+            checked += 1
+    assert checked >= 4
