@@ -54,7 +54,12 @@ def test_epa_2024_bands_drawn_where_truncation_puts_them():
                                              "#8f3f97", "#7e0023"]  # fmt: skip
     assert "against the US EPA AQI (2024) bands" in fig.title.text
     axis = fig.select_one({"name": "index_axis"})
-    assert axis.axis_label == "US AQI" and "51–100" in axis.major_label_overrides.values()
+    # The AQI axis: each category's top AQI at the band's top edge.
+    assert axis.axis_label == "US AQI"
+    assert axis.major_label_overrides == {9.1: "50", 35.5: "100", 55.5: "150", 125.5: "200",
+                                          225.5: "300"}  # fmt: skip
+    # Good and half of Moderate are always in sight.
+    assert fig.y_range.end == pytest.approx(max(22.3, 40.0 * 1.1), abs=1)
     data = means(fig)
     # 40.0 µg/m³ is AQI 112 on AirNow's 2024 calculator (bellrichm/weewx-aqi-xtype's vector).
     assert data["epa_2024"][-1] == 112

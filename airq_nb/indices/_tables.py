@@ -58,6 +58,8 @@ class BandTable:
     #: The chart's y axis reaches at least the lower edge of this band (0-based), so the
     #: first bands of concern are always in sight.
     floor_band: int = 3
+    #: …and this far into it (0 its lower edge, 0.5 its middle).
+    floor_fraction: float = 0.0
 
     @property
     def label(self) -> str:
@@ -66,7 +68,11 @@ class BandTable:
 
     @property
     def floor(self) -> float:
-        return self.bands[min(self.floor_band, len(self.bands) - 1)].lower
+        """The least top a chart's y axis gets (µg/m³)."""
+        band = self.bands[min(self.floor_band, len(self.bands) - 1)]
+        if band.upper is None or not self.floor_fraction:
+            return band.lower
+        return band.lower + self.floor_fraction * (band.upper - band.lower)
 
 
 # -- UK DAQI (Defra, 2013) ----------------------------------------------------------------
@@ -170,7 +176,7 @@ def _epa(version: str, pollutant: str) -> BandTable:
         )  # fmt: skip
     return BandTable(
         index="epa", version=version, pollutant=pollutant, averaging="24h",
-        title=f"US EPA AQI ({version})", bands=tuple(bands),
+        title=f"US EPA AQI ({version})", bands=tuple(bands), floor_band=1, floor_fraction=0.5,
     )  # fmt: skip
 
 

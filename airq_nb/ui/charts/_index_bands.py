@@ -14,7 +14,7 @@ from bokeh.models import BoxAnnotation, FixedTicker, LinearAxis
 
 from ...indices import IndexResult, band_table, classify, default_index, nowcast
 from ...indices._classify import VERSIONS, check_version
-from ...indices._tables import BandTable
+from ...indices._tables import EPA_CATEGORIES, BandTable
 from ._series import POLLUTANTS
 
 if TYPE_CHECKING:
@@ -216,6 +216,11 @@ def draw_bands(fig: Figure, choice: IndexChoice, pollutant: str) -> None:
                 name=f"band:{pollutant}:{band.value}",
             )
         )  # fmt: skip
+        if choice.index == "epa":
+            # An AQI axis: each category's top AQI at its top edge (compact, and how AQI reads).
+            if band.upper is not None:
+                middles[band.upper] = str(EPA_CATEGORIES[band.value - 1][1])
+            continue
         high = band.lower + 10 if band.upper is None else band.upper
         middles[(band.lower + high) / 2] = band.short
     axis = LinearAxis(
