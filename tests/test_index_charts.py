@@ -154,3 +154,19 @@ def test_coordinates_in_the_readings_choose_the_index():
     # Mixed places: the index most of them expect.
     mixed = pd.concat([paris, frame(location="Lyon").assign(point="45.76,4.84"), boston])
     assert charts.read_view(mixed, now=NOW).index.index == "eaqi"
+
+
+def test_the_index_menu_lists_every_version_and_redraws_the_live_chart(store, openmeteo_server):
+    source = airq_nb.source_from_env("open-meteo", base_url=openmeteo_server.url)
+    assert airq_nb.collect_now(store, source=source).stored > 0
+    live = charts.LiveChart(store, index="epa")
+    menu = charts.index_picker(live)
+    labels = [label for label, _ in menu.options]
+    assert labels == ["By place", "UK DAQI", "US EPA AQI 2024", "US EPA AQI 2012",
+                      "European AQI 2024", "European AQI 2017", "WHO 2021 (24-hour)"]  # fmt: skip
+    assert menu.value == ("epa", "2024")  # version None shows as the newest
+    menu.value = ("eaqi", "2017")
+    assert (live.view.index.index, live.view.index.version) == ("eaqi", "2017")
+    assert "European AQI (2017)" in live._figure("daqi_chart:pm10").title.text
+    menu.value = (None, None)
+    assert live.view.index.by_place and live.view.index.index == "daqi"  # London

@@ -199,8 +199,9 @@ def _series_sentence(series: Series, view: ReadingsView) -> tuple[str, str]:
 
 
 def today_lines(view: ReadingsView) -> list[str]:
-    """Today's DAQI band of each series in words, e.g. "London · Open-Meteo (modelled): Low
-    (DAQI 2), 24-hour mean to 2026-11-28 13:00 GMT: PM2.5 18.4 µg/m³ (DAQI 2; …)"."""
+    """Today's band of each series in words on the view's index, e.g. "London · Open-Meteo
+    (modelled): Low (DAQI 2), 24-hour mean to 2026-11-28 13:00 GMT: PM2.5 18.4 µg/m³ (DAQI 2;
+    …)"; the EPA AQI adds the NowCast of the newest hour."""
     if not view.series:
         return [f"Air quality today: {NO_DATA}"]
     lines = []

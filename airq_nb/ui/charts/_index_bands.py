@@ -44,7 +44,8 @@ INDEX_CHOICES: tuple[tuple[str, str | None, str | None], ...] = (
     ("WHO 2021 (24-hour)", "who", "2021"),
 )
 _INTROS = {
-    "daqi": "UK Daily Air Quality Index (Low 1–3, Moderate 4–6, High 7–9, Very High 10)",
+    "daqi": "UK Daily Air Quality Index, 2013 bands (Low 1–3, Moderate 4–6, High 7–9, "
+    "Very High 10)",
     "epa": "US EPA Air Quality Index {version} (Good 0–50, Moderate 51–100, Unhealthy for "
     "Sensitive Groups 101–150, Unhealthy 151–200, Very Unhealthy 201–300, Hazardous 301+)",
     "eaqi": "European Air Quality Index {version} (levels Good, Fair, Moderate, Poor, Very "
