@@ -578,7 +578,10 @@ def test_a_zoom_in_the_browser_survives_the_refresh_when_an_hour_passes(lab, pag
         "() => Bokeh.index.query_one((v) => v.model && v.model.name === 'readings_chart')"
         ".el.scrollIntoView({block: 'center'})"
     )
-    page.wait_for_timeout(1500)  # let it paint and settle
+    # Both menus drawn, then let the charts paint and the widget's sync settle: a zoom made
+    # while the page is still wiring the widgets up does not reach the kernel.
+    page.locator(".widget-dropdown", has_text="Index").locator("select").wait_for()
+    page.wait_for_timeout(3000)
     home = page.evaluate(READINGS_RANGE)
     x, y, width, height = home["box"]
     # Zoom with the mouse wheel over the middle of the plot (the chart's active scroll tool).

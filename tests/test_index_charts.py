@@ -164,9 +164,9 @@ def test_the_index_menu_lists_every_version_and_redraws_the_live_chart(store, op
     labels = [label for label, _ in menu.options]
     assert labels == ["By place", "UK DAQI", "US EPA AQI 2024", "US EPA AQI 2012",
                       "European AQI 2024", "European AQI 2017", "WHO 2021 (24-hour)"]  # fmt: skip
-    assert menu.value == ("epa", "2024")  # version None shows as the newest
-    menu.value = ("eaqi", "2017")
+    assert menu.value == "epa:2024"  # version None shows as the newest
+    menu.value = "eaqi:2017"
     assert (live.view.index.index, live.view.index.version) == ("eaqi", "2017")
     assert "European AQI (2017)" in live._figure("daqi_chart:pm10").title.text
-    menu.value = (None, None)
+    menu.value = ""
     assert live.view.index.by_place and live.view.index.index == "daqi"  # London

@@ -78,20 +78,24 @@ def location_picker(live: LiveChart) -> Any:
 
 def index_picker(live: LiveChart) -> Any:
     """An ipywidgets Dropdown of the indices and versions that redraws ``live`` on the one
-    picked ("By place" lets each place's own index decide)."""
+    picked ("By place" lets each place's own index decide). Values are "index:version"
+    text ("" for by place)."""
     import ipywidgets
 
     from ._index_bands import INDEX_CHOICES
 
-    options = [(label, (index, version)) for label, index, version in INDEX_CHOICES]
-    current = (live.index, live.version) if live.index else (None, None)
+    options = [
+        (label, f"{index}:{version}" if index else "") for label, index, version in INDEX_CHOICES
+    ]
     values = [value for _, value in options]
+    current = f"{live.index}:{live.version}" if live.index else ""
     if current not in values:  # e.g. index="epa" with version None: its newest is listed
-        current = next((v for v in values if v[0] == live.index), (None, None))
+        current = next((v for v in values if v.split(":")[0] == live.index), "")
     picker = ipywidgets.Dropdown(options=options, value=current, description="Index")
 
     def picked(change: dict[str, Any]) -> None:
-        live.set_index(*change["new"])
+        index, _, version = str(change["new"]).partition(":")
+        live.set_index(index or None, version or None)
 
     picker.observe(picked, names="value")
     return picker
