@@ -15,6 +15,7 @@ from ._errors import (
     ConfigurationError,
     InvalidAlertRuleError,
     InvalidApiKeyError,
+    InvalidConcentrationError,
     InvalidDelayError,
     InvalidKeyError,
     InvalidScheduleError,
@@ -32,6 +33,7 @@ from ._errors import (
     SourceError,
     SourceUnavailableError,
     StoreError,
+    UnknownIndexError,
     UnknownParameterError,
 )
 from ._parameters import check_notebook_parameters
@@ -102,6 +104,7 @@ __all__ = [
     "FakeClock",
     "InvalidAlertRuleError",
     "InvalidApiKeyError",
+    "InvalidConcentrationError",
     "InvalidDelayError",
     "InvalidKeyError",
     "InvalidScheduleError",
@@ -133,6 +136,7 @@ __all__ = [
     "Store",
     "StoreError",
     "SystemClock",
+    "UnknownIndexError",
     "UnknownParameterError",
     "alert_channels",
     "alert_history",

@@ -13,6 +13,7 @@ __all__ = [
     "ConfigurationError",
     "InvalidAlertRuleError",
     "InvalidApiKeyError",
+    "InvalidConcentrationError",
     "InvalidDelayError",
     "InvalidKeyError",
     "InvalidScheduleError",
@@ -30,6 +31,7 @@ __all__ = [
     "SourceError",
     "SourceUnavailableError",
     "StoreError",
+    "UnknownIndexError",
     "UnknownParameterError",
 ]
 
@@ -56,6 +58,15 @@ class ConfigurationError(AirqError, ValueError):
 
 class UnknownParameterError(ConfigurationError):
     """A notebook was run (by papermill) with a parameter it does not have."""
+
+
+class UnknownIndexError(ConfigurationError):
+    """An air-quality index, version, pollutant or averaging that ``airq_nb.indices`` has no
+    table for; the message names the ones it has."""
+
+
+class InvalidConcentrationError(AirqError, ValueError):
+    """A concentration an index cannot place: negative, not finite, or not a number."""
 
 
 class InvalidKeyError(AirqError, TypeError):

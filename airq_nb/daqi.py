@@ -1,19 +1,24 @@
 """The UK Daily Air Quality Index (DAQI) for PM2.5 and PM10, and the WHO 2021 24-hour guidelines.
 
-Pure Python (no pandas, no Bokeh) so the rule is easy to read and to test at every edge.
+The tables and the rule live in :mod:`airq_nb.indices` (every index, with versions); this
+module keeps the DAQI's own small API for existing callers. Pure Python (no pandas, no Bokeh).
 
 DEFRA publishes the PM bands in whole µg/m³ (PM2.5 band 1 is 0–11, band 2 is 12–23, …), which
 leaves a 24-hour mean of, say, 11.6 unplaced. The rule here: **round the mean to the nearest
 whole µg/m³, halves up, then look the whole number up** — 11.49 is 11 (band 1), 11.5 is 12
 (band 2). So band *n* covers [lower − 0.5, next lower − 0.5) in unrounded µg/m³, which is also
 where the charts draw its shading. A negative mean (measured data can dip below zero) is band 1;
-a missing mean (NaN or None) has no band.
+a missing mean (NaN or None) has no band. (``airq_nb.indices.classify`` refuses both, so an
+analyst sees them.)
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+from ._errors import UnknownIndexError
+from .indices._tables import DAQI_LOWER_BOUNDS, WHO_LEVELS, daqi_level
 
 __all__ = [
     "DAQI_LOWER_BOUNDS",
@@ -27,19 +32,11 @@ __all__ = [
 ]
 
 #: WHO 2021 air-quality guideline, 24-hour mean PM2.5 (µg/m³).
-WHO_PM2_5_24H = 15.0
+WHO_PM2_5_24H = float(WHO_LEVELS[("24h", "pm2_5")][-1])
 #: WHO 2021 air-quality guideline, 24-hour mean PM10 (µg/m³).
-WHO_PM10_24H = 45.0
+WHO_PM10_24H = float(WHO_LEVELS[("24h", "pm10")][-1])
 #: The WHO 24-hour guideline of each pollutant column.
 WHO_24H: dict[str, float] = {"pm2_5": WHO_PM2_5_24H, "pm10": WHO_PM10_24H}
-
-#: The lowest whole µg/m³ (24-hour mean) of DAQI bands 1–10 for each pollutant column.
-DAQI_LOWER_BOUNDS: dict[str, tuple[int, ...]] = {
-    "pm2_5": (0, 12, 24, 36, 42, 48, 54, 59, 65, 71),
-    "pm10": (0, 17, 34, 51, 59, 67, 76, 84, 92, 101),
-}
-
-_LEVELS = ((3, "Low"), (6, "Moderate"), (9, "High"), (10, "Very High"))
 
 
 @dataclass(frozen=True)
@@ -63,21 +60,17 @@ class DaqiBand:
         return f"{self.level} (DAQI {self.index})"
 
 
-def _level(index: int) -> str:
-    return next(level for top, level in _LEVELS if index <= top)
-
-
 def daqi_bands(pollutant: str) -> tuple[DaqiBand, ...]:
     """The ten bands of ``pollutant`` ("pm2_5" or "pm10"), band 1 first."""
     try:
         lowers = DAQI_LOWER_BOUNDS[pollutant]
     except KeyError:
-        raise ValueError(
+        raise UnknownIndexError(
             f"no DAQI bands for {pollutant!r}; use one of {sorted(DAQI_LOWER_BOUNDS)}"
         ) from None
     uppers = [*(lower - 1 for lower in lowers[1:]), None]
     return tuple(
-        DaqiBand(index=n, level=_level(n), lower=lower, upper=upper)
+        DaqiBand(index=n, level=daqi_level(n), lower=lower, upper=upper)
         for n, (lower, upper) in enumerate(zip(lowers, uppers, strict=True), start=1)
     )
 
@@ -89,8 +82,10 @@ def round_half_up(value: float) -> int:
 
 def daqi_band(pollutant: str, mean: float | None) -> DaqiBand | None:
     """The DAQI band of a 24-hour mean of ``pollutant`` in µg/m³; None when the mean is missing."""
+    from .indices import classify
+
     bands = daqi_bands(pollutant)
     if mean is None or math.isnan(mean):
         return None
-    whole = round_half_up(mean)
-    return next(band for band in reversed(bands) if whole >= band.lower) if whole > 0 else bands[0]
+    result = classify(max(float(mean), 0.0), index="daqi", pollutant=pollutant)
+    return bands[result.value - 1]

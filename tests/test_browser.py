@@ -578,7 +578,10 @@ def test_a_zoom_in_the_browser_survives_the_refresh_when_an_hour_passes(lab, pag
         "() => Bokeh.index.query_one((v) => v.model && v.model.name === 'readings_chart')"
         ".el.scrollIntoView({block: 'center'})"
     )
-    page.wait_for_timeout(1500)  # let it paint and settle
+    # Both menus drawn, then let the charts paint and the widget's sync settle: a zoom made
+    # while the page is still wiring the widgets up does not reach the kernel.
+    page.locator(".widget-dropdown", has_text="Index").locator("select").wait_for()
+    page.wait_for_timeout(3000)
     home = page.evaluate(READINGS_RANGE)
     x, y, width, height = home["box"]
     # Zoom with the mouse wheel over the middle of the plot (the chart's active scroll tool).
@@ -663,3 +666,50 @@ def test_charts_notebook_draws_capture_at_1000_px(lab, page):
             break
     assert target and target.endswith("needs 75 %"), rows
     page.screenshot(path=str(SHOTS / "charts-capture-1000.png"))
+
+
+# The title of one of the band charts, from BokehJS's index of views.
+BAND_TITLE = """(name) => {
+    const view = window.Bokeh && Bokeh.index.query_one((v) => v.model && v.model.name === name);
+    return view ? view.model.title.text : null;
+}"""
+
+
+def test_index_menu_redraws_the_bands_and_they_read_at_1000_px(lab, page):
+    base, _ = lab
+    page.set_viewport_size({"width": 1000, "height": 900})
+    page.goto(f"{base}/lab/tree/charts.ipynb?reset")
+    page.locator(".jp-DirListing").first.wait_for()  # the file browser stays open beside it
+    open_and_run_all(page, base, "charts")
+    page.wait_for_function(f"() => ({BAND_TITLE})('daqi_chart:pm2_5') !== null", timeout=90_000)
+    # London's readings: the UK DAQI, chosen by place.
+    assert "UK DAQI bands" in page.evaluate(BAND_TITLE, "daqi_chart:pm2_5")
+    assert "chosen by place" in page.locator(".airq-today").first.inner_text()
+    chart = page.locator(".bk-Figure").nth(1)
+    chart.scroll_into_view_if_needed()
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(SHOTS / "charts-index-daqi-1000.png"))
+    box = chart.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 1000  # the band axis is on screen
+    # The Index menu: the US EPA AQI 2024, redrawn in place.
+    menu = page.locator(".widget-dropdown", has_text="Index").locator("select")
+    menu.select_option(label="US EPA AQI 2024")
+    page.wait_for_function(
+        f"() => (({BAND_TITLE})('daqi_chart:pm2_5') || '').includes('US EPA AQI (2024)')"
+    )
+    page.locator(".bk-Figure").nth(1).scroll_into_view_if_needed()
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(SHOTS / "charts-index-epa-1000.png"))
+    assert "US EPA Air Quality Index 2024" in page.locator(".airq-today").first.inner_text()
+    menu.select_option(label="European AQI 2024")
+    page.wait_for_function(
+        f"() => (({BAND_TITLE})('daqi_chart:pm10') || '').includes('European AQI (2024)')"
+    )
+    page.locator(".bk-Figure").nth(2).scroll_into_view_if_needed()
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(SHOTS / "charts-index-eaqi-1000.png"))
+    key = page.locator(".airq-index-key").first
+    key.scroll_into_view_if_needed()
+    shown = key.bounding_box()
+    assert shown["x"] + shown["width"] <= 1000  # the key's six levels fit beside the browser
+    page.screenshot(path=str(SHOTS / "charts-index-key-1000.png"))

@@ -302,7 +302,7 @@ def test_daqi_chart_shades_the_ten_bands_at_half_below_their_whole_number_edges(
     )
     assert edges == [16.5, 33.5, 50.5, 58.5, 66.5, 75.5, 83.5, 91.5, 100.5]
     # The right-hand axis numbers each band in its middle, so the shading reads without the key.
-    axis = fig.select_one({"name": "daqi_axis"})
+    axis = fig.select_one({"name": "index_axis"})
     assert axis.major_label_overrides == {
         5.75: "1", 17.5: "2", 29.5: "3", 38.5: "4", 44.5: "5", 50.5: "6", 56.0: "7",
         61.5: "8", 67.5: "9", 75.5: "10",

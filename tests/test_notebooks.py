@@ -198,6 +198,26 @@ def test_charts_notebook_draws_the_stored_readings_inline(tmp_path, openmeteo_se
     assert "WHO 24-h guideline PM2.5" in document
 
 
+def test_charts_notebook_index_parameter_picks_the_bands(tmp_path, openmeteo_server):
+    db = tmp_path / "airq.db"
+    source = airq_nb.source_from_env("open-meteo", base_url=openmeteo_server.url)
+    with airq_nb.open_store(db) as store:
+        assert airq_nb.collect_now(store, source=source).stored > 0
+    done, notebook = papermill(
+        "charts", tmp_path, kernel_env(), db=db, headless=True, index="epa", index_version="2012"
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert papermill_warnings(done) == []
+    text = stream_text(notebook)
+    assert "(US AQI " in text and ", 2012)" in text and "(DAQI " not in text
+    (document,) = [
+        out["data"]["text/html"]
+        for out in outputs(notebook)
+        if "Bokeh.embed" in out.get("data", {}).get("text/html", "")
+    ]
+    assert "US EPA AQI (2012) bands" in document
+
+
 def test_charts_notebook_on_an_empty_store_says_no_data_yet(tmp_path):
     db = tmp_path / "airq.db"
     done, notebook = papermill("charts", tmp_path, kernel_env(), db=db, headless=True)

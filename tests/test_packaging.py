@@ -56,6 +56,7 @@ def test_public_names_are_exactly_all():
         "cli",
         "collector",
         "daqi",
+        "indices",
         "means",
         "scheduling",
         "store",

@@ -98,7 +98,7 @@ def test_the_parameters_cell_parses_without_a_warning(caplog):
     assert [r.getMessage() for r in caplog.records] == []
     assert set(found) == {
         "db", "headless", "days", "location", "tz", "mean", "report_html",
-        "refresh_seconds",
+        "refresh_seconds", "index", "index_version",
     }  # fmt: skip
     assert found["tz"]["default"] == '"UTC"'
     # Each parameter's explanation is on the comment lines above it (short enough to read

@@ -3,7 +3,7 @@
 Imported on demand (``from airq_nb.ui import charts``), never by ``import airq_nb``, so the core
 package stays free of Bokeh. Every chart takes a DataFrame (as ``read_readings`` or
 ``read_delivery_log`` return it) or a store to read one from, and a ``tz`` ("UTC" or
-"Europe/London") for every time it shows. The DAQI rule itself lives in :mod:`airq_nb.daqi`.
+"Europe/London") for every time it shows. The index rules live in :mod:`airq_nb.indices`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from ._daqi_chart import DAQI_COLORS, draw_daqi, today_lines
 from ._dashboard import LAQN_ATTRIBUTION, LiveChart, dashboard
 from ._delivery import OUTCOME_COLORS, delivery_chart
 from ._freshness import draw_freshness, freshness_lines
-from ._notebook import location_picker, save_report, setup_notebook, show_static
+from ._index_bands import INDEX_CHOICES
+from ._notebook import index_picker, location_picker, save_report, setup_notebook, show_static
 from ._readings import draw_readings
 from ._stats import stats_panel
 from ._view import read_view
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DAQI_COLORS",
+    "INDEX_CHOICES",
     "LAQN_ATTRIBUTION",
     "OUTCOME_COLORS",
     "WHO_PM2_5_24H",
@@ -40,6 +42,7 @@ __all__ = [
     "delivery_chart",
     "freshness_chart",
     "freshness_lines",
+    "index_picker",
     "location_picker",
     "read_view",
     "readings_chart",
@@ -81,10 +84,16 @@ def daqi_chart(
     tz: str = "UTC",
     mean: str = "rolling",
     height: int = 300,
+    index: str | None = None,
+    version: str | None = None,
 ) -> Figure:
-    """24-hour means of ``pollutant`` ("pm2_5" or "pm10") over the shaded UK DAQI bands, with
-    the WHO 2021 24-hour guideline; ``mean`` is "rolling" (running) or "calendar" (daily)."""
-    view = read_view(data, days=days, now=now, location=location, source=source, tz=tz, mean=mean)
+    """24-hour means of ``pollutant`` ("pm2_5" or "pm10") over the shaded bands of ``index``
+    ("daqi", "epa", "eaqi", "who"; None: the one the places expect) in ``version`` (None: the
+    newest), with the WHO 2021 24-hour guideline; ``mean`` is "rolling" or "calendar"."""
+    view = read_view(
+        data, days=days, now=now, location=location, source=source, tz=tz, mean=mean,
+        index=index, version=version,
+    )  # fmt: skip
     return draw_daqi(view, pollutant, height=height)
 
 

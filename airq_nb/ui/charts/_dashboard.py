@@ -71,7 +71,7 @@ def _children(view: ReadingsView, deliveries: DeliveryView, store: Store) -> lis
         Div(text=headline_html(view), name="today", sizing_mode="stretch_width"),
         draw_readings(view),
         *(draw_daqi(view, pollutant) for pollutant in POLLUTANTS),
-        Div(text=daqi_key_html(), name="daqi_key"),
+        Div(text=daqi_key_html(view.index), name="daqi_key"),
         draw_freshness(view),
         Div(text=freshness_html(view), name="freshness_text", sizing_mode="stretch_width"),
         delivery_chart(deliveries),
@@ -88,10 +88,16 @@ def dashboard(
     location: str | None = None,
     tz: str = "UTC",
     mean: str = "rolling",
+    index: str | None = None,
+    version: str | None = None,
 ) -> LayoutDOM:
-    """Today's DAQI band in words, then the hourly readings, the 24-hour means of PM2.5 and
-    PM10 over the DAQI bands, data freshness, delivery accuracy and the stats, in one column."""
-    view = read_view(store, days=days, now=now, location=location, tz=tz, mean=mean)
+    """Today's band in words, then the hourly readings, the 24-hour means of PM2.5 and PM10
+    over the bands of ``index`` (None: by place; see :func:`read_view`), data freshness,
+    delivery accuracy and the stats, in one column."""
+    view = read_view(
+        store, days=days, now=now, location=location, tz=tz, mean=mean, index=index,
+        version=version,
+    )  # fmt: skip
     deliveries = read_deliveries(store, days=days, now=view.now, tz=tz)
     return column(
         *_children(view, deliveries, store), sizing_mode="stretch_width", name="dashboard"
@@ -130,6 +136,8 @@ class LiveChart(PeriodicRefresh):
         tz: str = "UTC",
         mean: str = "rolling",
         interval: float = 60.0,
+        index: str | None = None,
+        version: str | None = None,
     ) -> None:
         self.store = store
         self.days = days
@@ -137,6 +145,7 @@ class LiveChart(PeriodicRefresh):
         self.tz = check_tz(tz)
         self.mean = mean
         self.interval = interval
+        self.index, self.version = index or None, version or None
         self._model: Any = None
         self.refreshes = 0
         self.layout = column(sizing_mode="stretch_width", name="dashboard")
@@ -144,8 +153,9 @@ class LiveChart(PeriodicRefresh):
 
     def _views(self, now: datetime | float | None = None) -> tuple[ReadingsView, DeliveryView]:
         view = read_view(
-            self.store, days=self.days, now=now, location=self.location, tz=self.tz, mean=self.mean
-        )
+            self.store, days=self.days, now=now, location=self.location, tz=self.tz,
+            mean=self.mean, index=self.index, version=self.version,
+        )  # fmt: skip
         return view, read_deliveries(self.store, days=self.days, now=view.now, tz=self.tz)
 
     def _rebuild(self, now: datetime | float | None = None) -> None:
@@ -197,6 +207,12 @@ class LiveChart(PeriodicRefresh):
     def set_location(self, location: str | None) -> None:
         """Chart one location (None or "" for all of them), redrawn in place."""
         self.location = location or None
+        self._rebuild()
+
+    def set_index(self, index: str | None, version: str | None = None) -> None:
+        """Show ``index`` ("daqi", "epa", "eaqi", "who"; None: by place) in ``version``
+        (None: the newest), redrawn in place."""
+        self.index, self.version = index or None, version or None
         self._rebuild()
 
     def refresh(self, *, now: datetime | float | None = None) -> None:

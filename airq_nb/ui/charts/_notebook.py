@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from ._dashboard import LiveChart
 
-__all__ = ["location_picker", "save_report", "setup_notebook", "show_static"]
+__all__ = ["index_picker", "location_picker", "save_report", "setup_notebook", "show_static"]
 
 _ALL = "All locations"
 #: The BokehJS a static copy needs: the core and the widgets (the charts' text is Divs).
@@ -71,6 +71,31 @@ def location_picker(live: LiveChart) -> Any:
 
     def picked(change: dict[str, Any]) -> None:
         live.set_location(None if change["new"] == _ALL else change["new"])
+
+    picker.observe(picked, names="value")
+    return picker
+
+
+def index_picker(live: LiveChart) -> Any:
+    """An ipywidgets Dropdown of the indices and versions that redraws ``live`` on the one
+    picked ("By place" lets each place's own index decide). Values are "index:version"
+    text ("" for by place)."""
+    import ipywidgets
+
+    from ._index_bands import INDEX_CHOICES
+
+    options = [
+        (label, f"{index}:{version}" if index else "") for label, index, version in INDEX_CHOICES
+    ]
+    values = [value for _, value in options]
+    current = f"{live.index}:{live.version}" if live.index else ""
+    if current not in values:  # e.g. index="epa" with version None: its newest is listed
+        current = next((v for v in values if v.split(":")[0] == live.index), "")
+    picker = ipywidgets.Dropdown(options=options, value=current, description="Index")
+
+    def picked(change: dict[str, Any]) -> None:
+        index, _, version = str(change["new"]).partition(":")
+        live.set_index(index or None, version or None)
 
     picker.observe(picked, names="value")
     return picker
