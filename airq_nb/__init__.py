@@ -29,6 +29,7 @@ from ._errors import (
     SourceUnavailableError,
     StoreError,
 )
+from ._version import __version__ as __version__
 from .collector._job import CollectResult, collect_now, collect_once
 from .collector._laqn import LAQN_ATTRIBUTION, SOURCE_ATTRIBUTIONS, LaqnSource
 from .collector._schedule import collect_until_idle, start_collector
@@ -50,8 +51,6 @@ from .scheduling.status import Status, store_status
 from .store._queue import DEFAULT_BACKOFF_SCHEDULE, DeadLettered, Delivery, Message, QueueCounts
 from .store._sqlite import DEFAULT_DB_PATH, AtomicOperation, CommitResult, Entry, Store, open_store
 from .store.readings import read_readings, read_revisions
-
-__version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_BACKOFF_SCHEDULE",

@@ -20,9 +20,9 @@ from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from typing import Any
 
-from . import __version__
 from ._errors import AirqError, CollectionFailedError, ConfigurationError
 from ._format import one_line, rows_text, run_summary_text, status_rows, store_text, time_text
+from ._version import __version__
 from .collector._job import collect_once, default_locations, last_collection
 from .collector._schedule import collect_until_idle, install_collector
 from .collector._sources import (

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from ...store.readings import read_readings
 from ._series import Series, Window, build_series, window
 from ._time import check_tz, now_utc
 
@@ -58,8 +59,6 @@ def read_view(
     if store is None:
         readings = data
     else:
-        from airq_nb import read_readings
-
         # A day more than the window, so its first hour has a whole 24-hour mean.
         since = (span.start - _DAY).to_pydatetime()
         readings = read_readings(store, since=since, location=location, source=source)
