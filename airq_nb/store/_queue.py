@@ -3,7 +3,7 @@
 These functions work on an open connection inside the caller's transaction, so the store's
 plain verbs (``queue.py``), its atomic operations (``kv.py``) and its management
 (``queue_manager.py``) share one implementation. The models and input checks live in
-``_queue_models.py`` and are importable from here too.
+``models.py`` and are importable from here too.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from ._json import load_value
-from ._queue_models import (
+from .models import (
     DEFAULT_BACKOFF_SCHEDULE,
     MAX_BACKOFF_ENTRIES,
     MAX_BACKOFF_SECONDS,
