@@ -48,8 +48,19 @@ from .scheduling.registry import scheduler_for
 from .scheduling.runtime import RunSummary, Scheduler
 from .scheduling.schedules import ScheduleInfo
 from .scheduling.status import Status, store_status
-from .store._queue import DEFAULT_BACKOFF_SCHEDULE, DeadLettered, Delivery, Message, QueueCounts
-from .store._sqlite import DEFAULT_DB_PATH, AtomicOperation, CommitResult, Entry, Store, open_store
+from .store import (
+    DEFAULT_BACKOFF_SCHEDULE,
+    DEFAULT_DB_PATH,
+    AtomicOperation,
+    CommitResult,
+    DeadLettered,
+    Delivery,
+    Entry,
+    Message,
+    QueueCounts,
+    Store,
+    open_store,
+)
 from .store.readings import read_readings, read_revisions
 
 __all__ = [

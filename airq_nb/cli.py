@@ -33,7 +33,7 @@ from .collector._sources import (
     mask_secrets,
     source_from_env,
 )
-from .store._sqlite import Store, open_store
+from .store import Store, open_store
 from .store.readings import readings_summary
 
 __all__ = ["main"]

@@ -28,7 +28,7 @@ from ._sources import Location
 if TYPE_CHECKING:
     from datetime import tzinfo
 
-    from ..store._sqlite import Store
+    from ..store import Store
     from ..store.schedules import ScheduleInfo
 
 __all__ = ["CollectorStatus", "ReadingSeries", "collector_status", "wait_for_readings"]

@@ -13,6 +13,7 @@ import os
 from collections.abc import Collection, Sequence
 from typing import Any
 
+from ._dialect import POSTGRES, SQLITE, Dialect
 from ._json import load_value
 from .models import (
     DEFAULT_BACKOFF_SCHEDULE,
@@ -49,6 +50,8 @@ __all__ = [
     "PreparedMessage",
     "QueueCounts",
     "UndeliverableRow",
+    "ack_rows",
+    "add_messages",
     "backoff_of",
     "check_backoff",
     "check_claim_limit",
@@ -59,14 +62,18 @@ __all__ = [
     "claim_statement",
     "dead_letter_claimed",
     "delivery_from_claimed",
+    "extend_rows",
     "fail_delivery",
     "insert_many_plain",
     "insert_messages",
+    "insert_one",
     "insert_params",
     "insert_statement",
     "new_lease_token",
     "prepare_message",
+    "release_statement",
     "row_to_message",
+    "topics_condition",
     "write_undelivered_safely",
 ]
 
@@ -156,6 +163,85 @@ def insert_messages(conn: Any, messages: Sequence[PreparedMessage], now: float) 
     return ids
 
 
+# PostgreSQL: ids come from the identity column.
+_PG_INSERT = f"INSERT INTO queue ({_COLUMNS}) VALUES (?, ?, 'queued', ?, ?, 0, ?, ?, ?, ?, ?)"
+# A twin enqueued concurrently by another connection wins the unique index; we return its id.
+_PG_INSERT_DEDUP = (
+    _PG_INSERT + " ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING RETURNING id"
+)
+# Many messages in one statement. Ids come from the identity column in the order of
+# ORDER BY, so the sorted returned ids match the messages in order.
+_PG_INSERT_MANY = (
+    f"INSERT INTO queue ({_COLUMNS}) "
+    "SELECT topic, value, 'queued', at, at, 0, backoff, keys, ?, NULL, schedule "
+    "FROM unnest(?::text[], ?::text[], ?::float8[], ?::text[], ?::text[], ?::text[]) "
+    "WITH ORDINALITY AS m(topic, value, at, backoff, keys, schedule, n) ORDER BY n RETURNING id"
+)
+
+
+def insert_one(
+    message: PreparedMessage, now: float, dialect: Dialect
+) -> tuple[str, tuple[Any, ...]]:
+    """The INSERT ... RETURNING id of one message without a dedup key, and its parameters."""
+    if dialect.identity_ids:
+        return _PG_INSERT + " RETURNING id", insert_params(message, now)
+    statement, params = insert_statement(message, now)
+    return statement + " RETURNING id", params
+
+
+def add_messages(
+    conn: Any, messages: Sequence[PreparedMessage], now: float, dialect: Dialect = SQLITE
+) -> list[int]:
+    """Insert prepared messages in the open transaction (``conn`` takes ``?`` statements),
+    each backend its fastest way; a live ``dedup_key`` twin's id is reused."""
+    if not messages:
+        return []
+    if dialect.identity_ids:
+        return _pg_insert_messages(conn, messages, now)
+    if any(m.dedup_key is not None for m in messages):
+        return insert_messages(conn, messages, now)
+    return insert_many_plain(conn, messages, now)
+
+
+def _pg_insert_messages(conn: Any, messages: Sequence[PreparedMessage], now: float) -> list[int]:
+    if all(m.dedup_key is None for m in messages):
+        rows = conn.execute(
+            _PG_INSERT_MANY,
+            (
+                now,
+                [m.topic for m in messages],
+                [m.value_json for m in messages],
+                [now + m.delay for m in messages],
+                [m.backoff_json for m in messages],
+                [m.keys_json for m in messages],
+                [m.schedule for m in messages],
+            ),
+        ).fetchall()
+        return sorted(row[0] for row in rows)
+    ids: list[int] = []
+    for message in messages:
+        if message.dedup_key is None:
+            ids.append(conn.execute(*insert_one(message, now, POSTGRES)).fetchone()[0])
+        else:
+            ids.append(_pg_insert_deduplicated(conn, message, now))
+    return ids
+
+
+def _pg_insert_deduplicated(conn: Any, message: PreparedMessage, now: float) -> int:
+    key = message.dedup_key
+    row = conn.execute(
+        "SELECT id FROM queue WHERE dedup_key = ? AND state <> 'dead'", (key,)
+    ).fetchone()
+    if row is not None:
+        return row[0]
+    # A dead twin keeps its row for inspection but gives up the key.
+    conn.execute("UPDATE queue SET dedup_key = NULL WHERE dedup_key = ? AND state = 'dead'", (key,))
+    row = conn.execute(_PG_INSERT_DEDUP, insert_params(message, now)).fetchone()
+    if row is None:  # lost the race to another connection's enqueue of the same key
+        row = conn.execute("SELECT id FROM queue WHERE dedup_key = ?", (key,)).fetchone()
+    return row[0]
+
+
 def insert_many_plain(conn: Any, messages: Sequence[PreparedMessage], now: float) -> list[int]:
     """Fast path for messages without dedup keys: one ``executemany`` with ids given."""
     (first,) = conn.execute(f"SELECT {_NEXT_ID}").fetchone()
@@ -211,23 +297,76 @@ _CLAIM = (
     "AND (state = 'queued' OR due_at <= ?) "
     "AND topic NOT IN (SELECT topic FROM paused_topics) "
     "AND NOT EXISTS (SELECT 1 FROM paused_topics WHERE topic = '*') {topics}"
-    "ORDER BY due_at, id LIMIT 1) "
+    "ORDER BY due_at, id LIMIT 1{lock}) "
     "RETURNING id, topic, value, deliver_at, attempts, backoff_schedule, keys_if_undelivered, "
     "enqueued_at, schedule"
 )
 # The batch form: the same selection, ``LIMIT ?`` rows, one commit (the last parameter).
-_CLAIM_MANY = _CLAIM.replace("WHERE id = (", "WHERE id IN (").replace("LIMIT 1)", "LIMIT ?)")
+_CLAIM_MANY = _CLAIM.replace("WHERE id = (", "WHERE id IN (").replace("LIMIT 1{", "LIMIT ?{")
 
 
-def claim_statement(topics: Sequence[str] | None, *, many: bool = False) -> str:
+def claim_statement(
+    topics: Sequence[str] | None, *, many: bool = False, dialect: Dialect = SQLITE
+) -> str:
     """The statement that leases the next due message (of ``topics``, if given).
 
-    With ``many`` it leases up to a number of messages given as its last parameter.
+    With ``many`` it leases up to a number of messages given as its last parameter. On
+    PostgreSQL the rows picked are locked, passing over those another consumer is
+    leasing right now (``SKIP LOCKED``); the lock re-checks the conditions on the row's
+    newest version, so two consumers never lease one message.
     """
     template = _CLAIM_MANY if many else _CLAIM
+    return template.format(topics=topics_condition(topics), lock=dialect.skip_locked)
+
+
+def topics_condition(topics: Sequence[str] | None) -> str:
+    """``AND topic IN (?, ...) `` for ``topics`` (none when None; never true when empty,
+    which PostgreSQL cannot spell ``IN ()``)."""
     if topics is None:
-        return template.format(topics="")
-    return template.format(topics=f"AND topic IN ({','.join('?' * len(topics))}) ")
+        return ""
+    if not topics:
+        return "AND 1 = 0 "
+    return f"AND topic IN ({','.join('?' * len(topics))}) "
+
+
+def release_statement(dialect: Dialect) -> str:
+    """Give one leased message (``id``, ``lease_token``) back: due again, attempt not counted."""
+    return (
+        f"UPDATE queue SET state = 'queued', attempts = {dialect.greatest}(attempts - 1, 0), "
+        "lease_token = NULL, lease_expires_at = NULL, due_at = deliver_at "
+        "WHERE id = ? AND lease_token = ?"
+    )
+
+
+def ack_rows(conn: Any, deliveries: Sequence[Delivery]) -> set[int]:
+    """Delete the messages whose leases are still held; returns their ids (others are lost)."""
+    by_token: dict[str, list[int]] = {}
+    for d in deliveries:
+        by_token.setdefault(d.lease_token, []).append(d.id)
+    acked: set[int] = set()
+    for token, ids in by_token.items():
+        for start in range(0, len(ids), 500):  # well under SQLite's variable limit
+            chunk = ids[start : start + 500]
+            rows = conn.execute(
+                f"DELETE FROM queue WHERE lease_token = ? AND id IN ({','.join('?' * len(chunk))}) "
+                "RETURNING id",
+                [token, *chunk],
+            ).fetchall()
+            acked.update(row[0] for row in rows)
+    return acked
+
+
+def extend_rows(conn: Any, deliveries: Sequence[Delivery], expires: float) -> set[int]:
+    """Renew the leases of ``deliveries`` until ``expires``; returns the ids whose lease was lost."""
+    lost: set[int] = set()
+    for d in deliveries:
+        cursor = conn.execute(
+            "UPDATE queue SET lease_expires_at = ?, due_at = ? WHERE id = ? AND lease_token = ?",
+            (expires, expires, d.id, d.lease_token),
+        )
+        if cursor.rowcount != 1:
+            lost.add(d.id)
+    return lost
 
 
 class UndeliverableRow(Exception):

@@ -1,88 +1,49 @@
-"""The store: one SQLite file holding the KV, the durable queue and the other parts' tables.
+"""``SqliteStore``: the store in one SQLite file, the KV, the durable queue and the other tables.
 
-:class:`Store` is put together from parts with one job each: ``_connection.py`` (the file,
-its connections, transactions and errors), ``kv.py`` (KV verbs and atomic operations),
-``queue.py`` (queue verbs) and ``queue_manager.py`` (``store.queue``); ``_schema.py``
-creates and upgrades every table when the file is opened.
+The verbs are the store core's (``kv.py``, ``queue.py``, ``queue_manager.py``), the same
+on both backends; this class adds what is SQLite's own: the file, its connections and
+transactions (``_connection.py``), a consistent multi-key read, lease renewal on a side
+connection, waking on other processes' commits (``_change_wait.py``) and WAL
+checkpointing beside a scheduler (``_checkpoint.py``). ``_schema.py`` creates and upgrades
+every table when the file is opened.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import sqlite3
+import threading
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
-from .._clock import Clock, SystemClock
-from .._errors import ConfigurationError, StoreError
+from .._clock import Clock
+from .._errors import StoreError
+from . import _queue
+from ._change_wait import ChangeWaiter
+from ._checkpoint import WalCheckpointer
 from ._connection import DEFAULT_BUSY_TIMEOUT, MEMORY, Connection, Durability
-from .kv import AtomicOperation, CommitResult, Entry, KvVerbs
-from .queue import QueueVerbs
+from ._core import StoreCore
+from ._dialect import SQLITE
+from ._keys import Key
+from .models import Delivery, Entry
 from .queue_manager import QueueManager
 
-__all__ = [
-    "DEFAULT_BUSY_TIMEOUT",
-    "DEFAULT_DB_PATH",
-    "AtomicOperation",
-    "CommitResult",
-    "Entry",
-    "Store",
-    "open_store",
-    "resolve_path",
-]
-
-#: Where the store lives when neither ``path`` nor ``AIRQ_NB_DB`` says otherwise.
-DEFAULT_DB_PATH = Path("~/.local/share/airq_nb/airq.db")
+__all__ = ["DEFAULT_BUSY_TIMEOUT", "SqliteStore", "lease_renewal_wait"]
 
 
-def resolve_path(path: str | os.PathLike[str] | None) -> Path:
-    """The store's file: the argument, else ``AIRQ_NB_DB``, else :data:`DEFAULT_DB_PATH`."""
-    chosen = path if path is not None else os.environ.get("AIRQ_NB_DB") or DEFAULT_DB_PATH
-    if not isinstance(chosen, str | os.PathLike):
-        raise ConfigurationError(
-            f"the store path must be a file path (str or Path), got {type(chosen).__name__}"
-        )
-    if str(chosen) == MEMORY:
-        return Path(MEMORY)
-    return Path(chosen).expanduser()
+def lease_renewal_wait(lease_seconds: float) -> float:
+    """How long one lease renewal waits for the file's write lock (a sixth of a lease)."""
+    return lease_seconds / 6.0
 
 
-def open_store(
-    path: str | os.PathLike[str] | None = None,
-    *,
-    clock: Clock | None = None,
-    durability: Durability = "normal",
-    busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
-    schema: str | None = None,
-) -> Store:
-    """Open (creating if needed) the store at ``path``, ``$AIRQ_NB_DB`` or the default path.
-
-    ``durability="normal"`` (WAL with ``synchronous=NORMAL``) never corrupts the file and
-    loses nothing when a process dies; a power cut may lose the last commits.
-    ``"full"`` syncs every commit to disk as well. ``":memory:"`` is this process's
-    in-memory store: every store opened on it, in any thread, shares it, and it is gone
-    when the last of them closes.
-
-    A ``postgresql://`` URL (argument or ``AIRQ_NB_DB``) opens a
-    :class:`~airq_nb.store.postgres.PostgresStore` instead, in ``schema`` (default
-    ``"airq_nb"``); ``busy_timeout`` is then how long a write waits for a row lock.
-    """
-    from .postgres import is_postgres_url, open_postgres_store
-
-    location = path if path is not None else os.environ.get("AIRQ_NB_DB")
-    if is_postgres_url(location):
-        if durability not in ("normal", "full"):
-            raise StoreError(f"durability must be 'normal' or 'full', got {durability!r}")
-        return open_postgres_store(  # type: ignore[return-value]
-            str(location), schema=schema, clock=clock, lock_timeout=busy_timeout
-        )
-    if schema is not None:
-        raise ConfigurationError(
-            "schema= is for PostgreSQL stores; give a postgresql:// URL, or leave schema out"
-        )
-    return Store(resolve_path(path), clock=clock, durability=durability, busy_timeout=busy_timeout)
-
-
-class Store(KvVerbs, QueueVerbs, Connection):
+class SqliteStore(StoreCore, Connection):
     """KV + durable queue in one SQLite file. Safe to share between threads and processes."""
+
+    #: The SQL spellings and locks of this backend (``store/_dialect.py``).
+    dialect = SQLITE
 
     def __init__(
         self,
@@ -92,24 +53,117 @@ class Store(KvVerbs, QueueVerbs, Connection):
         durability: Durability = "normal",
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     ) -> None:
-        self.clock: Clock = clock or SystemClock()
+        StoreCore.__init__(self, clock)
         Connection.__init__(self, path, durability=durability, busy_timeout=busy_timeout)
+        # Taken now: a relative path names another file after os.chdir (a notebook's %cd).
+        self._identity = MEMORY if self._in_memory else os.path.realpath(path)
         self.queue = QueueManager(self)
+        self._waiter: ChangeWaiter | None = None
+        self._waiter_lock = threading.Lock()
+
+    # -- plumbing for the shared verbs --------------------------------------------------
+
+    def _run(self, statement: str, params: Sequence[Any]) -> tuple[list[Any], int]:
+        rows, cursor = self._write(statement, params)
+        return rows, cursor.rowcount
+
+    def _tx(self) -> AbstractContextManager[Any]:
+        return self.transaction()
+
+    @property
+    def identity(self) -> str:
+        """What tells this store from every other: its file's real path (or ``:memory:``)."""
+        return self._identity
+
+    # -- KV -----------------------------------------------------------------------------
+
+    def get_many(self, keys: Sequence[Key]) -> list[Entry]:
+        """Entries for several keys, read in one consistent snapshot."""
+        with self._reading() as conn:
+            if conn.in_transaction:
+                return [self.get(key) for key in keys]
+            try:
+                conn.execute("BEGIN")
+                try:
+                    return [self.get(key) for key in keys]
+                finally:
+                    conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise self._translate(exc) from exc
+
+    # -- leases -------------------------------------------------------------------------
+
+    def renew_leases(
+        self, deliveries: Sequence[Delivery], *, lease_seconds: float, now: float
+    ) -> set[int]:
+        """Keep holding ``deliveries`` for ``lease_seconds`` more, in one commit.
+
+        Returns the ids whose lease was lost meanwhile (another consumer may own them now).
+        A file store's leases are renewed on a short-lived connection of their own, never
+        through the store's writer: a trip of this process waiting out another process's
+        lock holds the writer (up to its ``busy_timeout``, longer than a lease), and a
+        renewal queued behind it would be silently late. This connection waits at most
+        ``lease_seconds / 6`` for the file's lock, then raises :class:`StoreError` so the
+        caller logs it and retries while the lease still runs.
+        """
+        expires = now + lease_seconds
+        if self._in_memory:  # one connection per process: the store's own
+            with self.transaction() as conn:
+                return _queue.extend_rows(conn, deliveries, expires)
+        wait = lease_renewal_wait(lease_seconds)
+        try:
+            conn = sqlite3.connect(self._identity, timeout=wait, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open {self.path} to renew leases: {exc}") from exc
+        try:
+            conn.execute(f"PRAGMA synchronous = {self.durability.upper()}")
+            conn.execute("BEGIN IMMEDIATE")
+            lost = _queue.extend_rows(conn, deliveries, expires)
+            conn.execute("COMMIT")
+            return lost
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"could not renew {len(deliveries)} lease(s) on {self.path} within {wait:g} s "
+                f"({exc}): another process holds its write lock; retrying while they last"
+            ) from exc
+        finally:
+            conn.close()  # rolls back anything left open
+
+    def checkpointer(self) -> WalCheckpointer:
+        """A WAL checkpointer on a side connection and thread, for a running scheduler."""
+        return WalCheckpointer(self._identity)
+
+    # -- change-wait --------------------------------------------------------------------
 
     def wait_for_change(self, timeout: float) -> bool:
-        """Block until another commit may have changed the file (True) or ``timeout`` passes."""
-        from ._change_wait import wait_for_change
+        """Block until another commit may have changed the file (True) or ``timeout`` passes.
 
-        return wait_for_change(self, timeout)
+        The first call starts watching and returns True at once: what happened before it
+        watched is unknown, so the caller should look. Later calls report every commit
+        made since the previous one returned, by any process (this store's own included).
+        """
+        timeout = _queue.check_delay(timeout, what="timeout", limit=math.inf)
+        with self._waiter_lock:
+            waiter, new = self._waiter, self._waiter is None
+            if waiter is None:
+                if self._closed:
+                    raise StoreError(
+                        f"the store {self.path} is closed; open it again with open_store()"
+                    )
+                waiter = self._waiter = ChangeWaiter(self._identity)
+        return True if new else waiter.wait(timeout)
 
-    def __enter__(self) -> Store:
-        return self
+    def _no_one_waits(self) -> None:
+        # Close the side connection (it holds the file open); a wait under way ends.
+        with self._waiter_lock:
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter.close()
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def close(self) -> None:
+        """Close the store; using it afterwards raises :class:`StoreError`."""
+        self._no_one_waits()
+        Connection.close(self)
 
     def __repr__(self) -> str:
         return f"<Store {str(self.path)!r}>"
-
-    def now(self) -> float:
-        return self.clock.now()

@@ -28,7 +28,7 @@ from ._time import check_tz, now_utc
 from ._view import ReadingsView, read_view
 
 if TYPE_CHECKING:
-    from ...store._sqlite import Store
+    from ...store import Store
 
 __all__ = ["LAQN_ATTRIBUTION", "LiveChart", "dashboard"]
 

@@ -20,7 +20,7 @@ from ._time import check_tz, now_utc, stamp_text, wall
 if TYPE_CHECKING:
     from bokeh.plotting import figure as Figure
 
-    from ...store._sqlite import Store
+    from ...store import Store
 
 __all__ = ["OUTCOME_COLORS", "DeliveryView", "delivery_chart", "read_deliveries", "update_delivery"]
 

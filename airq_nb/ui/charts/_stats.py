@@ -15,7 +15,7 @@ from ._readings import NO_DATA
 from ._time import check_tz, describe, now_utc
 
 if TYPE_CHECKING:
-    from ...store._sqlite import Store
+    from ...store import Store
 
 __all__ = ["stats_html", "stats_panel", "stats_rows"]
 

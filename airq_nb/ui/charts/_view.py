@@ -13,7 +13,7 @@ from ._series import Series, Window, build_series, window
 from ._time import check_tz, now_utc
 
 if TYPE_CHECKING:
-    from ...store._sqlite import Store
+    from ...store import Store
 
 __all__ = ["ReadingsView", "read_view"]
 
