@@ -19,13 +19,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "airq_nb"
 
 #: The store's backends: a module of one never imports the other.
 BACKENDS = {
-    "sqlite": (
-        "airq_nb.store._sqlite",
-        "airq_nb.store._connection",
-        "airq_nb.store._schema",
-        "airq_nb.store._change_wait",
-        "airq_nb.store._checkpoint",
-    ),
+    "sqlite": ("airq_nb.store.sqlite",),
     "postgres": ("airq_nb.store.postgres",),
 }
 #: The one module outside the backends that imports them: it opens a path or a URL.

@@ -19,9 +19,9 @@ from store_backends import behind_the_back, drop_schema, fresh_schema_url
 
 import airq_nb
 from airq_nb.store._backend import QueueAdmin, Store
-from airq_nb.store._sqlite import SqliteStore
 from airq_nb.store.postgres._store import PostgresStore
 from airq_nb.store.queue_manager import QueueManager
+from airq_nb.store.sqlite import SqliteStore
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """The two schemas hold the same tables with the same columns, both created for real.
 
-The SQLite migrations (``store/_schema.py``) and PostgreSQL's steps
+The SQLite migrations (``store/sqlite/_schema.py``) and PostgreSQL's steps
 (``store/postgres/_schema.py``) mirror one table list by hand; a column added to one and
 forgotten in the other would pass every test that does not touch it. Backend-only
 bookkeeping (none today) would be named here, with why.

@@ -1,6 +1,6 @@
 """``open_store``: the one place that decides which backend a path or a URL opens.
 
-A file path (or ``":memory:"``) opens a :class:`~airq_nb.store._sqlite.SqliteStore`; a
+A file path (or ``":memory:"``) opens a :class:`~airq_nb.store.sqlite.SqliteStore`; a
 ``postgresql://`` URL a :class:`~airq_nb.store.postgres.PostgresStore`, imported on first
 use so ``import airq_nb`` never needs psycopg. Both satisfy :class:`airq_nb.Store`.
 """
@@ -14,8 +14,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._errors import ConfigurationError, StoreError
 from ._backend import DEFAULT_SCHEMA
-from ._connection import DEFAULT_BUSY_TIMEOUT, MEMORY, Durability
-from ._sqlite import SqliteStore
+from .sqlite import DEFAULT_BUSY_TIMEOUT, MEMORY, Durability, SqliteStore
 
 if TYPE_CHECKING:
     from .._clock import Clock

@@ -22,9 +22,9 @@ from typing import Any, Literal
 
 import sqlite_utils
 
-from .._errors import StoreError
+from ..._errors import StoreError
+from ..queue import call_listeners
 from ._schema import migrate
-from .queue import call_listeners
 
 log = logging.getLogger("airq_nb.store")
 

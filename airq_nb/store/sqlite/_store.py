@@ -19,17 +19,17 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from .._clock import Clock
-from .._errors import StoreError
-from . import _queue
+from ..._clock import Clock
+from ..._errors import StoreError
+from .. import _queue
+from .._core import StoreCore
+from .._dialect import SQLITE
+from .._keys import Key
+from ..models import Delivery, Entry
+from ..queue_manager import QueueManager
 from ._change_wait import ChangeWaiter
 from ._checkpoint import WalCheckpointer
 from ._connection import DEFAULT_BUSY_TIMEOUT, MEMORY, Connection, Durability
-from ._core import StoreCore
-from ._dialect import SQLITE
-from ._keys import Key
-from .models import Delivery, Entry
-from .queue_manager import QueueManager
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT", "SqliteStore", "lease_renewal_wait"]
 
