@@ -13,6 +13,7 @@ implement every verb with the same parameters.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -61,7 +62,7 @@ class QueueAdmin(Protocol):
         topic: str | None = None,
         due_before: float | None = None,
         limit: int | None = None,
-    ) -> list[Message]:
+    ) -> builtins.list[Message]:
         """Messages in delivery order (dead letters last), optionally filtered."""
         ...
 
@@ -89,7 +90,9 @@ class QueueAdmin(Protocol):
         """The paused topics, sorted; ``"*"`` means everything is paused."""
         ...
 
-    def dead_letters(self, *, topic: str | None = None, limit: int | None = None) -> list[Message]:
+    def dead_letters(
+        self, *, topic: str | None = None, limit: int | None = None
+    ) -> builtins.list[Message]:
         """Messages whose attempts ran out, with their last error."""
         ...
 
@@ -111,12 +114,16 @@ class Store(Protocol):
     """A KV + durable queue with Deno KV semantics; ``open_store`` returns one."""
 
     clock: Clock
-    queue: QueueAdmin
     #: What names the store in messages: the SQLite file's path, or the PostgreSQL URL
     #: (no password) with its schema.
     path: Any
     #: The SQL spellings and locks of its backend (for the store's own modules).
     dialect: Dialect
+
+    @property
+    def queue(self) -> QueueAdmin:
+        """See and manage messages (``store.queue.list()``, ``.pause()``, ``.redrive()``, ...)."""
+        ...
 
     @property
     def identity(self) -> str:
@@ -130,7 +137,7 @@ class Store(Protocol):
         """The entry at ``key``; value and versionstamp ``None`` when absent or expired."""
         ...
 
-    def get_many(self, keys: Sequence[Key]) -> list[Entry]:
+    def get_many(self, keys: Sequence[Key]) -> builtins.list[Entry]:
         """Entries for several keys, read in one consistent snapshot."""
         ...
 
@@ -150,7 +157,7 @@ class Store(Protocol):
         end: Key | None = None,
         limit: int | None = None,
         reverse: bool = False,
-    ) -> list[Entry]:
+    ) -> builtins.list[Entry]:
         """Entries in Deno's key order: a range scan under ``prefix``, from ``start`` to ``end``."""
         ...
 
@@ -194,7 +201,7 @@ class Store(Protocol):
         lease_seconds: float = 30.0,
         now: float | None = None,
         on_dead_letter: Callable[[DeadLettered], None] | None = None,
-    ) -> list[Delivery]:
+    ) -> builtins.list[Delivery]:
         """Lease up to ``limit`` due messages in one commit, earliest first."""
         ...
 
@@ -265,7 +272,7 @@ class Store(Protocol):
 
     def renew_leases(
         self, deliveries: Sequence[Delivery], *, lease_seconds: float, now: float
-    ) -> set[int]:
+    ) -> builtins.set[int]:
         """Keep holding ``deliveries`` ``lease_seconds`` longer, never queued behind a writer;
         returns the ids whose lease was lost."""
         ...
@@ -280,7 +287,7 @@ class Store(Protocol):
         """A write transaction (nested use joins it): other tables commit with the queue."""
         ...
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> builtins.list[tuple[Any, ...]]:
         """One read statement in the backend driver's placeholders; its rows."""
         ...
 

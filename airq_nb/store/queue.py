@@ -74,8 +74,6 @@ class QueueVerbs:
 
         def _undelivered_writer(self, conn: Any) -> Callable[[Sequence[bytes], str], None]: ...
 
-        def transaction(self) -> AbstractContextManager[Any]: ...
-
     def enqueue(
         self,
         value: Any,
