@@ -37,6 +37,7 @@ from ._errors import (
     UnknownParameterError,
 )
 from ._parameters import check_notebook_parameters
+from ._version import __version__ as __version__
 from .alerts import (
     AlertRule,
     AlertState,
@@ -71,11 +72,20 @@ from .scheduling.registry import scheduler_for
 from .scheduling.runtime import RunSummary, Scheduler
 from .scheduling.schedules import ScheduleInfo
 from .scheduling.status import Status, store_status
-from .store._queue import DEFAULT_BACKOFF_SCHEDULE, DeadLettered, Delivery, Message, QueueCounts
-from .store._sqlite import DEFAULT_DB_PATH, AtomicOperation, CommitResult, Entry, Store, open_store
+from .store import (
+    DEFAULT_BACKOFF_SCHEDULE,
+    DEFAULT_DB_PATH,
+    AtomicOperation,
+    CommitResult,
+    DeadLettered,
+    Delivery,
+    Entry,
+    Message,
+    QueueCounts,
+    Store,
+    open_store,
+)
 from .store.readings import read_readings, read_revisions
-
-__version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_BACKOFF_SCHEDULE",

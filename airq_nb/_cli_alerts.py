@@ -18,7 +18,7 @@ from .alerts import (
     evaluate_alerts,
     send_test_notification,
 )
-from .store._sqlite import Store
+from .store import Store
 
 __all__ = ["add_alerts_command", "run_alerts_command"]
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .means import MIN_CAPTURE, daily_means
 
 if TYPE_CHECKING:
-    from .store._sqlite import Store
+    from .store import Store
 
 __all__ = ["add_means_command", "means_rows"]
 

@@ -20,12 +20,12 @@ from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from typing import Any
 
-from . import __version__
 from ._cli_alerts import add_alerts_command, run_alerts_command
 from ._errors import AirqError, CollectionFailedError, ConfigurationError
 from ._format import one_line, rows_text, run_summary_text, status_rows, store_text, time_text
 from ._means_cli import HEADER as _MEANS_HEADER
 from ._means_cli import add_means_command, means_rows
+from ._version import __version__
 from .alerts._sending import alerts_until_idle
 from .collector._job import collect_once, default_locations, last_collection
 from .collector._schedule import collect_until_idle, install_collector
@@ -37,7 +37,7 @@ from .collector._sources import (
     mask_secrets,
     source_from_env,
 )
-from .store._sqlite import Store, open_store
+from .store import Store, open_store
 from .store.readings import readings_summary
 
 __all__ = ["main"]

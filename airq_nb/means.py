@@ -22,7 +22,7 @@ from ._errors import ConfigurationError
 if TYPE_CHECKING:
     import pandas
 
-    from .store._sqlite import Store
+    from .store import Store
 
 __all__ = [
     "MEAN_KINDS",

@@ -20,8 +20,9 @@ import airq_nb
 from airq_nb import FakeClock, Scheduler, read_delivery_log
 from airq_nb.collector import _job as _collector
 from airq_nb.scheduling import schedules as _schedules
-from airq_nb.store import _change_wait, _json, _keys, _queue
-from airq_nb.store import _sqlite as _store
+from airq_nb.store import _json, _keys, _queue
+from airq_nb.store import sqlite as _store
+from airq_nb.store.sqlite import _change_wait
 
 DOCS = Path(__file__).parents[1] / "docs"
 SEMANTICS = (DOCS / "semantics.md").read_text()

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 import airq_nb
 from airq_nb.store._keys import encode_key
-from airq_nb.store._schema import MIGRATIONS, SCHEMA_VERSION, _reencode
+from airq_nb.store.sqlite._schema import MIGRATIONS, SCHEMA_VERSION, _reencode
 
 DATA = Path(__file__).parent / "data"
 FIXTURES = sorted(DATA.glob("store-schema*.sql"))

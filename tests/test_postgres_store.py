@@ -11,16 +11,17 @@ import inspect
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 from store_backends import behind_the_back, drop_schema, fresh_schema_url
 
 import airq_nb
-from airq_nb.store._backend import Backend, QueueAdmin
-from airq_nb.store._sqlite import QueueManager as SQLiteQueueManager
+from airq_nb.store._backend import QueueAdmin, Store
 from airq_nb.store.postgres._store import PostgresStore
-from airq_nb.store.queue_manager import QueueManager as PostgresQueueManager
+from airq_nb.store.queue_manager import QueueManager
+from airq_nb.store.sqlite import SqliteStore
 
 
 @pytest.fixture
@@ -46,8 +47,8 @@ def _public_signature(obj: object, name: str) -> list[tuple[str, object, object]
 @pytest.mark.parametrize(
     ("protocol", "backends"),
     [
-        (Backend, (airq_nb.Store, PostgresStore)),
-        (QueueAdmin, (SQLiteQueueManager, PostgresQueueManager)),
+        (Store, (SqliteStore, PostgresStore)),
+        (QueueAdmin, (QueueManager,)),
     ],
     ids=["store", "queue"],
 )
@@ -62,12 +63,18 @@ def test_both_backends_implement_every_verb_with_the_same_parameters(
     assert len(verbs) >= 11
     for backend in backends:
         for verb in verbs:
-            if verb == "wait_for_change" and not hasattr(backend, verb):
-                continue  # the SQLite change-wait comes from the scheduler's branch (issue 10)
             assert _public_signature(backend, verb) == _public_signature(protocol, verb), (
                 backend,
                 verb,
             )
+
+
+def test_both_backends_are_a_store(pg: PostgresStore, tmp_path: Path) -> None:
+    assert airq_nb.Store is Store
+    with airq_nb.open_store(tmp_path / "airq.db") as lite:
+        assert isinstance(lite, SqliteStore)
+        assert isinstance(lite, airq_nb.Store)
+    assert isinstance(pg, airq_nb.Store)
 
 
 # -- opening: URLs, AIRQ_NB_DB, schemas ----------------------------------------------------

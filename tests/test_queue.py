@@ -11,7 +11,7 @@ from store_backends import behind_the_back
 
 import airq_nb
 from airq_nb import FakeClock, Store
-from airq_nb.store._schema import SCHEMA_VERSION
+from airq_nb.store.sqlite._schema import SCHEMA_VERSION
 
 # The contract: every test below runs on SQLite and on PostgreSQL (tests/store_backends.py).
 pytestmark = pytest.mark.backends("sqlite", "postgres")

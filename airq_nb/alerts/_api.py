@@ -24,7 +24,7 @@ from ._sending import ensure_timer
 if TYPE_CHECKING:
     import pandas
 
-    from ..store._sqlite import Store
+    from ..store import Store
 
 __all__ = [
     "AlertState",

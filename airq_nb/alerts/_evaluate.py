@@ -27,7 +27,7 @@ from ._messages import firing_message, resolved_message
 from ._rules import POLLUTANTS, AlertRule, london_text, rule_from_json
 
 if TYPE_CHECKING:
-    from ..store._sqlite import Store
+    from ..store import Store
 
 __all__ = [
     "EVALUATE_TOPIC",

@@ -25,7 +25,7 @@ from ._evaluate import EVALUATE_TOPIC, SEND_TOPIC, evaluate_alerts
 from ._messages import test_message
 
 if TYPE_CHECKING:
-    from ..store._sqlite import Store
+    from ..store import Store
 
 __all__ = [
     "TIMER_EVERY",

@@ -24,6 +24,7 @@ from .._errors import (
     SourceUnavailableError,
 )
 from .._format import one_line
+from .._version import __version__
 from ._model import HOUR, Location, Reading
 
 if TYPE_CHECKING:
@@ -96,8 +97,6 @@ def _mask_http_logs() -> None:
 
 def user_agent() -> str:
     """The User-Agent airq_nb sends: its name and version, so API operators can tell us apart."""
-    from .. import __version__
-
     return f"airq_nb/{__version__} (hourly air-quality collector; python-httpx)"
 
 

@@ -53,7 +53,7 @@ from ._sources import (
 )
 
 if TYPE_CHECKING:
-    from ..store._sqlite import Store
+    from ..store import Store
 
 __all__ = [
     "DEFAULT_REVISION_WINDOW",
@@ -324,7 +324,7 @@ def collect_now(
 
     Inside a running event loop (a notebook cell) it runs on a helper thread instead.
     """
-    from ..store._sqlite import open_store
+    from ..store import open_store
 
     if store is None:
         with open_store() as opened:

@@ -47,7 +47,7 @@ from ._http import (
 from ._model import HOUR, LAQN_PREFIX, Location, Reading
 
 if TYPE_CHECKING:
-    from ..store._sqlite import Store
+    from ..store import Store
 
 __all__ = [
     "DEFAULT_LAQN_SITES",

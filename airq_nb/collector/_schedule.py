@@ -20,7 +20,7 @@ from ._job import collect_once, default_locations
 from ._sources import Location, Source, source_from_env
 
 if TYPE_CHECKING:
-    from ..store._sqlite import Store
+    from ..store import Store
 
 __all__ = [
     "COLLECT_TOPIC",
@@ -154,7 +154,7 @@ def start_collector(
     it never starts a second scheduler.
     """
     from ..scheduling.registry import scheduler_for
-    from ..store._sqlite import open_store
+    from ..store import open_store
 
     if source is None:
         source = source_from_env()
@@ -186,7 +186,7 @@ async def collect_until_idle(
     """
     from ..scheduling.runtime import Scheduler
     from ..scheduling.status import store_status
-    from ..store._sqlite import open_store
+    from ..store import open_store
 
     if store is None:
         # Headless runs come and go (cron, papermill): close the store this call opened.

@@ -21,13 +21,14 @@ from .._format import (
     span_text,
     time_text,
 )
+from ..store.readings import read_readings
 from ._schedule import COLLECT_TOPIC, schedule_name
 from ._sources import Location
 
 if TYPE_CHECKING:
     from datetime import tzinfo
 
-    from ..store._sqlite import Store
+    from ..store import Store
     from ..store.schedules import ScheduleInfo
 
 __all__ = ["CollectorStatus", "ReadingSeries", "collector_status", "wait_for_readings"]
@@ -150,8 +151,6 @@ def collector_status(store: Store, *, location: Location | str | None = None) ->
     Only the collector's schedules (those on its queue topic), their runs in the queue and
     the delivery log, and its stored readings; other topics never show here.
     """
-    # The public reader (the readings contract), wherever its owner keeps it.
-    from .. import read_readings
     from ..scheduling.delivery_log import read_delivery_log
     from ..scheduling.schedules import list_schedules
 

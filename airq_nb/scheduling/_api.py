@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .._errors import SchedulerError
-from ..store._queue import check_topic
+from ..store.models import check_topic
 from .executors import Handler
 from .schedules import (
     ScheduleInfo,
@@ -30,7 +30,7 @@ from .schedules import (
 
 if TYPE_CHECKING:
     from .._clock import Clock
-    from ..store._sqlite import Store
+    from ..store import Store
 
 __all__ = ["SchedulerApi", "positive", "until_as_unix", "weak_call"]
 

@@ -18,13 +18,13 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..store._batch import Settlement, extend_leases, settle_batch
+from ..store import Settlement, extend_leases, settle_batch
 from .executors import Failure, SyncCall, describe, failure_of
 
 if TYPE_CHECKING:
     from .._clock import Clock
-    from ..store._queue import Delivery
-    from ..store._sqlite import Store
+    from ..store import Store
+    from ..store.models import Delivery
 
 __all__ = ["CHECK_SECONDS", "OrphanKeeper"]
 

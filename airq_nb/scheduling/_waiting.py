@@ -25,7 +25,7 @@ from .executors import describe
 
 if TYPE_CHECKING:
     from .._clock import Clock
-    from ..store._sqlite import Store
+    from ..store import Store
     from .dispatcher import Dispatcher
 
 __all__ = ["Waiting"]

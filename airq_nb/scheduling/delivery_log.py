@@ -16,7 +16,7 @@ from ..store.delivery_log import LOG_COLUMNS, LogEntry, read_log_rows
 if TYPE_CHECKING:
     import pandas
 
-    from ..store._sqlite import Store
+    from ..store import Store
 
 __all__ = ["LOG_COLUMNS", "LogEntry", "read_delivery_log", "utc"]
 
@@ -63,7 +63,7 @@ def read_delivery_log(
     import pandas
 
     if store is None:
-        from ..store._sqlite import open_store
+        from ..store import open_store
 
         with open_store() as opened:
             return read_delivery_log(

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..store._batch import Settlement, extend_leases, settle_batch, settle_plan_claim
+from ..store import Settlement, extend_leases, settle_batch, settle_plan_claim
 from ..store.schedules import next_schedule_wake
 from ._orphans import OrphanKeeper
 from ._store_thread import StoreThread
@@ -36,9 +36,8 @@ from .schedules import next_slot_after, plan_stored
 
 if TYPE_CHECKING:
     from .._clock import Clock
-    from ..store._batch import WalCheckpointer
-    from ..store._queue import Delivery
-    from ..store._sqlite import Store
+    from ..store import Checkpointer, Store
+    from ..store.models import Delivery
 
 __all__ = ["Counts", "Dispatcher", "Tick"]
 
@@ -131,7 +130,7 @@ class Dispatcher:
         self.lead = 0.0
         #: Set by stop(): claims that come back from a trip under way are given back.
         self.stopping = False
-        self.checkpointer: WalCheckpointer | None = None
+        self.checkpointer: Checkpointer | None = None
         self._next_token = -math.inf
         self._last_prune = -math.inf
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._errors import Permanent, Retry
-from ..store._queue import MAX_DELAY_SECONDS
+from ..store.models import MAX_DELAY_SECONDS
 
 __all__ = [
     "ABANDONED",

@@ -19,7 +19,7 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from ..store._batch import Settlement
+from ..store import Settlement
 from .executors import (
     ABANDONED,
     Failure,
@@ -33,7 +33,7 @@ from .executors import (
 
 if TYPE_CHECKING:
     from .._clock import Clock
-    from ..store._queue import Delivery
+    from ..store.models import Delivery
 
 __all__ = ["GATHER_LIMIT", "Flight", "Flights"]
 

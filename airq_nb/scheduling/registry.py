@@ -1,15 +1,14 @@
-"""One scheduler per store file per process: :func:`scheduler_for`."""
+"""One scheduler per store per process: :func:`scheduler_for`."""
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import TYPE_CHECKING, Any
 
 from .runtime import Scheduler
 
 if TYPE_CHECKING:
-    from ..store._sqlite import Store
+    from ..store import Store
 
 __all__ = ["scheduler_for"]
 
@@ -19,12 +18,13 @@ _registry_lock = threading.Lock()
 
 
 def scheduler_for(store: Store, **options: Any) -> Scheduler:
-    """The one Scheduler of this process for ``store``'s file, created on first use.
+    """The one Scheduler of this process for ``store`` (its file, or its PostgreSQL
+    database and schema: ``store.identity``), created on first use.
 
     Re-running a notebook cell gets the same object back, so it never starts a second
     runtime. ``options`` (as for :class:`Scheduler`) apply when it is created.
     """
-    key = os.path.realpath(store.path)
+    key = store.identity
     with _registry_lock:
         existing = _registry.get(key)
         if existing is not None and (existing.running or _usable(existing.store)):

@@ -27,8 +27,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .._errors import SchedulerError
-from ..store._batch import WalCheckpointer
-from ..store._change_wait import unwatch, watch
 from ._api import SchedulerApi, positive, until_as_unix, weak_call
 from ._waiting import Waiting
 from .delivery_log import utc
@@ -38,7 +36,7 @@ from .status import Status, store_status
 
 if TYPE_CHECKING:
     from .._clock import Clock
-    from ..store._sqlite import Store
+    from ..store import Store
 
 __all__ = ["RunSummary", "Scheduler"]
 
@@ -108,7 +106,7 @@ class Scheduler(SchedulerApi, Waiting):
         self.poll_interval: float = positive(poll_interval, "poll_interval")  # type: ignore[assignment]
         # Start watching before the first look at the queue, so no commit goes unnoticed.
         store.wait_for_change(0)
-        watch(store)
+        store.open_change_wait()
         # A message enqueued in this process (a notebook cell) wakes the runtime at once.
         self._unsubscribe = store.on_queue_change(weak_call(self.wake))
         self._handlers: dict[str, Any] = {}
@@ -206,7 +204,7 @@ class Scheduler(SchedulerApi, Waiting):
             raise SchedulerError("run_until_idle() is in progress; start() after it returns")
         self._begin_session(loop, lead=EARLY_CLAIM_SECONDS)
         self._task = loop.create_task(self._run_forever(), name="airq_nb scheduler")
-        self._dispatcher.checkpointer = WalCheckpointer(self.store.path)
+        self._dispatcher.checkpointer = self.store.checkpointer()
         self._task.add_done_callback(self._runtime_ended)
 
     def _runtime_ended(self, task: asyncio.Task[None]) -> None:
@@ -265,7 +263,7 @@ class Scheduler(SchedulerApi, Waiting):
         self._unsubscribe()
         self._close_checkpointer()
         self._dispatcher.close()
-        unwatch(self.store)
+        self.store.close_change_wait()
         # A wait under way sees the close within one check (~10 ms) and closes its file.
         self._watch_pool.shutdown(wait=True)
 

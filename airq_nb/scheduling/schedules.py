@@ -21,12 +21,11 @@ from croniter import CroniterBadCronError, CroniterBadDateError, CroniterError, 
 
 from .._errors import InvalidDelayError, InvalidScheduleError, InvalidValueError
 from ..store import schedules as _table
-from ..store._json import dump_value
-from ..store._queue import check_backoff, check_topic
+from ..store.models import check_backoff, check_topic, dump_value
 from ..store.schedules import ScheduleInfo
 
 if TYPE_CHECKING:
-    from ..store._sqlite import Store
+    from ..store import Store
 
 __all__ = [
     "MAX_CATCH_UP_LIMIT",

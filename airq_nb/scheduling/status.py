@@ -16,7 +16,7 @@ from ..store.schedules import next_schedule_wake
 from .delivery_log import utc
 
 if TYPE_CHECKING:
-    from ..store._sqlite import Store
+    from ..store import Store
 
 __all__ = ["Status", "store_status"]
 

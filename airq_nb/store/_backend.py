@@ -1,26 +1,54 @@
-"""The verbs a store backend implements: the SQLite ``Store`` and the ``PostgresStore``.
+"""The store's interface: :class:`Store`, what ``open_store`` returns on either backend.
 
 Like huey's ``storage.py``, one short list, each verb with a line saying what it promises;
 the semantics behind each line are in ``docs/semantics.md``. Code outside ``store/`` (the
 scheduler, the collector, the widgets) may rely on these verbs and on nothing else, so it
-works on either backend. Tables beyond the KV and the queue (schedules, delivery log,
-readings) have verbs as plain functions in their modules, which run on either backend
-through ``_dialect.py``; the scheduler's batched verbs are in ``_batch.py``. ``tests/test_postgres_store.py`` checks that both backends
+works on either backend; ``SqliteStore`` and ``PostgresStore`` both satisfy it (the KV
+and queue verbs are one implementation, ``kv.py`` and ``queue.py``). Tables beyond the KV
+and the queue (schedules, delivery log, readings) have verbs as plain functions in their
+modules, which run on either backend through ``_dialect.py``; the scheduler's batched
+verbs are in ``_batch.py``. ``tests/test_postgres_store.py`` checks that both backends
 implement every verb with the same parameters.
 """
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Collection, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from .._clock import Clock
+    from ._dialect import Dialect
     from ._keys import Key
-    from ._queue import DeadLettered, Delivery, FailOutcome, Message, QueueCounts
-    from ._sqlite import AtomicOperation, CommitResult, Entry
+    from .kv import AtomicOperation
+    from .models import (
+        CommitResult,
+        DeadLettered,
+        Delivery,
+        Entry,
+        FailOutcome,
+        Message,
+        QueueCounts,
+    )
 
-__all__ = ["Backend", "QueueAdmin"]
+__all__ = ["DEFAULT_SCHEMA", "Backend", "Checkpointer", "QueueAdmin", "Store"]
+
+#: The schema a PostgreSQL store lives in when ``open_store`` is not told another.
+DEFAULT_SCHEMA = "airq_nb"
+
+
+class Checkpointer(Protocol):
+    """Keeps a store's write-ahead log short beside a running scheduler (SQLite's only)."""
+
+    def note_writes(self, count: int) -> None:
+        """``count`` more commits were made; checkpoint when enough have piled up."""
+        ...
+
+    def close(self) -> None:
+        """Stop checkpointing (its thread ends)."""
+        ...
 
 
 @runtime_checkable
@@ -34,7 +62,7 @@ class QueueAdmin(Protocol):
         topic: str | None = None,
         due_before: float | None = None,
         limit: int | None = None,
-    ) -> list[Message]:
+    ) -> builtins.list[Message]:
         """Messages in delivery order (dead letters last), optionally filtered."""
         ...
 
@@ -62,7 +90,9 @@ class QueueAdmin(Protocol):
         """The paused topics, sorted; ``"*"`` means everything is paused."""
         ...
 
-    def dead_letters(self, *, topic: str | None = None, limit: int | None = None) -> list[Message]:
+    def dead_letters(
+        self, *, topic: str | None = None, limit: int | None = None
+    ) -> builtins.list[Message]:
         """Messages whose attempts ran out, with their last error."""
         ...
 
@@ -80,14 +110,26 @@ class QueueAdmin(Protocol):
 
 
 @runtime_checkable
-class Backend(Protocol):
+class Store(Protocol):
     """A KV + durable queue with Deno KV semantics; ``open_store`` returns one."""
 
     clock: Clock
-    queue: QueueAdmin
-    #: What names the store in messages and in the scheduler registry: the SQLite file's
-    #: path, or the PostgreSQL URL (no password) with its schema.
+    #: What names the store in messages: the SQLite file's path, or the PostgreSQL URL
+    #: (no password) with its schema.
     path: Any
+    #: The SQL spellings and locks of its backend (for the store's own modules).
+    dialect: Dialect
+
+    @property
+    def queue(self) -> QueueAdmin:
+        """See and manage messages (``store.queue.list()``, ``.pause()``, ``.redrive()``, ...)."""
+        ...
+
+    @property
+    def identity(self) -> str:
+        """What tells this store from every other (the scheduler registry's key): the
+        SQLite file's real path, or the PostgreSQL URL (no password) and schema."""
+        ...
 
     # -- KV -----------------------------------------------------------------------------
 
@@ -95,7 +137,7 @@ class Backend(Protocol):
         """The entry at ``key``; value and versionstamp ``None`` when absent or expired."""
         ...
 
-    def get_many(self, keys: Sequence[Key]) -> list[Entry]:
+    def get_many(self, keys: Sequence[Key]) -> builtins.list[Entry]:
         """Entries for several keys, read in one consistent snapshot."""
         ...
 
@@ -115,7 +157,7 @@ class Backend(Protocol):
         end: Key | None = None,
         limit: int | None = None,
         reverse: bool = False,
-    ) -> list[Entry]:
+    ) -> builtins.list[Entry]:
         """Entries in Deno's key order: a range scan under ``prefix``, from ``start`` to ``end``."""
         ...
 
@@ -159,7 +201,7 @@ class Backend(Protocol):
         lease_seconds: float = 30.0,
         now: float | None = None,
         on_dead_letter: Callable[[DeadLettered], None] | None = None,
-    ) -> list[Delivery]:
+    ) -> builtins.list[Delivery]:
         """Lease up to ``limit`` due messages in one commit, earliest first."""
         ...
 
@@ -216,8 +258,45 @@ class Backend(Protocol):
         """Call ``callback()`` after this store object adds deliverable work; returns an unsubscriber."""
         ...
 
+    def open_change_wait(self) -> None:
+        """A consumer (a scheduler) starts waiting on changes; pair with :meth:`close_change_wait`."""
+        ...
+
+    def close_change_wait(self) -> None:
+        """A consumer is done waiting; the last one ends a wait under way and frees its connection."""
+        ...
+
     def data_version(self) -> int:
         """A number that changes when a commit may have changed the store (cheap to poll)."""
+        ...
+
+    def renew_leases(
+        self, deliveries: Sequence[Delivery], *, lease_seconds: float, now: float
+    ) -> builtins.set[int]:
+        """Keep holding ``deliveries`` ``lease_seconds`` longer, never queued behind a writer;
+        returns the ids whose lease was lost."""
+        ...
+
+    def checkpointer(self) -> Checkpointer | None:
+        """What keeps the write-ahead log short beside a running scheduler, if the backend needs it."""
+        ...
+
+    # -- other tables' verbs ------------------------------------------------------------
+
+    def transaction(self) -> AbstractContextManager[Any]:
+        """A write transaction (nested use joins it): other tables commit with the queue."""
+        ...
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> builtins.list[tuple[Any, ...]]:
+        """One read statement in the backend driver's placeholders; its rows."""
+        ...
+
+    def _tx(self) -> AbstractContextManager[Any]:
+        """:meth:`transaction`, its connection taking ``?`` statements (the store's modules)."""
+        ...
+
+    def _undelivered_writer(self, conn: Any) -> Callable[[Sequence[bytes], str], None]:
+        """Writes a dead letter's value under its keys in ``conn``'s transaction."""
         ...
 
     # -- lifetime -----------------------------------------------------------------------
@@ -229,3 +308,11 @@ class Backend(Protocol):
     def close(self) -> None:
         """Release the connections; later calls raise ``StoreError``."""
         ...
+
+    def __enter__(self) -> Store: ...
+
+    def __exit__(self, *exc_info: object) -> None: ...
+
+
+#: The name the tests of the backends' parity use.
+Backend = Store

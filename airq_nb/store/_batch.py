@@ -12,28 +12,24 @@ from __future__ import annotations
 import json
 import logging
 import operator
-import sqlite3
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._errors import StoreError
-from . import _dialect, _queue
-from ._checkpoint import CHECKPOINT_AFTER_WRITES, WalCheckpointer
+from . import _queue
 from ._queue import DEFAULT_BACKOFF_SCHEDULE, Delivery
 from .delivery_log import LogEntry, prune_delivery_log, write_log_entries, write_log_rows
 from .schedules import NextAfterFn, PlanFn, absorb_slots, plan_due_runs, record_outcomes
 
 if TYPE_CHECKING:
+    from ._backend import Store
+    from ._dialect import Dialect
     from ._queue import DeadLettered
-    from ._sqlite import Store
 
 __all__ = [
-    "CHECKPOINT_AFTER_WRITES",
     "Settlement",
     "TripResult",
-    "WalCheckpointer",
     "claim_batch",
     "extend_leases",
     "settle_batch",
@@ -89,25 +85,14 @@ def claim_batch(
     """
     if limit < 1 or not topics:
         return [], []
-    if _dialect.is_postgres(store):
-        from .postgres import _batch as _pg
-
-        return _pg.claim_batch(
-            store,  # type: ignore[arg-type]
-            limit=limit,
-            topics=topics,
-            lease_seconds=lease_seconds,
-            now=now,
-            lookahead=lookahead,
-            next_after=next_after,
-        )
+    dialect = store.dialect
     topic_list = list(topics)
-    sql = _queue.claim_statement(topic_list, many=True)
+    sql = _queue.claim_statement(topic_list, many=True, dialect=dialect)
     expires = now + lease_seconds
     token = _queue.new_lease_token()
     claims: list[tuple[Delivery, float]] = []
     dead: list[DeadLettered] = []
-    with store.transaction() as conn:
+    with store._tx() as conn:
         rows = conn.execute(
             sql, [token, expires, expires, now + lookahead, now, *topic_list, limit]
         ).fetchall()
@@ -127,13 +112,14 @@ def claim_batch(
                         bad,
                         token,
                         now,
-                        lambda keys, value_json: store._write_raw(conn, keys, value_json),
+                        store._undelivered_writer(conn),
+                        lock=dialect.row_lock,
                     )
                     dead.append(bad.dead)
                     continue
             scheduled_at = delivery.deliver_at
             if delivery.schedule is not None:
-                if _hold_back_overlapping_run(conn, delivery, now):
+                if _hold_back_overlapping_run(conn, delivery, now, dialect):
                     continue
                 # The run starts at the end of the look-ahead window at the latest.
                 slot = absorb_slots(
@@ -187,24 +173,42 @@ def _plain_delivery(row: Sequence[Any], token: str, expires: float) -> Delivery 
     )
 
 
-def _hold_back_overlapping_run(conn: sqlite3.Connection, delivery: Delivery, now: float) -> bool:
-    """Give ``delivery`` back if another run of its schedule holds a live lease."""
-    other = conn.execute(
-        "SELECT MAX(lease_expires_at) FROM queue WHERE schedule = ? AND state = 'leased' "
-        "AND id != ? AND lease_expires_at > ?",
-        (delivery.schedule, delivery.id, now),
-    ).fetchone()[0]
+def _hold_back_overlapping_run(conn: Any, delivery: Delivery, now: float, dialect: Dialect) -> bool:
+    """Give ``delivery`` back if another run of its schedule holds a live lease.
+
+    With writers side by side (PostgreSQL) the schedule's row is locked first (until this
+    transaction ends), so a scheduler claiming another run of it at the same moment cannot
+    miss this lease. If another transaction holds that row (it is settling, planning or
+    claiming a run of the same schedule), the run is given back, due at once, rather than
+    waited for: waiting while holding the claimed rows could deadlock with that transaction.
+    """
+    schedule = delivery.schedule
+    if not dialect.single_writer and (
+        conn.execute(
+            "SELECT 1 FROM schedules WHERE name = ?" + dialect.skip_locked, (schedule,)
+        ).fetchone()
+        is None
+        and conn.execute("SELECT 1 FROM schedules WHERE name = ?", (schedule,)).fetchone()
+        is not None
+    ):
+        other: float | None = now
+    else:
+        other = conn.execute(
+            "SELECT MAX(lease_expires_at) FROM queue WHERE schedule = ? AND state = 'leased' "
+            "AND id <> ? AND lease_expires_at > ?",
+            (schedule, delivery.id, now),
+        ).fetchone()[0]
     if other is None:
         return False
     conn.execute(
-        "UPDATE queue SET state = 'queued', attempts = MAX(attempts - 1, 0), "
+        f"UPDATE queue SET state = 'queued', attempts = {dialect.greatest}(attempts - 1, 0), "
         "lease_token = NULL, lease_expires_at = NULL, due_at = ? WHERE id = ? AND lease_token = ?",
         (other, delivery.id, delivery.lease_token),
     )
     return True
 
 
-def _log_dead_on_claim(conn: sqlite3.Connection, dead: Sequence[DeadLettered], now: float) -> None:
+def _log_dead_on_claim(conn: Any, dead: Sequence[DeadLettered], now: float) -> None:
     write_log_entries(
         conn,
         [
@@ -240,19 +244,16 @@ def settle_batch(
     schedule_rows: list[tuple[str, str | None, str]] = []
     if not settlements and prune_before is None:
         return outcomes
-    if _dialect.is_postgres(store):
-        from .postgres import _batch as _pg
-
-        return _pg.settle_batch(store, settlements, prune_before=prune_before)  # type: ignore[arg-type]
-    with store.transaction() as conn:
-        acked = _ack_all(
+    dialect = store.dialect
+    with store._tx() as conn:
+        acked = _queue.ack_rows(
             conn, [s.delivery for s in settlements if not s.release and s.error is None]
         )
         for s in settlements:
             d = s.delivery
-            error = s.error
+            error = None if s.error is None else dialect.text(s.error)
             if s.release:
-                outcome = _release(conn, d)
+                outcome = _release(conn, d, dialect)
             elif error is None:
                 outcome = "ok" if d.id in acked else "lost"
             else:
@@ -263,7 +264,8 @@ def settle_batch(
                     now=s.finished_at,
                     retry=s.retry,
                     retry_in=s.retry_in,
-                    write_undelivered=lambda keys, value, c=conn: store._write_raw(c, keys, value),
+                    write_undelivered=store._undelivered_writer(conn),
+                    lock=dialect.row_lock,
                 )
             outcomes.append(outcome)
             # One row per attempt, as LogEntry would write it (a settled attempt ran).
@@ -299,31 +301,8 @@ def settle_batch(
     return outcomes
 
 
-def _ack_all(conn: sqlite3.Connection, deliveries: Sequence[Delivery]) -> set[int]:
-    """Delete the messages whose leases are still held; returns their ids (others are lost)."""
-    by_token: dict[str, list[int]] = {}
-    for d in deliveries:
-        by_token.setdefault(d.lease_token, []).append(d.id)
-    acked: set[int] = set()
-    for token, ids in by_token.items():
-        for start in range(0, len(ids), 500):  # well under SQLite's variable limit
-            chunk = ids[start : start + 500]
-            rows = conn.execute(
-                f"DELETE FROM queue WHERE lease_token = ? AND id IN ({','.join('?' * len(chunk))}) "
-                "RETURNING id",
-                [token, *chunk],
-            ).fetchall()
-            acked.update(row[0] for row in rows)
-    return acked
-
-
-def _release(conn: sqlite3.Connection, delivery: Delivery) -> str:
-    cursor = conn.execute(
-        "UPDATE queue SET state = 'queued', attempts = MAX(attempts - 1, 0), "
-        "lease_token = NULL, lease_expires_at = NULL, due_at = deliver_at "
-        "WHERE id = ? AND lease_token = ?",
-        (delivery.id, delivery.lease_token),
-    )
+def _release(conn: Any, delivery: Delivery, dialect: Dialect) -> str:
+    cursor = conn.execute(_queue.release_statement(dialect), (delivery.id, delivery.lease_token))
     return "released" if cursor.rowcount == 1 else "lost"
 
 
@@ -367,12 +346,12 @@ def settle_plan_claim(
     claims: list[tuple[Delivery, float]] = []
     dead: list[DeadLettered] = []
     asked = time.monotonic()
-    with store.transaction() as conn:
+    with store._tx() as conn:
         # SQLite's one write lock: a trip that waited for it renews what it holds first.
         # PostgreSQL has row locks; its keeper never queues behind a trip.
         waited = time.monotonic() - asked > lease_seconds / 3.0
-        if held and waited and not _dialect.is_postgres(store):
-            _extend(conn, held, store.clock.now() + lease_seconds)
+        if held and waited and store.dialect.single_writer:
+            _queue.extend_rows(conn, held, store.clock.now() + lease_seconds)
         if settlements or prune_before is not None:
             outcomes = settle_batch(store, settlements, prune_before=prune_before)
         if plan is not None:
@@ -394,56 +373,6 @@ def settle_plan_claim(
 def extend_leases(
     store: Store, deliveries: Sequence[Delivery], *, lease_seconds: float, now: float
 ) -> set[int]:
-    """Keep holding ``deliveries`` for ``lease_seconds`` more, in one commit.
-
-    Returns the ids whose lease was lost meanwhile (another consumer may own them now).
-    A file store's leases are renewed on a short-lived connection of their own, never
-    through the store's writer: a trip of this process waiting out another process's lock
-    holds the writer (up to its ``busy_timeout``, longer than a lease), and a renewal queued
-    behind it would be silently late. This connection waits at most ``lease_seconds / 6``
-    for the file's lock, then raises :class:`StoreError` so the caller logs it and retries
-    while the lease still runs.
-    """
-    if _dialect.is_postgres(store):
-        from .postgres import _batch as _pg
-
-        return _pg.extend_leases(store, deliveries, lease_seconds=lease_seconds, now=now)  # type: ignore[arg-type]
-    expires = now + lease_seconds
-    if getattr(store, "_in_memory", False):  # one connection per process: the store's own
-        with store.transaction() as conn:
-            return _extend(conn, deliveries, expires)
-    wait = lease_renewal_wait(lease_seconds)
-    try:
-        conn = sqlite3.connect(str(store.path), timeout=wait, isolation_level=None)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open {store.path} to renew leases: {exc}") from exc
-    try:
-        conn.execute(f"PRAGMA synchronous = {store.durability.upper()}")
-        conn.execute("BEGIN IMMEDIATE")
-        lost = _extend(conn, deliveries, expires)
-        conn.execute("COMMIT")
-        return lost
-    except sqlite3.Error as exc:
-        raise StoreError(
-            f"could not renew {len(deliveries)} lease(s) on {store.path} within {wait:g} s "
-            f"({exc}): another process holds its write lock; retrying while they last"
-        ) from exc
-    finally:
-        conn.close()  # rolls back anything left open
-
-
-def lease_renewal_wait(lease_seconds: float) -> float:
-    """How long one lease renewal waits for the file's write lock (a sixth of a lease)."""
-    return lease_seconds / 6.0
-
-
-def _extend(conn: sqlite3.Connection, deliveries: Sequence[Delivery], expires: float) -> set[int]:
-    lost: set[int] = set()
-    for d in deliveries:
-        cursor = conn.execute(
-            "UPDATE queue SET lease_expires_at = ?, due_at = ? WHERE id = ? AND lease_token = ?",
-            (expires, expires, d.id, d.lease_token),
-        )
-        if cursor.rowcount != 1:
-            lost.add(d.id)
-    return lost
+    """Keep holding ``deliveries`` for ``lease_seconds`` more, in one commit
+    (``store.renew_leases``); returns the ids whose lease was lost meanwhile."""
+    return store.renew_leases(deliveries, lease_seconds=lease_seconds, now=now)

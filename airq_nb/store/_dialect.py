@@ -1,11 +1,16 @@
-"""One spelling of SQL for both backends: ``?`` placeholders, run on SQLite or PostgreSQL.
+"""What really differs between the backends' SQL, in one object: :class:`Dialect`.
 
-The schedules, delivery-log and readings verbs write their SQL once, in the subset both
-databases understand (``?`` placeholders, ``<> 0`` for flags, ``TRUE``), and run it through
-:func:`read` and :func:`transaction` here. On a SQLite store these are the store's own
-``execute`` and ``transaction``, untouched; on a PostgreSQL store the statements get
-psycopg's ``%s`` placeholders and the connection gets the ``execute``/``executemany``
-shape of ``sqlite3``'s, so the verbs' code is the same on both.
+Every verb writes its SQL once, with ``?`` placeholders, in the subset SQLite and
+PostgreSQL both understand (``ON CONFLICT ... DO UPDATE``, ``RETURNING``, ``IN (...)``).
+Only a few things have no common spelling, and each store names them in its ``dialect``:
+"no limit" (SQLite rejects ``LIMIT NULL``, PostgreSQL ``LIMIT -1``), ``MAX(a, b)`` versus
+``GREATEST``, where a new message's id comes from, the row locks PostgreSQL's concurrent
+writers need (SQLite has one writer), and text that cannot hold a NUL. On a PostgreSQL
+store the statements get psycopg's ``%s`` placeholders and the connection the
+``execute``/``executemany`` shape of ``sqlite3``'s (:class:`PgConnection`).
+
+The module functions (:func:`read`, :func:`transaction`, :func:`for_update`, ...) are
+what the table modules call with a store.
 """
 
 from __future__ import annotations
@@ -13,9 +18,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "POSTGRES",
+    "SQLITE",
+    "Dialect",
     "PgConnection",
     "for_update",
     "is_postgres",
@@ -27,36 +36,7 @@ __all__ = [
 ]
 
 
-def is_postgres(store: object) -> bool:
-    """Whether ``store`` is a :class:`~airq_nb.store.postgres.PostgresStore`."""
-    return getattr(store, "dialect", "sqlite") == "postgres"
-
-
-def for_update(store: object, table: str, *, skip_locked: bool = False) -> str:
-    """A row-locking clause for a SELECT in a write transaction: none on SQLite.
-
-    SQLite's write transaction already excludes every other writer; on PostgreSQL, where
-    writers run side by side at READ COMMITTED, the rows a compare-and-set reads must be
-    locked so that a second writer waits for (or, with ``skip_locked``, passes over) them
-    and then sees the first one's outcome.
-    """
-    if not is_postgres(store):
-        return ""
-    return f" FOR UPDATE OF {table}" + (" SKIP LOCKED" if skip_locked else "")
-
-
-def serialize(store: object, conn: Any, name: str) -> None:
-    """Make writers of ``name`` (e.g. one series of readings) take turns until they commit.
-
-    Nothing to do on SQLite, whose write transactions take turns already; on PostgreSQL a
-    transaction-scoped advisory lock, so two read-compare-write passes never interleave.
-    """
-    if is_postgres(store):
-        schema = getattr(store, "schema", "")
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"{schema}:{name}",))
-
-
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=1024)
 def pg_sql(statement: str) -> str:
     """``statement`` with psycopg's placeholders: ``?`` becomes ``%s``, a literal ``%`` ``%%``.
 
@@ -86,22 +66,121 @@ class PgConnection:
         return cursor
 
 
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """The spellings and locks one backend's SQL needs; everything else is shared."""
+
+    #: ``"sqlite"`` or ``"postgres"``.
+    name: str
+    #: One writer at a time (SQLite's write lock): no row locks are needed, and a writer
+    #: may queue behind another process's transaction (so held leases are renewed first).
+    single_writer: bool
+    #: What ``LIMIT ?`` is given for "no limit".
+    no_limit: int | None
+    #: The two-argument maximum: ``MAX(a, b)`` or ``GREATEST(a, b)``.
+    greatest: str
+    #: A new message's id: SQLite computes one above every id ever used (its high-water
+    #: mark); PostgreSQL's identity column hands them out.
+    identity_ids: bool
+    #: Appended to a SELECT whose rows a compare-and-set then writes.
+    row_lock: str
+    #: Appended to the SELECT of a claim: pass over rows another consumer is leasing.
+    skip_locked: str
+    #: Whether text columns can hold a NUL character.
+    text_holds_nul: bool
+
+    def sql(self, statement: str) -> str:
+        """``statement`` (``?`` placeholders) as this backend's driver takes it."""
+        return statement if self.name == "sqlite" else pg_sql(statement)
+
+    def limit(self, count: int) -> int | None:
+        """``count`` for ``LIMIT ?``; a negative count means no limit."""
+        return self.no_limit if count < 0 else count
+
+    def text(self, value: str) -> str:
+        """``value`` as a text column can hold it (a NUL spelled ``\\x00`` where it cannot)."""
+        return value if self.text_holds_nul else value.replace("\x00", "\\x00")
+
+    def for_update(self, table: str, *, skip_locked: bool = False) -> str:
+        """A row lock on ``table``'s rows a SELECT reads in a write transaction."""
+        if self.single_writer:
+            return ""
+        return f" FOR UPDATE OF {table}" + (" SKIP LOCKED" if skip_locked else "")
+
+    def wrap(self, conn: Any) -> Any:
+        """``conn`` (from a store's ``transaction()``) as a connection taking ``?`` statements."""
+        if self.name == "sqlite" or isinstance(conn, PgConnection):
+            return conn
+        return PgConnection(conn)
+
+
+SQLITE = Dialect(
+    name="sqlite",
+    single_writer=True,
+    no_limit=-1,
+    greatest="MAX",
+    identity_ids=False,
+    row_lock="",
+    skip_locked="",
+    text_holds_nul=True,
+)
+POSTGRES = Dialect(
+    name="postgres",
+    single_writer=False,
+    no_limit=None,
+    greatest="GREATEST",
+    identity_ids=True,
+    row_lock=" FOR UPDATE",
+    skip_locked=" FOR UPDATE SKIP LOCKED",
+    text_holds_nul=False,
+)
+
+
+def dialect_of(store: object) -> Dialect:
+    """The store's :class:`Dialect` (SQLite's for an object that names none)."""
+    found = getattr(store, "dialect", SQLITE)
+    return found if isinstance(found, Dialect) else SQLITE
+
+
+def is_postgres(store: object) -> bool:
+    """Whether ``store`` keeps its data on a PostgreSQL server."""
+    return dialect_of(store).name == "postgres"
+
+
+def for_update(store: object, table: str, *, skip_locked: bool = False) -> str:
+    """A row-locking clause for a SELECT in a write transaction: none on SQLite.
+
+    SQLite's write transaction already excludes every other writer; on PostgreSQL, where
+    writers run side by side at READ COMMITTED, the rows a compare-and-set reads must be
+    locked so that a second writer waits for (or, with ``skip_locked``, passes over) them
+    and then sees the first one's outcome.
+    """
+    return dialect_of(store).for_update(table, skip_locked=skip_locked)
+
+
+def serialize(store: object, conn: Any, name: str) -> None:
+    """Make writers of ``name`` (e.g. one series of readings) take turns until they commit.
+
+    Nothing to do with a single writer (SQLite); on PostgreSQL a transaction-scoped
+    advisory lock, so two read-compare-write passes never interleave.
+    """
+    if not dialect_of(store).single_writer:
+        schema = getattr(store, "schema", "")
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"{schema}:{name}",))
+
+
 def read(store: Any, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
     """Run one statement (``?`` placeholders) on either backend and return its rows."""
-    if is_postgres(store):
-        return store.execute(pg_sql(statement), params)
-    return store.execute(statement, params)
+    return store.execute(dialect_of(store).sql(statement), params)
 
 
 @contextmanager
 def transaction(store: Any) -> Iterator[Any]:
     """The store's write transaction; the connection takes ``?`` statements on either backend."""
     with store.transaction() as conn:
-        yield PgConnection(conn) if is_postgres(store) else conn
+        yield dialect_of(store).wrap(conn)
 
 
 def wrap(store: Any, conn: Any) -> Any:
     """``conn`` (from ``store.transaction()``) as a connection taking ``?`` statements."""
-    if is_postgres(store) and not isinstance(conn, PgConnection):
-        return PgConnection(conn)
-    return conn
+    return dialect_of(store).wrap(conn)

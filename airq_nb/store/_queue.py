@@ -1,9 +1,9 @@
-"""The durable queue's rows: inserting, claiming, failing and dead-lettering them, and reading them.
+"""The durable queue's rows: claiming, settling, failing and dead-lettering them, and reading them.
 
 These functions work on an open connection inside the caller's transaction, so the store's
 plain verbs (``queue.py``), its atomic operations (``kv.py``) and its management
 (``queue_manager.py``) share one implementation. The models and input checks live in
-``_queue_models.py`` and are importable from here too.
+``models.py``, inserts in ``_inserts.py``; both are importable from here too.
 """
 
 from __future__ import annotations
@@ -13,8 +13,18 @@ import os
 from collections.abc import Collection, Sequence
 from typing import Any
 
+from ._dialect import SQLITE, Dialect
+from ._inserts import (
+    INSERT,
+    add_messages,
+    insert_many_plain,
+    insert_messages,
+    insert_one,
+    insert_params,
+    insert_statement,
+)
 from ._json import load_value
-from ._queue_models import (
+from .models import (
     DEFAULT_BACKOFF_SCHEDULE,
     MAX_BACKOFF_ENTRIES,
     MAX_BACKOFF_SECONDS,
@@ -49,6 +59,8 @@ __all__ = [
     "PreparedMessage",
     "QueueCounts",
     "UndeliverableRow",
+    "ack_rows",
+    "add_messages",
     "backoff_of",
     "check_backoff",
     "check_claim_limit",
@@ -59,14 +71,18 @@ __all__ = [
     "claim_statement",
     "dead_letter_claimed",
     "delivery_from_claimed",
+    "extend_rows",
     "fail_delivery",
     "insert_many_plain",
     "insert_messages",
+    "insert_one",
     "insert_params",
     "insert_statement",
     "new_lease_token",
     "prepare_message",
+    "release_statement",
     "row_to_message",
+    "topics_condition",
     "write_undelivered_safely",
 ]
 
@@ -74,119 +90,6 @@ MESSAGE_COLUMNS = (
     "id, topic, value, state, deliver_at, attempts, backoff_schedule, keys_if_undelivered, "
     "last_error, enqueued_at, lease_expires_at, dedup_key, schedule, dead_at"
 )
-
-# The id expression: above every id in the table and every id ever deleted.
-_NEXT_ID = (
-    "(SELECT MAX(IFNULL((SELECT MAX(id) FROM queue), 0), value) + 1 "
-    "FROM meta WHERE name = 'queue_high_water')"
-)
-_COLUMNS = (
-    "topic, value, state, deliver_at, due_at, attempts, backoff_schedule, "
-    "keys_if_undelivered, enqueued_at, dedup_key, schedule"
-)
-INSERT = (
-    f"INSERT INTO queue (id, {_COLUMNS}) "
-    f"VALUES ({_NEXT_ID}, ?, ?, 'queued', ?, ?, 0, ?, ?, ?, ?, ?)"
-)
-# Messages with no options spelled out: binding a None costs sqlite3 an adapter lookup,
-# several times the cost of the NULL literal, and most messages have five of them.
-_INSERT_PLAIN = (
-    f"INSERT INTO queue (id, {_COLUMNS}) "
-    f"VALUES ({_NEXT_ID}, ?, ?, 'queued', ?, ?, 0, NULL, NULL, ?, NULL, NULL)"
-)
-_INSERT_WITH_ID = (
-    f"INSERT INTO queue (id, {_COLUMNS}) VALUES (?, ?, ?, 'queued', ?, ?, 0, ?, ?, ?, ?, ?)"
-)
-_INSERT_PLAIN_WITH_ID = (
-    f"INSERT INTO queue (id, {_COLUMNS}) "
-    "VALUES (?, ?, ?, 'queued', ?, ?, 0, NULL, NULL, ?, NULL, NULL)"
-)
-
-
-def _is_plain(message: PreparedMessage) -> bool:
-    return (
-        message.backoff_json is None
-        and message.keys_json is None
-        and message.dedup_key is None
-        and message.schedule is None
-    )
-
-
-def insert_statement(message: PreparedMessage, now: float) -> tuple[str, tuple[Any, ...]]:
-    """The INSERT (allocating a never-used id) and its parameters for one message at ``now``."""
-    at = now + message.delay
-    if _is_plain(message):
-        return _INSERT_PLAIN, (message.topic, message.value_json, at, at, now)
-    return INSERT, insert_params(message, now)
-
-
-def insert_params(message: PreparedMessage, now: float) -> tuple[Any, ...]:
-    """The parameters of :data:`INSERT`'s columns for one message at ``now`` (either backend)."""
-    at = now + message.delay
-    return (
-        message.topic,
-        message.value_json,
-        at,
-        at,
-        message.backoff_json,
-        message.keys_json,
-        now,
-        message.dedup_key,
-        message.schedule,
-    )
-
-
-def insert_messages(conn: Any, messages: Sequence[PreparedMessage], now: float) -> list[int]:
-    """Insert prepared messages in the open transaction; a live ``dedup_key`` twin is reused."""
-    ids: list[int] = []
-    for message in messages:
-        if message.dedup_key is not None:
-            row = conn.execute(
-                "SELECT id FROM queue WHERE dedup_key = ? AND state != 'dead'", (message.dedup_key,)
-            ).fetchone()
-            if row is not None:
-                ids.append(row[0])
-                continue
-            # A dead twin keeps its row for inspection but gives up the key.
-            conn.execute(
-                "UPDATE queue SET dedup_key = NULL WHERE dedup_key = ? AND state = 'dead'",
-                (message.dedup_key,),
-            )
-        ids.append(conn.execute(*insert_statement(message, now)).lastrowid)
-    return ids
-
-
-def insert_many_plain(conn: Any, messages: Sequence[PreparedMessage], now: float) -> list[int]:
-    """Fast path for messages without dedup keys: one ``executemany`` with ids given."""
-    (first,) = conn.execute(f"SELECT {_NEXT_ID}").fetchone()
-    if all(_is_plain(m) for m in messages):
-        conn.executemany(
-            _INSERT_PLAIN_WITH_ID,
-            [
-                (first + i, m.topic, m.value_json, now + m.delay, now + m.delay, now)
-                for i, m in enumerate(messages)
-            ],
-        )
-    else:
-        conn.executemany(
-            _INSERT_WITH_ID,
-            [
-                (
-                    first + i,
-                    m.topic,
-                    m.value_json,
-                    now + m.delay,
-                    now + m.delay,
-                    m.backoff_json,
-                    m.keys_json,
-                    now,
-                    None,
-                    m.schedule,
-                )
-                for i, m in enumerate(messages)
-            ],
-        )
-    return list(range(first, first + len(messages)))
 
 
 def _keys_of(raw: str | None) -> list[bytes]:
@@ -211,23 +114,76 @@ _CLAIM = (
     "AND (state = 'queued' OR due_at <= ?) "
     "AND topic NOT IN (SELECT topic FROM paused_topics) "
     "AND NOT EXISTS (SELECT 1 FROM paused_topics WHERE topic = '*') {topics}"
-    "ORDER BY due_at, id LIMIT 1) "
+    "ORDER BY due_at, id LIMIT 1{lock}) "
     "RETURNING id, topic, value, deliver_at, attempts, backoff_schedule, keys_if_undelivered, "
     "enqueued_at, schedule"
 )
 # The batch form: the same selection, ``LIMIT ?`` rows, one commit (the last parameter).
-_CLAIM_MANY = _CLAIM.replace("WHERE id = (", "WHERE id IN (").replace("LIMIT 1)", "LIMIT ?)")
+_CLAIM_MANY = _CLAIM.replace("WHERE id = (", "WHERE id IN (").replace("LIMIT 1{", "LIMIT ?{")
 
 
-def claim_statement(topics: Sequence[str] | None, *, many: bool = False) -> str:
+def claim_statement(
+    topics: Sequence[str] | None, *, many: bool = False, dialect: Dialect = SQLITE
+) -> str:
     """The statement that leases the next due message (of ``topics``, if given).
 
-    With ``many`` it leases up to a number of messages given as its last parameter.
+    With ``many`` it leases up to a number of messages given as its last parameter. On
+    PostgreSQL the rows picked are locked, passing over those another consumer is
+    leasing right now (``SKIP LOCKED``); the lock re-checks the conditions on the row's
+    newest version, so two consumers never lease one message.
     """
     template = _CLAIM_MANY if many else _CLAIM
+    return template.format(topics=topics_condition(topics), lock=dialect.skip_locked)
+
+
+def topics_condition(topics: Sequence[str] | None) -> str:
+    """``AND topic IN (?, ...) `` for ``topics`` (none when None; never true when empty,
+    which PostgreSQL cannot spell ``IN ()``)."""
     if topics is None:
-        return template.format(topics="")
-    return template.format(topics=f"AND topic IN ({','.join('?' * len(topics))}) ")
+        return ""
+    if not topics:
+        return "AND 1 = 0 "
+    return f"AND topic IN ({','.join('?' * len(topics))}) "
+
+
+def release_statement(dialect: Dialect) -> str:
+    """Give one leased message (``id``, ``lease_token``) back: due again, attempt not counted."""
+    return (
+        f"UPDATE queue SET state = 'queued', attempts = {dialect.greatest}(attempts - 1, 0), "
+        "lease_token = NULL, lease_expires_at = NULL, due_at = deliver_at "
+        "WHERE id = ? AND lease_token = ?"
+    )
+
+
+def ack_rows(conn: Any, deliveries: Sequence[Delivery]) -> set[int]:
+    """Delete the messages whose leases are still held; returns their ids (others are lost)."""
+    by_token: dict[str, list[int]] = {}
+    for d in deliveries:
+        by_token.setdefault(d.lease_token, []).append(d.id)
+    acked: set[int] = set()
+    for token, ids in by_token.items():
+        for start in range(0, len(ids), 500):  # well under SQLite's variable limit
+            chunk = ids[start : start + 500]
+            rows = conn.execute(
+                f"DELETE FROM queue WHERE lease_token = ? AND id IN ({','.join('?' * len(chunk))}) "
+                "RETURNING id",
+                [token, *chunk],
+            ).fetchall()
+            acked.update(row[0] for row in rows)
+    return acked
+
+
+def extend_rows(conn: Any, deliveries: Sequence[Delivery], expires: float) -> set[int]:
+    """Renew the leases of ``deliveries`` until ``expires``; returns the ids whose lease was lost."""
+    lost: set[int] = set()
+    for d in deliveries:
+        cursor = conn.execute(
+            "UPDATE queue SET lease_expires_at = ?, due_at = ? WHERE id = ? AND lease_token = ?",
+            (expires, expires, d.id, d.lease_token),
+        )
+        if cursor.rowcount != 1:
+            lost.add(d.id)
+    return lost
 
 
 class UndeliverableRow(Exception):

@@ -18,7 +18,7 @@ from .._errors import AlertRuleNotFoundError
 from . import _dialect
 
 if TYPE_CHECKING:
-    from ._sqlite import Store
+    from ._backend import Store
 
 __all__ = [
     "HISTORY_COLUMNS",

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from . import _dialect
 
 if TYPE_CHECKING:
-    from ._sqlite import Store
+    from ._backend import Store
 
 __all__ = [
     "LOG_COLUMNS",

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import math
 import re
-import sqlite3
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from .._errors import InvalidKeyError, InvalidValueError, StoreError
 from . import _dialect, _queue
-from ._connection import sql_limit
 from ._json import dump_value, load_value
 from ._keys import Key, decode_key, encode_key, prefix_range
+from .models import CommitResult, Entry
 
 if TYPE_CHECKING:
+    from ._dialect import Dialect
     from ._queue import PreparedMessage
 
 __all__ = [
@@ -31,31 +31,20 @@ __all__ = [
     "check_versionstamp",
     "list_entries",
     "load_kv_value",
+    "sql_limit",
 ]
 
 _EXPIRY_SWEEP_SECONDS = 60.0
 _VERSIONSTAMP = re.compile(r"[0-9a-fA-F]{20}")
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """A KV entry; ``value`` and ``versionstamp`` are ``None`` when the key is absent."""
-
-    key: Key
-    value: Any
-    versionstamp: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class CommitResult:
-    """What an atomic commit did: ``ok`` is False when a check failed and nothing was written."""
-
-    ok: bool
-    versionstamp: str | None = None
-    message_ids: tuple[int, ...] = ()
-
-    def __bool__(self) -> bool:
-        return self.ok
+def sql_limit(limit: int | None) -> int:
+    """``limit`` for SQL's LIMIT (-1: no limit), refusing what is not a non-negative int."""
+    if limit is None:
+        return -1
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise InvalidValueError(f"limit must be a non-negative integer or None, got {limit!r}")
+    return limit
 
 
 def check_versionstamp(versionstamp: object) -> str | None:
@@ -115,8 +104,7 @@ def list_entries(
         store,
         "SELECT key, value, versionstamp FROM kv WHERE key >= ? AND key < ? "
         f"AND (expires_at IS NULL OR expires_at > ?) ORDER BY key {order} LIMIT ?",
-        # PostgreSQL's "no limit" is LIMIT NULL; SQLite's is -1.
-        (low, high, store.now(), None if count < 0 and _dialect.is_postgres(store) else count),
+        (low, high, store.now(), _dialect.dialect_of(store).limit(count)),
     )
     entries = []
     for raw, value, stamp in rows:
@@ -143,18 +131,60 @@ def combine(op: str, raw: bytes, stored_json: str | None, operand: int | float) 
     return dump_value(result)
 
 
+#: The row write of every KV mutation; SQLite and PostgreSQL spell upserts alike.
+_UPSERT = (
+    "INSERT INTO kv (key, value, versionstamp, expires_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+    "versionstamp = excluded.versionstamp, expires_at = excluded.expires_at"
+)
+# Without an expiry: a NULL literal, as binding None costs sqlite3 an adapter lookup.
+_UPSERT_NO_EXPIRY = (
+    "INSERT INTO kv (key, value, versionstamp, expires_at) VALUES (?, ?, ?, NULL) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+    "versionstamp = excluded.versionstamp, expires_at = NULL"
+)
+
+
 class KvVerbs:
-    """The store's KV verbs (a part of :class:`~airq_nb.Store`, which supplies the plumbing)."""
+    """The store's KV verbs, the same on both backends.
+
+    The backend supplies the plumbing: ``dialect``, ``now()``, ``execute`` (one read
+    statement in its driver's placeholders), ``_tx()`` (a write transaction whose
+    connection takes ``?`` statements), ``_queue_changed()``, and ``get_many`` (a
+    consistent read is each backend's own).
+    """
 
     _last_sweep = -math.inf
 
-    def _next_versionstamp(self, conn: sqlite3.Connection) -> str:
+    if TYPE_CHECKING:  # supplied by the backend
+        dialect: Dialect
+
+        def now(self) -> float: ...
+
+        def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+        def _tx(self) -> AbstractContextManager[Any]: ...
+
+        def _queue_changed(self) -> None: ...
+
+        def _prepare(
+            self,
+            value: Any,
+            delay: float,
+            topic: str,
+            keys_if_undelivered: Sequence[Key],
+            backoff_schedule: Sequence[float] | None,
+            dedup_key: str | None,
+            schedule: str | None,
+        ) -> PreparedMessage: ...
+
+    def _next_versionstamp(self, conn: Any) -> str:
         (counter,) = conn.execute(
             "UPDATE meta SET value = value + 1 WHERE name = 'versionstamp' RETURNING value"
         ).fetchone()
         return f"{counter:020x}"
 
-    def _sweep_expired(self, conn: sqlite3.Connection, now: float) -> None:
+    def _sweep_expired(self, conn: Any, now: float) -> None:
         # Expired entries are invisible at once; the rows go in a sweep at most once a minute.
         if now - self._last_sweep >= _EXPIRY_SWEEP_SECONDS:
             conn.execute("DELETE FROM kv WHERE expires_at <= ?", (now,))
@@ -162,7 +192,7 @@ class KvVerbs:
 
     def get(self, key: Key) -> Entry:
         """The entry at ``key``; its value and versionstamp are ``None`` if there is none."""
-        rows = _dialect.read(  # either backend: PostgresStore.get is this method too
+        rows = _dialect.read(
             self,
             "SELECT value, versionstamp FROM kv WHERE key = ? "
             "AND (expires_at IS NULL OR expires_at > ?)",
@@ -171,20 +201,6 @@ class KvVerbs:
         if not rows:
             return Entry(key, None, None)
         return Entry(key, load_kv_value(key, rows[0][0]), rows[0][1])
-
-    def get_many(self, keys: Sequence[Key]) -> list[Entry]:
-        """Entries for several keys, read in one consistent snapshot."""
-        with self._reading() as conn:
-            if conn.in_transaction:
-                return [self.get(key) for key in keys]
-            try:
-                conn.execute("BEGIN")
-                try:
-                    return [self.get(key) for key in keys]
-                finally:
-                    conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise self._translate(exc) from exc
 
     def set(self, key: Key, value: Any, *, expire_in: float | None = None) -> CommitResult:
         """Store ``value`` (JSON) at ``key``; with ``expire_in`` seconds it disappears after that."""
@@ -213,12 +229,18 @@ class KvVerbs:
         """Start an atomic operation: checks, sets, deletes, sums and enqueues, all or nothing."""
         return AtomicOperation(self)
 
-    def _write_raw(self, conn: sqlite3.Connection, keys: Sequence[bytes], value_json: str) -> None:
+    def _write_raw(self, conn: Any, keys: Sequence[bytes], value_json: str) -> None:
+        """Write ``value_json`` under raw ``keys`` in the open transaction, one new versionstamp."""
         stamp = self._next_versionstamp(conn)
-        conn.executemany(
-            "INSERT OR REPLACE INTO kv (key, value, versionstamp, expires_at) VALUES (?, ?, ?, NULL)",
-            [(key, value_json, stamp) for key in keys],
-        )
+        conn.executemany(_UPSERT_NO_EXPIRY, [(key, value_json, stamp) for key in keys])
+
+    def _undelivered_writer(self, conn: Any) -> Callable[[Sequence[bytes], str], None]:
+        """How a dead letter's value is written under its keys, in ``conn``'s transaction."""
+        return lambda keys, value_json: self._write_raw(conn, keys, value_json)
+
+
+class _CheckFailed(Exception):
+    """A check did not hold: roll back (releasing the counter lock) and report ok=False."""
 
 
 class AtomicOperation:
@@ -287,32 +309,42 @@ class AtomicOperation:
         return self
 
     def commit(self) -> CommitResult:
-        """Apply everything if every check holds; ``ok=False`` (and no write) otherwise."""
+        """Apply everything if every check holds; ``ok=False`` (and no write) otherwise.
+
+        The versionstamp counter is bumped first: on PostgreSQL its row lock then keeps
+        every other KV write out until this commit, so a check reads the newest committed
+        state and cannot be raced (SQLite's write transaction excludes them already). A
+        failed check rolls the whole transaction back.
+        """
         store = self._store
-        with store.transaction() as conn:
-            now = store.now()
-            for raw, expected in self._checks:
-                row = conn.execute(
-                    "SELECT versionstamp FROM kv WHERE key = ? "
-                    "AND (expires_at IS NULL OR expires_at > ?)",
-                    (raw, now),
-                ).fetchone()
-                if (row[0] if row else None) != expected:
-                    return CommitResult(ok=False)
-            stamp = store._next_versionstamp(conn)
-            for op, raw, payload, expire_in in self._mutations:
-                self._apply(conn, op, raw, payload, expire_in, stamp, now)
-            if not self._messages:
-                ids: list[int] = []
-            elif any(m.dedup_key is not None for m in self._messages):
-                ids = _queue.insert_messages(conn, self._messages, now)
-            else:
-                ids = _queue.insert_many_plain(conn, self._messages, now)
-            if self._mutations:
-                store._sweep_expired(conn, now)
+        try:
+            with store._tx() as conn:
+                now = store.now()
+                stamp = store._next_versionstamp(conn)
+                if self._checks:
+                    self._verify(conn, now)
+                for op, raw, payload, expire_in in self._mutations:
+                    self._apply(conn, op, raw, payload, expire_in, stamp, now)
+                ids = _queue.add_messages(conn, self._messages, now, store.dialect)
+                if self._mutations:
+                    store._sweep_expired(conn, now)
+        except _CheckFailed:
+            return CommitResult(ok=False)
         if ids:
             store._queue_changed()
         return CommitResult(ok=True, versionstamp=stamp, message_ids=tuple(ids))
+
+    def _verify(self, conn: Any, now: float) -> None:
+        raws = list(dict.fromkeys(raw for raw, _ in self._checks))
+        rows = conn.execute(
+            f"SELECT key, versionstamp FROM kv WHERE key IN ({','.join('?' * len(raws))}) "
+            "AND (expires_at IS NULL OR expires_at > ?)",
+            (*raws, now),
+        ).fetchall()
+        current = {bytes(raw): stamp for raw, stamp in rows}  # bytea: a memoryview
+        for raw, expected in self._checks:
+            if current.get(raw) != expected:
+                raise _CheckFailed
 
     def _apply(
         self,
@@ -324,10 +356,7 @@ class AtomicOperation:
         stamp: str,
         now: float,
     ) -> None:
-        """Apply one mutation in the open transaction; ``conn`` takes ``?`` statements.
-
-        The same on both backends; only :meth:`_upsert`, the row write, is each one's own.
-        """
+        """Apply one mutation in the open transaction; ``conn`` takes ``?`` statements."""
         if op == "delete":
             conn.execute("DELETE FROM kv WHERE key = ?", (raw,))
             return
@@ -343,18 +372,9 @@ class AtomicOperation:
 
     @staticmethod
     def _upsert(
-        conn: sqlite3.Connection, raw: bytes, value_json: str, stamp: str, expires_at: float | None
+        conn: Any, raw: bytes, value_json: str, stamp: str, expires_at: float | None
     ) -> None:
         if expires_at is None:
-            # A NULL literal: binding None costs sqlite3 an adapter lookup.
-            conn.execute(
-                "INSERT OR REPLACE INTO kv (key, value, versionstamp, expires_at) "
-                "VALUES (?, ?, ?, NULL)",
-                (raw, value_json, stamp),
-            )
+            conn.execute(_UPSERT_NO_EXPIRY, (raw, value_json, stamp))
         else:
-            conn.execute(
-                "INSERT OR REPLACE INTO kv (key, value, versionstamp, expires_at) "
-                "VALUES (?, ?, ?, ?)",
-                (raw, value_json, stamp, expires_at),
-            )
+            conn.execute(_UPSERT, (raw, value_json, stamp, expires_at))

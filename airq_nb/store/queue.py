@@ -1,15 +1,17 @@
 """The queue's producing and consuming verbs: enqueue, claim, ack, fail, extend and release.
 
-A part of :class:`~airq_nb.Store` (which supplies the connection plumbing). Claims are one
-self-committing ``UPDATE ... RETURNING`` statement; a corrupt row or one whose lease ran
-out on its last attempt is dead-lettered on the way, never raised.
+Written once for both backends (the store supplies the plumbing and its ``dialect``).
+Claims are one self-committing ``UPDATE ... RETURNING`` statement; a corrupt row or one
+whose lease ran out on its last attempt is dead-lettered on the way, never raised.
 """
 
 from __future__ import annotations
 
-import sqlite3
+import contextlib
+import logging
 from collections.abc import Callable, Collection, Sequence
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
 
 from .._errors import InvalidKeyError
 from . import _queue
@@ -17,11 +19,60 @@ from ._json import dump_value
 from ._keys import Key, encode_key
 from ._queue import DeadLettered, Delivery, FailOutcome, PreparedMessage
 
-__all__ = ["QueueVerbs"]
+if TYPE_CHECKING:
+    from ._dialect import Dialect
+
+__all__ = ["QueueVerbs", "call_listeners", "subscribe"]
+
+log = logging.getLogger("airq_nb.store")
+
+
+def subscribe(
+    listeners: list[Callable[[], None]], callback: Callable[[], None]
+) -> Callable[[], None]:
+    """Add ``callback`` to a store's queue-change ``listeners``; returns its unsubscriber."""
+    listeners.append(callback)
+
+    def unsubscribe() -> None:
+        with contextlib.suppress(ValueError):
+            listeners.remove(callback)
+
+    return unsubscribe
+
+
+def call_listeners(listeners: list[Callable[[], None]]) -> None:
+    """Call every queue-change listener of a store, after a commit that added work."""
+    for callback in tuple(listeners):
+        try:
+            callback()
+        except Exception:  # a listener's bug must not fail the write that already committed
+            log.exception("an on_queue_change callback failed")
 
 
 class QueueVerbs:
-    """The store's queue verbs (management is :class:`~airq_nb.store.queue_manager.QueueManager`)."""
+    """The store's queue verbs (management is :class:`~airq_nb.store.queue_manager.QueueManager`).
+
+    The backend supplies ``dialect``, ``now()``, ``execute``, ``_run(statement, params)``
+    (one ``?`` statement, its own commit or part of this thread's transaction: its rows
+    and row count), ``_tx()`` and ``_queue_changed()``.
+    """
+
+    _queue_listeners: list[Callable[[], None]]
+
+    if TYPE_CHECKING:  # supplied by the backend (and KvVerbs)
+        dialect: Dialect
+
+        def now(self) -> float: ...
+
+        def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+        def _run(self, statement: str, params: Sequence[Any]) -> tuple[list[Any], int]: ...
+
+        def _tx(self) -> AbstractContextManager[Any]: ...
+
+        def _queue_changed(self) -> None: ...
+
+        def _undelivered_writer(self, conn: Any) -> Callable[[Sequence[bytes], str], None]: ...
 
     def enqueue(
         self,
@@ -46,11 +97,11 @@ class QueueVerbs:
         )
         now = self.now()
         if dedup_key is None:
-            _rows, cursor = self._write(*_queue.insert_statement(prepared, now))
-            message_id = cursor.lastrowid
+            rows, _count = self._run(*_queue.insert_one(prepared, now, self.dialect))
+            message_id: int = rows[0][0]
         else:
-            with self.transaction() as conn:
-                message_id = _queue.insert_messages(conn, [prepared], now)[0]
+            with self._tx() as conn:
+                message_id = _queue.add_messages(conn, [prepared], now, self.dialect)[0]
         self._queue_changed()
         return message_id
 
@@ -121,19 +172,19 @@ class QueueVerbs:
         lease_seconds = _queue.check_delay(lease_seconds, what="lease_seconds")
         lookahead = _queue.check_delay(lookahead, what="lookahead")
         topic_list = _queue.check_topics(topics)
-        sql = _queue.claim_statement(topic_list)
+        sql = _queue.claim_statement(topic_list, dialect=self.dialect)
         now = self.now() if now is None else _queue.check_time(now, what="now")
         expires = now + lease_seconds
         params = [now + lookahead, now, *(topic_list or ())]
         while True:
             token = _queue.new_lease_token()
-            rows, _cursor = self._write(sql, [token, expires, expires, *params])
+            rows, _count = self._run(sql, [token, expires, expires, *params])
             if not rows:
                 return None
             try:
                 return _queue.delivery_from_claimed(rows[0], token, expires)
             except _queue.UndeliverableRow as bad:
-                with self.transaction() as conn:
+                with self._tx() as conn:
                     self._dead_letter_claimed(conn, bad, token, now, on_dead_letter)
 
     def claim_many(
@@ -153,11 +204,11 @@ class QueueVerbs:
         _queue.check_claim_limit(limit)
         lease_seconds = _queue.check_delay(lease_seconds, what="lease_seconds")
         topic_list = _queue.check_topics(topics)
-        sql = _queue.claim_statement(topic_list, many=True)
+        sql = _queue.claim_statement(topic_list, many=True, dialect=self.dialect)
         now = self.now() if now is None else _queue.check_time(now, what="now")
         expires = now + lease_seconds
         token = _queue.new_lease_token()
-        with self.transaction() as conn:
+        with self._tx() as conn:
             rows = conn.execute(
                 sql, [token, expires, expires, now, now, *(topic_list or ()), limit]
             ).fetchall()
@@ -173,37 +224,30 @@ class QueueVerbs:
 
     def _dead_letter_claimed(
         self,
-        conn: sqlite3.Connection,
+        conn: Any,
         bad: _queue.UndeliverableRow,
         token: str,
         now: float,
         on_dead_letter: Callable[[DeadLettered], None] | None,
     ) -> None:
         _queue.dead_letter_claimed(
-            conn,
-            bad,
-            token,
-            now,
-            lambda keys, value_json: self._write_raw(conn, keys, value_json),
+            conn, bad, token, now, self._undelivered_writer(conn), lock=self.dialect.row_lock
         )
         if on_dead_letter is not None:
             on_dead_letter(bad.dead)
 
     def ack_many(self, deliveries: Sequence[Delivery]) -> int:
         """Ack several deliveries in one commit; returns how many leases were still held."""
-        with self.transaction() as conn:
-            return conn.executemany(
-                "DELETE FROM queue WHERE id = ? AND lease_token = ?",
-                [(d.id, d.lease_token) for d in deliveries],
-            ).rowcount
+        with self._tx() as conn:
+            return len(_queue.ack_rows(conn, deliveries))
 
     def ack(self, delivery: Delivery) -> bool:
         """Mark a delivery done (the message is removed). False if the lease was lost meanwhile."""
-        _rows, cursor = self._write(
+        _rows, count = self._run(
             "DELETE FROM queue WHERE id = ? AND lease_token = ?",
             (delivery.id, delivery.lease_token),
         )
-        return cursor.rowcount == 1
+        return count == 1
 
     def ack_and_claim(
         self,
@@ -221,7 +265,7 @@ class QueueVerbs:
         """
         lease_seconds = _queue.check_delay(lease_seconds, what="lease_seconds")
         topic_list = _queue.check_topics(topics)
-        with self.transaction():
+        with self._tx():
             acked = self.ack(delivery)
             return acked, self.claim(topics=topic_list, lease_seconds=lease_seconds, now=now)
 
@@ -242,15 +286,16 @@ class QueueVerbs:
         if retry_in is not None:
             retry_in = _queue.check_delay(retry_in, what="retry_in")
         now = self.now() if now is None else _queue.check_time(now, what="now")
-        with self.transaction() as conn:
+        with self._tx() as conn:
             return _queue.fail_delivery(
                 conn,
                 delivery,
-                str(error),
+                self.dialect.text(str(error)),
                 now=now,
                 retry=retry,
                 retry_in=retry_in,
-                write_undelivered=lambda keys, value_json: self._write_raw(conn, keys, value_json),
+                write_undelivered=self._undelivered_writer(conn),
+                lock=self.dialect.row_lock,
             )
 
     def extend_lease(
@@ -259,21 +304,18 @@ class QueueVerbs:
         """Keep holding a message for ``lease_seconds`` more; False if the lease was lost."""
         now = self.now() if now is None else _queue.check_time(now, what="now")
         expires = now + _queue.check_delay(lease_seconds, what="lease_seconds")
-        _rows, cursor = self._write(
+        _rows, count = self._run(
             "UPDATE queue SET lease_expires_at = ?, due_at = ? WHERE id = ? AND lease_token = ?",
             (expires, expires, delivery.id, delivery.lease_token),
         )
-        return cursor.rowcount == 1
+        return count == 1
 
     def release(self, delivery: Delivery) -> bool:
         """Give a message back unhandled (e.g. on shutdown): due again now, attempt not counted."""
-        _rows, cursor = self._write(
-            "UPDATE queue SET state = 'queued', attempts = MAX(attempts - 1, 0), "
-            "lease_token = NULL, lease_expires_at = NULL, due_at = deliver_at "
-            "WHERE id = ? AND lease_token = ?",
-            (delivery.id, delivery.lease_token),
+        _rows, count = self._run(
+            _queue.release_statement(self.dialect), (delivery.id, delivery.lease_token)
         )
-        return cursor.rowcount == 1
+        return count == 1
 
     def next_due(self, *, topics: Collection[str] | None = None) -> float | None:
         """When the next message becomes claimable (due, or its lease runs out); None if never."""
@@ -285,7 +327,17 @@ class QueueVerbs:
         params: list[Any] = []
         topic_list = _queue.check_topics(topics)
         if topic_list is not None:
-            sql += f" AND topic IN ({','.join('?' * len(topic_list))})"
+            sql += " " + _queue.topics_condition(topic_list)
             params.extend(topic_list)
-        ((due,),) = self.execute(sql, params)
+        ((due,),) = self.execute(self.dialect.sql(sql), params)
         return None if due is None else float(due)
+
+    def on_queue_change(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` after this store adds deliverable work; returns an unsubscriber.
+
+        A scheduler in this process subscribes, so a message a notebook cell enqueues starts
+        on time rather than at the next look for other processes' commits (SQLite tells a
+        connection nothing about its own commits; PostgreSQL's NOTIFY costs a round trip).
+        Callbacks must be quick and thread-safe (they run on the writing thread).
+        """
+        return subscribe(self._queue_listeners, callback)

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import InvalidValueError, MessageNotFoundError
 from . import _dialect, _queue
-from ._connection import sql_limit
 from ._queue import Message, QueueCounts
+from .kv import sql_limit
 
 if TYPE_CHECKING:
-    from ._backend import Backend
+    from ._backend import Store as Backend
 
 __all__ = ["QueueManager"]
 

@@ -16,7 +16,7 @@ from . import _dialect
 if TYPE_CHECKING:
     import pandas
 
-    from ._sqlite import Store
+    from ._backend import Store
 
 __all__ = ["COLUMNS", "POLLUTANTS", "read_readings", "read_revisions"]
 
@@ -113,7 +113,7 @@ def read_readings(
     """
     import pandas as pd
 
-    from ._sqlite import open_store
+    from ._open import open_store
 
     zone = _zone(tz)
     if store is None:
@@ -161,7 +161,7 @@ def read_revisions(
     """
     import pandas as pd
 
-    from ._sqlite import open_store
+    from ._open import open_store
 
     zone = _zone(tz)
     if store is None:

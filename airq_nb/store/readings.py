@@ -21,7 +21,7 @@ from . import _dialect
 from .reading_frames import POLLUTANTS, read_readings, read_revisions
 
 if TYPE_CHECKING:
-    from ._sqlite import Store
+    from ._backend import Store
 
 __all__ = [
     "DEFAULT_RETENTION",

@@ -20,7 +20,7 @@ from . import _dialect
 from ._json import load_value
 
 if TYPE_CHECKING:
-    from ._sqlite import Store
+    from ._backend import Store
 
 __all__ = [
     "PlanFn",

@@ -17,8 +17,8 @@ from .._errors import AirqError
 from ._queue_view import escape, payload_html
 
 if TYPE_CHECKING:
-    from ..store._queue import Message
-    from ..store._sqlite import Store
+    from ..store import Store
+    from ..store.models import Message
 
 __all__ = ["QueueActions"]
 

@@ -40,8 +40,8 @@ from ._queue_view import (
 from ._refresh import PeriodicRefresh
 
 if TYPE_CHECKING:
-    from ..store._queue import Message
-    from ..store._sqlite import Store
+    from ..store import Store
+    from ..store.models import Message
 
 __all__ = ["QueueInspector"]
 

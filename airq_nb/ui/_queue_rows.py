@@ -14,7 +14,7 @@ import ipywidgets as w
 from ._queue_view import COLUMNS, row_html
 
 if TYPE_CHECKING:
-    from ..store._queue import Message
+    from ..store.models import Message
 
 __all__ = ["QueueRows"]
 

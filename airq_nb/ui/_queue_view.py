@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .._format import NONE, age_text, due_text, one_line, outcome_text, span_text, time_text
 
 if TYPE_CHECKING:
-    from ..store._queue import Message
+    from ..store.models import Message
     from ..store.schedules import ScheduleInfo
 
 __all__ = [

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import weakref
 from typing import Any
-
-from .._format import store_text
 
 __all__ = ["PeriodicRefresh"]
 
@@ -20,8 +17,7 @@ _CURRENT: weakref.WeakValueDictionary[tuple[str, str], PeriodicRefresh] = (
 
 def _store_key(store: Any) -> str:
     """One key per store: the file's real path, or the PostgreSQL URL and schema."""
-    path = getattr(store, "path", None)
-    return os.path.realpath(path) if path is not None else store_text(store)
+    return str(store.identity)
 
 
 class PeriodicRefresh:

@@ -11,7 +11,7 @@ from ._queue_view import escape
 from ._refresh import PeriodicRefresh
 
 if TYPE_CHECKING:
-    from ..store._sqlite import Store
+    from ..store import Store
 
 __all__ = ["StatusPanel"]
 

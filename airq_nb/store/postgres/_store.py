@@ -1,13 +1,15 @@
 """``PostgresStore``: the store's API and guarantees on a PostgreSQL server, for several machines.
 
-The same verbs as the SQLite :class:`~airq_nb.store.Store` (see ``store/_backend.py``) and
-the same semantics (``docs/semantics.md``). How each guarantee is kept on PostgreSQL:
+The store core's verbs (``kv.py``, ``queue.py``: the same code as on SQLite, spelled through
+:data:`~airq_nb.store._dialect.POSTGRES`) and the same semantics (``docs/semantics.md``);
+this class adds connections, a consistent multi-key read, lease renewal and waking. How
+each guarantee is kept on PostgreSQL:
 
 - **Versionstamps in commit order**: every KV write bumps one counter row, whose row lock
   it holds until it commits, so the next writer waits, gets a larger stamp and commits later.
 - **Atomic checks cannot be raced**: a commit takes that counter lock *before* reading the
   versionstamps it checks, so no other KV write can land between its check and its commit.
-- **Claims**: ``FOR UPDATE SKIP LOCKED`` in one autocommit statement (``_queue.py``).
+- **Claims**: ``FOR UPDATE SKIP LOCKED`` in one autocommit statement (``store/_queue.py``).
 - **Wake-ups**: triggers NOTIFY the store's channel when deliverable work commits;
   :meth:`wait_for_change` LISTENs on a connection of its own.
 """
@@ -15,38 +17,35 @@ the same semantics (``docs/semantics.md``). How each guarantee is kept on Postgr
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 
-from ..._clock import Clock, SystemClock
+from ..._clock import Clock
 from ..._errors import StoreError
 from .. import _queue
-from .._connection import call_listeners, subscribe
+from .._backend import DEFAULT_SCHEMA
+from .._core import StoreCore
+from .._dialect import POSTGRES, PgConnection, pg_sql
 from .._keys import Key, encode_key
-from .._sqlite import Entry
-from ..kv import KvVerbs, load_kv_value
+from ..kv import load_kv_value
+from ..models import Delivery, Entry
+from ..queue import call_listeners
 from ..queue_manager import QueueManager
-from ._atomic import PostgresAtomic
 from ._change_wait import ChangeWait
 from ._connection import DEFAULT_LOCK_TIMEOUT, Connections
-from ._queue_verbs import QueueVerbs
 from ._schema import channel_name, check_schema_name, create_schema
 
-__all__ = ["DEFAULT_SCHEMA", "PostgresStore"]
+__all__ = ["PostgresStore"]
 
 
-#: The schema a store lives in when ``open_store`` is not told another.
-DEFAULT_SCHEMA = "airq_nb"
-_EXPIRY_SWEEP_SECONDS = 60.0
-
-
-class PostgresStore(QueueVerbs):
+class PostgresStore(StoreCore):
     """KV + durable queue in one PostgreSQL schema. Safe to share between threads and machines."""
 
-    #: Which SQL the store's shared verbs speak to it (``store/_dialect.py``).
-    dialect = "postgres"
+    #: The SQL spellings and locks of this backend (``store/_dialect.py``).
+    dialect = POSTGRES
 
     def __init__(
         self,
@@ -58,9 +57,8 @@ class PostgresStore(QueueVerbs):
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         connect_timeout: float = 10.0,
     ) -> None:
+        StoreCore.__init__(self, clock)
         self.schema = check_schema_name(schema)
-        self.clock: Clock = clock or SystemClock()
-        self._last_sweep = -math.inf
         self._db = Connections(
             url,
             schema=schema,
@@ -114,51 +112,54 @@ class PostgresStore(QueueVerbs):
         """
         return self._db.transaction()
 
-    def execute(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run one statement (``%s`` placeholders) and return its rows.
 
         Inside this thread's own :meth:`transaction` it sees that transaction's writes.
         """
-        return self._db.run(query, params)[0]
+        return self._db.run(sql, params)[0]
+
+    def _run(self, statement: str, params: Sequence[Any]) -> tuple[list[Any], int]:
+        return self._db.run(pg_sql(statement), params)
+
+    @contextmanager
+    def _tx(self) -> Iterator[PgConnection]:
+        with self._db.transaction() as conn:
+            yield PgConnection(conn)
+
+    @property
+    def identity(self) -> str:
+        """What tells this store from every other: the server, database and schema."""
+        return self.path
 
     def close(self) -> None:
         """Close the pool and the listening connection; later calls raise ``StoreError``."""
         self._change_wait.close()
         self._db.close()
 
-    def __enter__(self) -> PostgresStore:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"<PostgresStore {self.where} schema={self.schema!r}>"
 
-    def now(self) -> float:
-        return self.clock.now()
+    def renew_leases(
+        self, deliveries: Sequence[Delivery], *, lease_seconds: float, now: float
+    ) -> set[int]:
+        """Keep holding ``deliveries`` for ``lease_seconds`` more, in one statement.
 
-    def _next_versionstamp(self, conn: Any) -> str:
-        (counter,) = conn.execute(
-            "UPDATE meta SET value = value + 1 WHERE name = 'versionstamp' RETURNING value"
-        ).fetchone()
-        return f"{counter:020x}"
-
-    def _sweep_expired(self, conn: Any, now: float) -> None:
-        # Expired entries are invisible at once; the rows go in a sweep at most once a minute.
-        if now - self._last_sweep >= _EXPIRY_SWEEP_SECONDS:
-            conn.execute("DELETE FROM kv WHERE expires_at <= %s", (now,))
-            self._last_sweep = now
-
-    def _write_raw(self, conn: Any, keys: Sequence[bytes], value_json: str) -> None:
-        stamp = self._next_versionstamp(conn)
-        conn.execute(
-            "INSERT INTO kv (key, value, versionstamp, expires_at) "
-            "SELECT k, %s, %s, NULL FROM unnest(%s::bytea[]) AS k "
-            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, "
-            "versionstamp = EXCLUDED.versionstamp, expires_at = NULL",
-            (value_json, stamp, list(keys)),
+        Returns the ids whose lease was lost meanwhile (another consumer may own them now).
+        Row locks, not one write lock: a renewal never queues behind another writer's trip.
+        """
+        expires = now + lease_seconds
+        kept = self.execute(
+            "UPDATE queue q SET lease_expires_at = %s, due_at = %s "
+            "FROM unnest(%s::bigint[], %s::text[]) AS held(id, token) "
+            "WHERE q.id = held.id AND q.lease_token = held.token RETURNING q.id",
+            (expires, expires, [d.id for d in deliveries], [d.lease_token for d in deliveries]),
         )
+        return {d.id for d in deliveries} - {row[0] for row in kept}
+
+    def checkpointer(self) -> None:
+        """None: the server checkpoints its write-ahead log by itself."""
+        return None
 
     # -- change-wait --------------------------------------------------------------------
 
@@ -173,14 +174,9 @@ class PostgresStore(QueueVerbs):
         """
         return self._change_wait.wait(_queue.check_delay(timeout, what="timeout", limit=math.inf))
 
-    def on_queue_change(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Call ``callback()`` after this store object adds deliverable work; returns an unsubscriber.
-
-        A scheduler in this process subscribes, so a message a notebook cell enqueues starts
-        without waiting for the NOTIFY round trip (which wakes it too, and carries every
-        other change). Callbacks must be quick and thread-safe.
-        """
-        return subscribe(self._queue_listeners, callback)
+    def _no_one_waits(self) -> None:
+        # A wait under way ends now (it returns True); the listening connection stays.
+        self._change_wait.interrupt()
 
     def _queue_changed(self) -> None:
         if self._db.in_transaction:  # not committed yet: the NOTIFY comes with the commit
@@ -196,10 +192,6 @@ class PostgresStore(QueueVerbs):
         """
         ((version,),) = self.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")
         return int(version)
-
-    def interrupt_wait(self) -> None:
-        """End a :meth:`wait_for_change` under way in another thread now (it returns True)."""
-        self._change_wait.interrupt()
 
     # -- KV -----------------------------------------------------------------------------
 
@@ -220,14 +212,3 @@ class PostgresStore(QueueVerbs):
             else:
                 entries.append(Entry(key, None, None))
         return entries
-
-    # The SQLite store's own: they work through _dialect.read, atomic() and
-    # kv.list_entries, which run on either backend.
-    get = KvVerbs.get
-    set = KvVerbs.set
-    delete = KvVerbs.delete
-    list = KvVerbs.list
-
-    def atomic(self) -> PostgresAtomic:
-        """Start an atomic operation: checks, sets, deletes, sums and enqueues, all or nothing."""
-        return PostgresAtomic(self)

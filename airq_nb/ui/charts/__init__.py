@@ -27,7 +27,7 @@ from ._view import read_view
 if TYPE_CHECKING:
     from bokeh.plotting import figure as Figure
 
-    from ...store._sqlite import Store
+    from ...store import Store
 
 __all__ = [
     "DAQI_COLORS",

@@ -16,6 +16,7 @@ import pandas as pd
 from bokeh.models import ColumnDataSource
 
 from ...means import MIN_CAPTURE
+from ._figures import SERIES_COLORS
 from ._series import POLLUTANTS, Series, missing_runs
 from ._time import stamp_text, wall
 
@@ -83,8 +84,6 @@ def low_capture_columns(series: Series, pollutant: str, tz: str) -> dict[str, An
 def short_runs_columns(view: ReadingsView, pollutant: str) -> dict[str, Any]:
     """The hatched spans: each run of hours whose mean is not valid, per series, coloured as
     its series' line (``colors[n]`` for the n-th series)."""
-    from ._daqi_chart import SERIES_COLORS
-
     columns: dict[str, list[Any]] = {"left": [], "right": [], "color": [], "text": []}
     for number, series in enumerate(view.series):
         means = series.hourly[f"mean_{pollutant}"]
@@ -100,8 +99,6 @@ def short_runs_columns(view: ReadingsView, pollutant: str) -> dict[str, Any]:
 
 def draw_capture(fig: Figure, view: ReadingsView, pollutant: str) -> None:
     """Hatch the hours without a valid 24-hour mean and draw their faded partial means."""
-    from ._daqi_chart import SERIES_COLORS
-
     spans = ColumnDataSource(short_runs_columns(view, pollutant), name=f"short:{pollutant}")
     fig.quad(
         left="left", right="right", bottom=0, top=1e6, source=spans, fill_alpha=0,

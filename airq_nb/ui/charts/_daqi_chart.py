@@ -15,6 +15,7 @@ from ...indices import IndexResult
 from ...indices._tables import DAQI_COLOURS
 from ._capture import capture_notes, draw_capture, today_means, update_capture
 from ._figures import (
+    SERIES_COLORS,
     hour_hover,
     legend_above,
     no_data_label,
@@ -45,7 +46,6 @@ __all__ = [
 #: The colour UK-AIR gives each DAQI band, 1 (lightest green) to 10 (purple).
 DAQI_COLORS = DAQI_COLOURS
 #: Line colours of the series (dark, to read over the band shading).
-SERIES_COLORS = ("#08306b", "#000000", "#6a3d9a", "#8c510a", "#01665e", "#c51b7d")
 _HOUR_TEXT = {"rolling": "24-hour running mean", "calendar": "daily mean"}
 
 

@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Any
 from bokeh.layouts import column
 from bokeh.models import Div, LayoutDOM, Range1d
 
-import airq_nb
-
+from ...collector._laqn import LAQN_ATTRIBUTION, SOURCE_ATTRIBUTIONS
 from .._refresh import PeriodicRefresh
 from ._daqi_chart import daqi_key_html, draw_daqi, headline_html, today_lines, update_daqi
 from ._delivery import (
@@ -29,24 +28,14 @@ from ._time import check_tz, now_utc
 from ._view import ReadingsView, read_view
 
 if TYPE_CHECKING:
-    from ...store._sqlite import Store
+    from ...store import Store
 
 __all__ = ["LAQN_ATTRIBUTION", "LiveChart", "dashboard"]
 
-#: What the Open Government Licence asks to be shown under LAQN data: the collector's own
-#: text when it has one (``airq_nb.LAQN_ATTRIBUTION``), else this.
-LAQN_ATTRIBUTION: str = getattr(
-    airq_nb,
-    "LAQN_ATTRIBUTION",
-    "Contains data from the London Air Quality Network (Imperial College London), "
-    "Open Government Licence v3.0",
-)
-
 
 def attributions(view: ReadingsView) -> list[str]:
-    """The attribution each shown source asks for (``airq_nb.SOURCE_ATTRIBUTIONS`` when the
-    collector names them), once per source."""
-    known = getattr(airq_nb, "SOURCE_ATTRIBUTIONS", {"laqn": LAQN_ATTRIBUTION})
+    """The attribution each shown source asks for (``airq_nb.SOURCE_ATTRIBUTIONS``), once per source."""
+    known = SOURCE_ATTRIBUTIONS
     sources = sorted({series.source for series in view.series})
     return [known[source] for source in sources if source in known]
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from bokeh.models import ColumnDataSource, HoverTool, Label
 
+from ...scheduling.delivery_log import read_delivery_log
 from ._figures import legend_above, legend_swatch, time_figure, x_range
 from ._series import Window, window
 from ._time import check_tz, now_utc, stamp_text, wall
@@ -19,7 +20,7 @@ from ._time import check_tz, now_utc, stamp_text, wall
 if TYPE_CHECKING:
     from bokeh.plotting import figure as Figure
 
-    from ...store._sqlite import Store
+    from ...store import Store
 
 __all__ = ["OUTCOME_COLORS", "DeliveryView", "delivery_chart", "read_deliveries", "update_delivery"]
 
@@ -91,12 +92,7 @@ def read_deliveries(
     check_tz(tz)
     store = None if isinstance(data, pd.DataFrame) else data
     span = window(now_utc(now, store), days)
-    if store is None:
-        log = data
-    else:
-        from airq_nb import read_delivery_log
-
-        log = read_delivery_log(store, since=span.start.to_pydatetime())
+    log = data if store is None else read_delivery_log(store, since=span.start.to_pydatetime())
     return DeliveryView(span=span, days=days, tz=tz, columns=_columns(log, span, tz))
 
 

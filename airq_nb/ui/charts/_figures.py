@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from bokeh.plotting import figure as Figure
 
 __all__ = [
+    "SERIES_COLORS",
     "hour_hover",
     "legend_above",
     "legend_swatch",
@@ -28,6 +29,9 @@ __all__ = [
     "x_range",
     "y_end",
 ]
+
+#: One colour per series (location and source), the same on every chart.
+SERIES_COLORS = ("#08306b", "#000000", "#6a3d9a", "#8c510a", "#01665e", "#c51b7d")
 
 _TOOLS = "pan,xwheel_zoom,box_zoom,reset,save"
 _HOUR = pd.Timedelta(hours=1)

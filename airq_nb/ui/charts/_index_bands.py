@@ -20,7 +20,7 @@ from ._series import POLLUTANTS
 if TYPE_CHECKING:
     from bokeh.plotting import figure as Figure
 
-    from ...store._sqlite import Store
+    from ...store import Store
     from ._series import Series
 
 __all__ = [

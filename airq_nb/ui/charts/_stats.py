@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING
 import pandas as pd
 from bokeh.models import Div
 
+from ...scheduling.status import store_status
+from ...store.readings import read_readings
 from ._readings import NO_DATA
 from ._time import check_tz, describe, now_utc
 
 if TYPE_CHECKING:
-    from ...store._sqlite import Store
+    from ...store import Store
 
 __all__ = ["stats_html", "stats_panel", "stats_rows"]
 
@@ -22,8 +24,6 @@ def stats_rows(
     store: Store, now: pd.Timestamp, *, location: str | None, tz: str = "UTC"
 ) -> list[tuple[str, str]]:
     """The stats panel's lines as plain text: what was fetched, delivered and is due next."""
-    from airq_nb import read_readings, store_status
-
     since = (now.floor("h") - pd.Timedelta(days=7) + pd.Timedelta(hours=1)).to_pydatetime()
     readings = read_readings(store, since=since, location=location)
     status = store_status(store)

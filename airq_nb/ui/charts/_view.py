@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from ...store.readings import read_readings
 from ._index_bands import IndexChoice, choose_index, frame_coordinates, place_coordinates
 from ._series import LEAD, Series, Window, build_series, window
 from ._time import check_tz, now_utc
 
 if TYPE_CHECKING:
-    from ...store._sqlite import Store
+    from ...store import Store
 
 __all__ = ["ReadingsView", "read_view"]
 
@@ -66,8 +67,6 @@ def read_view(
     if store is None:
         readings = data
     else:
-        from airq_nb import read_readings
-
         # More than the window, so its first hour has a whole 24-hour mean.
         since = (span.start - LEAD).to_pydatetime()
         readings = read_readings(store, since=since, location=location, source=source)

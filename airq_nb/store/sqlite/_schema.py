@@ -18,8 +18,8 @@ import json
 import sqlite3
 from collections.abc import Callable
 
-from .._errors import StoreError
-from ._keys import Key, KeyPart, _decode_float, encode_key
+from ..._errors import StoreError
+from .._keys import Key, KeyPart, _decode_float, encode_key
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate"]
 

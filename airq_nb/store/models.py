@@ -1,4 +1,5 @@
-"""The durable queue's models and limits: deliveries, messages, counts, and input checks.
+"""The store's value types and limits: KV entries and commit results; the durable queue's
+deliveries, messages, counts, and input checks.
 
 What a message may be is decided here, before any transaction opens; the SQL lives in
 ``_queue.py`` (statements and row handling, which re-exports these names) and ``queue.py``
@@ -16,14 +17,17 @@ from typing import Any, Literal, NamedTuple
 
 from .._errors import InvalidDelayError, InvalidValueError
 from ._json import dump_value
+from ._keys import Key
 
 __all__ = [
     "DEFAULT_BACKOFF_SCHEDULE",
     "MAX_BACKOFF_ENTRIES",
     "MAX_BACKOFF_SECONDS",
     "MAX_DELAY_SECONDS",
+    "CommitResult",
     "DeadLettered",
     "Delivery",
+    "Entry",
     "FailOutcome",
     "Message",
     "PreparedMessage",
@@ -35,8 +39,31 @@ __all__ = [
     "check_time",
     "check_topic",
     "check_topics",
+    "dump_value",
     "prepare_message",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A KV entry; ``value`` and ``versionstamp`` are ``None`` when the key is absent."""
+
+    key: Key
+    value: Any
+    versionstamp: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    """What an atomic commit did: ``ok`` is False when a check failed and nothing was written."""
+
+    ok: bool
+    versionstamp: str | None = None
+    message_ids: tuple[int, ...] = ()
+
+    def __bool__(self) -> bool:
+        return self.ok
+
 
 #: Seconds to wait before each retry, Deno KV's default: 6 attempts in all.
 DEFAULT_BACKOFF_SCHEDULE: tuple[float, ...] = (0.1, 1.0, 5.0, 30.0, 60.0)

@@ -1,4 +1,4 @@
-"""``Store.wait_for_change``: block until another commit may have changed the file.
+"""``SqliteStore.wait_for_change``: block until another commit may have changed the file.
 
 SQLite tells a connection nothing when another process commits, but ``PRAGMA
 data_version`` on a connection changes whenever any *other* connection (this process's
@@ -9,7 +9,9 @@ within a millisecond, and an idle waiter costs no CPU at all. Where inotify is m
 (macOS, Windows) it looks every :data:`CHECK_INTERVAL` seconds instead.
 ``benchmarks/scheduler_latency.py`` measures the pickup time and the idle cost.
 
-The PostgreSQL backend implements the same method with LISTEN/NOTIFY.
+Each store owns one waiter (opened by its first wait, closed with the store or when its
+last consumer is done). The PostgreSQL backend implements the same method with
+LISTEN/NOTIFY.
 """
 
 from __future__ import annotations
@@ -21,14 +23,9 @@ import select
 import sqlite3
 import threading
 import time
-import weakref
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ._sqlite import Store
-
-__all__ = ["CHECK_INTERVAL", "ChangeWaiter", "unwatch", "wait_for_change", "watch"]
+__all__ = ["CHECK_INTERVAL", "ChangeWaiter"]
 
 #: Without inotify, how often a waiting scheduler looks at ``data_version`` (seconds).
 CHECK_INTERVAL = 0.010
@@ -154,50 +151,3 @@ class ChangeWaiter:
                 self._release()
             finally:
                 self._lock.release()
-
-
-_waiters: weakref.WeakKeyDictionary[Store, ChangeWaiter] = weakref.WeakKeyDictionary()
-_watchers: weakref.WeakKeyDictionary[Store, int] = weakref.WeakKeyDictionary()
-_waiters_lock = threading.Lock()
-
-
-def _waiter(store: Store) -> tuple[ChangeWaiter, bool]:
-    with _waiters_lock:
-        waiter = _waiters.get(store)
-        if waiter is not None:
-            return waiter, False
-        waiter = _waiters[store] = ChangeWaiter(str(store.path))
-        weakref.finalize(store, waiter.close)
-        return waiter, True
-
-
-def wait_for_change(store: Store, timeout: float) -> bool:
-    """``store.wait_for_change(timeout)``: see :meth:`ChangeWaiter.wait` (one waiter per store).
-
-    The first call only starts watching (and returns False at once); :func:`watch` starts
-    it ahead, before the caller first reads the state it will wait on.
-    """
-    waiter, new = _waiter(store)
-    return False if new else waiter.wait(timeout)
-
-
-def watch(store: Store) -> None:
-    """Count a consumer (a scheduler) of ``store``'s waiter; pair with :func:`unwatch`.
-
-    Does not open anything: a store of another backend has its own ``wait_for_change``.
-    """
-    with _waiters_lock:
-        _watchers[store] = _watchers.get(store, 0) + 1
-
-
-def unwatch(store: Store) -> None:
-    """A consumer is done: the last one closes the side connection (it holds the file open)."""
-    with _waiters_lock:
-        left = _watchers.get(store, 0) - 1
-        _watchers[store] = max(left, 0)
-        waiter = _waiters.pop(store, None) if left <= 0 else None
-    if waiter is not None:
-        waiter.close()
-    interrupt = getattr(store, "interrupt_wait", None)
-    if left <= 0 and interrupt is not None:  # another backend's own wait (PostgreSQL)
-        interrupt()

@@ -12,7 +12,6 @@ and every thread, kept while one of those stores is open.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sqlite3
 import threading
@@ -23,7 +22,8 @@ from typing import Any, Literal
 
 import sqlite_utils
 
-from .._errors import InvalidValueError, StoreError
+from ..._errors import StoreError
+from ..queue import call_listeners
 from ._schema import migrate
 
 log = logging.getLogger("airq_nb.store")
@@ -33,9 +33,6 @@ __all__ = [
     "MEMORY",
     "Connection",
     "Durability",
-    "call_listeners",
-    "sql_limit",
-    "subscribe",
 ]
 
 #: How long a writer waits for another process's transaction before giving up.
@@ -68,37 +65,6 @@ _ENVIRONMENTAL = frozenset(
 def _is_environmental(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     return code is not None and code & 0xFF in _ENVIRONMENTAL
-
-
-def subscribe(
-    listeners: list[Callable[[], None]], callback: Callable[[], None]
-) -> Callable[[], None]:
-    """Add ``callback`` to a store's queue-change ``listeners``; returns its unsubscriber."""
-    listeners.append(callback)
-
-    def unsubscribe() -> None:
-        with contextlib.suppress(ValueError):
-            listeners.remove(callback)
-
-    return unsubscribe
-
-
-def call_listeners(listeners: list[Callable[[], None]]) -> None:
-    """Call every queue-change listener of a store, after a commit that added work."""
-    for callback in tuple(listeners):
-        try:
-            callback()
-        except Exception:  # a listener's bug must not fail the write that already committed
-            log.exception("an on_queue_change callback failed")
-
-
-def sql_limit(limit: int | None) -> int:
-    """``limit`` for SQL's LIMIT (-1: no limit), refusing what is not a non-negative int."""
-    if limit is None:
-        return -1
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        raise InvalidValueError(f"limit must be a non-negative integer or None, got {limit!r}")
-    return limit
 
 
 class _SharedMemory:
@@ -319,16 +285,6 @@ class Connection:
                 return cursor.fetchall(), cursor
             except sqlite3.Error as exc:
                 raise self._translate(exc) from exc
-
-    def on_queue_change(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Call ``callback()`` after this store adds deliverable work; returns an unsubscriber.
-
-        SQLite tells a connection nothing about its own commits, so a scheduler in this
-        process subscribes here to start a message enqueued by a notebook cell on time,
-        rather than at its next ``data_version`` poll. Callbacks must be quick and
-        thread-safe (they run on the writing thread).
-        """
-        return subscribe(self._queue_listeners, callback)
 
     def _queue_changed(self) -> None:
         call_listeners(self._queue_listeners)

@@ -1,6 +1,7 @@
 """Checkpointing the WAL beside a running scheduler, from a side connection and thread.
 
-(Apart from ``_batch.py``'s trip verbs, and re-exported there, where the scheduler finds it.)
+A running scheduler gets one from ``store.checkpointer()`` (None on PostgreSQL, whose
+server checkpoints by itself).
 """
 
 from __future__ import annotations
@@ -32,8 +33,6 @@ class WalCheckpointer:
         self._writes = 0
         self._due = threading.Event()
         self._closed = False
-        if self._path.startswith(("postgresql://", "postgres://")):
-            return  # a PostgreSQL store (its ``path`` is its URL): the server checkpoints
         threading.Thread(target=self._run, name="airq-checkpoint", daemon=True).start()
 
     def note_writes(self, count: int) -> None:
