@@ -28,6 +28,7 @@ from ._errors import (
     SourceError,
     SourceUnavailableError,
     StoreError,
+    StoreUnavailableError,
 )
 from .collector._job import CollectResult, collect_now, collect_once
 from .collector._laqn import LAQN_ATTRIBUTION, SOURCE_ATTRIBUTIONS, LaqnSource
@@ -102,6 +103,7 @@ __all__ = [
     "Status",
     "Store",
     "StoreError",
+    "StoreUnavailableError",
     "SystemClock",
     "collect_now",
     "collect_once",

@@ -26,6 +26,7 @@ __all__ = [
     "SourceError",
     "SourceUnavailableError",
     "StoreError",
+    "StoreUnavailableError",
 ]
 
 
@@ -43,6 +44,11 @@ class CollectionFailedError(AirqError):
 
 class StoreError(AirqError):
     """The SQLite file cannot be used as an airq_nb store (corrupt, newer schema, unreadable)."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store's server stayed unreachable until a run's time-out: what it finished is not
+    recorded; those messages stay leased until their leases lapse, then are delivered again."""
 
 
 class ConfigurationError(AirqError, ValueError):

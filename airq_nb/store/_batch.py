@@ -361,6 +361,42 @@ def settle_plan_claim(
     than a third of a lease to get (another process held it), the leases of ``held`` (the
     caller's running deliveries) are renewed first, so the claim never takes them back.
     """
+    trip: Any = _settle_plan_claim
+    if _dialect.is_postgres(store):
+        from .postgres import _batch as _pg
+
+        trip = _pg.settle_plan_claim
+    result: TripResult = trip(
+        store,
+        settlements,
+        prune_before=prune_before,
+        plan=plan,
+        claim_limit=claim_limit,
+        topics=topics,
+        lease_seconds=lease_seconds,
+        now=now,
+        lookahead=lookahead,
+        next_after=next_after,
+        held=held,
+    )
+    return result
+
+
+def _settle_plan_claim(
+    store: Store,
+    settlements: Sequence[Settlement],
+    *,
+    prune_before: float | None,
+    plan: PlanFn | None,
+    claim_limit: int,
+    topics: Collection[str],
+    lease_seconds: float,
+    now: float,
+    lookahead: float,
+    next_after: NextAfterFn,
+    held: Sequence[Delivery] = (),
+) -> TripResult:
+    """:func:`settle_plan_claim`'s transaction (on PostgreSQL, inside a tracked one)."""
     outcomes: list[str] = []
     queued: list[int] = []
     planned, broken = 0, []

@@ -18,13 +18,14 @@ from .. import _dialect, _queue
 from ..delivery_log import LogEntry, prune_delivery_log, write_log_entries
 from ..schedules import NextAfterFn, absorb_slots, record_outcomes
 from . import _queue as _pg_queue
+from ._in_doubt import Work
 
 if TYPE_CHECKING:
-    from .._batch import Settlement
+    from .._batch import Settlement, TripResult
     from .._queue import DeadLettered, Delivery
     from ._store import PostgresStore
 
-__all__ = ["claim_batch", "extend_leases", "settle_batch"]
+__all__ = ["claim_batch", "extend_leases", "settle_batch", "settle_plan_claim"]
 
 
 def claim_batch(
@@ -37,8 +38,30 @@ def claim_batch(
     lookahead: float,
     next_after: NextAfterFn,
 ) -> tuple[list[tuple[Delivery, float]], list[DeadLettered]]:
-    """``store._batch.claim_batch`` on PostgreSQL (same arguments, same result)."""
+    """``store._batch.claim_batch`` on PostgreSQL (same arguments, same result).
+
+    Outside a transaction it is one tracked transaction (``_in_doubt.py``): claims whose
+    COMMIT was cut are given back, never left leased with nobody handling them.
+    """
     from .._batch import _log_dead_on_claim
+
+    if not store._db.in_transaction:
+
+        def claim(returns: list[Settlement]) -> Work:
+            outcomes = settle_batch(store, returns) if returns else []
+            claims, dead = claim_batch(
+                store,
+                limit=limit,
+                topics=topics,
+                lease_seconds=lease_seconds,
+                now=now,
+                lookahead=lookahead,
+                next_after=next_after,
+            )
+            return Work(outcomes, claims, dead_on_claim=dead)
+
+        _, work = store._in_doubt.run(store, (), claim)
+        return work.claims, work.dead_on_claim
 
     topic_list = list(topics)
     expires = now + lease_seconds
@@ -115,7 +138,18 @@ def _hold_back_overlapping_run(conn: Any, delivery: Delivery, now: float) -> boo
 def settle_batch(
     store: PostgresStore, settlements: Sequence[Settlement], *, prune_before: float | None = None
 ) -> list[str]:
-    """``store._batch.settle_batch`` on PostgreSQL (same arguments, same outcomes)."""
+    """``store._batch.settle_batch`` on PostgreSQL (same arguments, same outcomes).
+
+    Outside a transaction it is one tracked transaction (``_in_doubt.py``): a retry of
+    settlements whose COMMIT was cut, but which committed, writes nothing twice.
+    """
+    if not store._db.in_transaction:
+
+        def settle(todo: list[Settlement]) -> Work:
+            return Work(settle_batch(store, todo, prune_before=prune_before))
+
+        outcomes, _ = store._in_doubt.run(store, settlements, settle)
+        return outcomes
     outcomes: list[str] = []
     entries: list[LogEntry] = []
     schedule_rows: list[tuple[str, str | None, str]] = []
@@ -190,3 +224,29 @@ def extend_leases(
         (expires, expires, [d.id for d in deliveries], [d.lease_token for d in deliveries]),
     )
     return {d.id for d in deliveries} - {row[0] for row in kept}
+
+
+def settle_plan_claim(
+    store: PostgresStore, settlements: Sequence[Settlement], **trip: Any
+) -> TripResult:
+    """``store._batch.settle_plan_claim`` on PostgreSQL, as one tracked transaction.
+
+    A trip whose COMMIT was cut by a restart is settled once and its claims given back
+    (``_in_doubt.py``); the caller retries it as any failed trip.
+    """
+    from .. import _batch
+
+    if store._db.in_transaction:
+        return _batch._settle_plan_claim(store, settlements, **trip)  # type: ignore[arg-type]
+
+    def run(todo: list[Settlement]) -> Work:
+        done = _batch._settle_plan_claim(store, todo, **trip)  # type: ignore[arg-type]
+        work = Work(done.outcomes, done.claims, done.queued_runs, done.dead_on_claim)
+        planned[:] = [done.planned, done.broken]
+        return work
+
+    planned: list[Any] = [0, []]
+    outcomes, work = store._in_doubt.run(store, settlements, run)
+    return _batch.TripResult(
+        outcomes, work.queued_runs, planned[0], planned[1], work.claims, work.dead_on_claim
+    )

@@ -1,7 +1,7 @@
 """The change-wait on PostgreSQL: LISTEN on the store's channel, on a connection of its own.
 
-Triggers (``_schema.py``) NOTIFY the channel when a transaction that adds deliverable work
-commits. One thread at a time reads the listening connection; other threads waiting on the
+Triggers (``_schema.py``) NOTIFY the channel when a transaction that adds deliverable work,
+settles a message or writes a KV entry commits. One thread at a time reads the listening connection; other threads waiting on the
 same store wait on a condition and are woken with it, so every waiter sees every change.
 """
 

@@ -20,7 +20,7 @@ from psycopg.pq import ConnStatus
 
 from ..._errors import InvalidValueError, StoreError
 
-__all__ = ["Connections", "redact"]
+__all__ = ["CommitCut", "Connections", "redact"]
 
 #: How long a write waits for another connection's lock before giving up (as SQLite's busy timeout).
 DEFAULT_LOCK_TIMEOUT = 60.0
@@ -53,6 +53,15 @@ def _check_idle(conn: psycopg.Connection[Any]) -> None:
                 return
     conn.close()
     raise psycopg.OperationalError("the server closed this idle connection")
+
+
+class CommitCut(StoreError):
+    """The connection broke during ``COMMIT``: the transaction ``xid`` may or may not have
+    committed; ``pg_xact_status`` tells, once the server answers again."""
+
+    def __init__(self, message: str, *, xid: str) -> None:
+        super().__init__(message)
+        self.xid = xid
 
 
 def _result(cursor: psycopg.Cursor[Any]) -> tuple[list[tuple[Any, ...]], int]:
@@ -130,6 +139,33 @@ class Connections:
                     self._local.conn = None
         except (psycopg.Error, psycopg_pool.PoolTimeout, psycopg_pool.PoolClosed) as exc:
             translated = self.translate(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+
+    @contextmanager
+    def tracked_transaction(self) -> Iterator[tuple[psycopg.Connection[Any], str]]:
+        """:meth:`transaction` with its id (``xid8`` as text) known from its start.
+
+        A connection that breaks during the ``COMMIT`` raises :class:`CommitCut` with that
+        id, so the caller can ask the server later whether it committed; one that breaks
+        before raises the usual ``StoreError`` (nothing was committed). Not nested.
+        """
+        assert not self.in_transaction, "tracked_transaction() does not nest"
+        committing, xid = False, ""
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                (xid,) = conn.execute("SELECT pg_current_xact_id()::text").fetchone()
+                self._local.conn = conn
+                try:
+                    yield conn, xid
+                finally:
+                    self._local.conn = None
+                committing = True  # leaving the block sends COMMIT
+        except (psycopg.Error, psycopg_pool.PoolTimeout, psycopg_pool.PoolClosed) as exc:
+            translated = self.translate(exc)
+            if committing and isinstance(exc, psycopg.OperationalError):
+                raise CommitCut(str(translated), xid=xid) from exc
             if translated is exc:
                 raise
             raise translated from exc

@@ -8,7 +8,7 @@ the same semantics (``docs/semantics.md``). How each guarantee is kept on Postgr
 - **Atomic checks cannot be raced**: a commit takes that counter lock *before* reading the
   versionstamps it checks, so no other KV write can land between its check and its commit.
 - **Claims**: ``FOR UPDATE SKIP LOCKED`` in one autocommit statement (``_queue.py``).
-- **Wake-ups**: triggers NOTIFY the store's channel when deliverable work commits;
+- **Wake-ups**: triggers NOTIFY the store's channel when work, a settlement or a KV write commits;
   :meth:`wait_for_change` LISTENs on a connection of its own.
 """
 
@@ -31,6 +31,7 @@ from ..queue_manager import QueueManager
 from ._atomic import PostgresAtomic
 from ._change_wait import ChangeWait
 from ._connection import DEFAULT_LOCK_TIMEOUT, Connections
+from ._in_doubt import InDoubt
 from ._queue_verbs import QueueVerbs
 from ._schema import channel_name, check_schema_name, create_schema
 
@@ -103,6 +104,8 @@ class PostgresStore(QueueVerbs):
             notify=lambda to: self._db.run("SELECT pg_notify(%s, 'wake')", (to,)),
         )
         self.queue = QueueManager(self)
+        #: Batched writes whose COMMIT a restart cut, until the server says how they ended.
+        self._in_doubt = InDoubt()
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -163,9 +166,10 @@ class PostgresStore(QueueVerbs):
     # -- change-wait --------------------------------------------------------------------
 
     def wait_for_change(self, timeout: float) -> bool:
-        """Block until a commit (any process's, on any machine) may have added deliverable
-        work — a message enqueued, due again, re-driven, or a topic resumed — or until
-        ``timeout`` seconds pass; True if something may have changed.
+        """Block until a commit (any process's, on any machine) may have changed the store —
+        a message enqueued, due again, re-driven, acked or dead-lettered, a topic resumed, a
+        schedule changed, a KV entry written — or until ``timeout`` seconds pass; True if
+        something may have changed (as any commit to a SQLite file answers True there).
 
         The first call starts listening and returns True at once: what happened before it
         listened is unknown, so the caller should look. A lost connection is re-opened and
