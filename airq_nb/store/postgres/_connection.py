@@ -7,6 +7,7 @@ connection, and every store call the same thread makes inside it joins it, as wi
 
 from __future__ import annotations
 
+import contextlib
 import selectors
 import threading
 from collections.abc import Iterator, Sequence
@@ -154,14 +155,22 @@ class Connections:
         assert not self.in_transaction, "tracked_transaction() does not nest"
         committing, xid = False, ""
         try:
-            with self._pool.connection() as conn, conn.transaction():
-                (xid,) = conn.execute("SELECT pg_current_xact_id()::text").fetchone()
+            with self._pool.connection() as conn:
+                # BEGIN and the id in one round trip (a trip's latency is round trips).
+                cursor = conn.execute("BEGIN; SELECT pg_current_xact_id()::text")
+                cursor.nextset()
+                (xid,) = cursor.fetchone()
                 self._local.conn = conn
                 try:
                     yield conn, xid
-                finally:
+                except BaseException:
                     self._local.conn = None
-                committing = True  # leaving the block sends COMMIT
+                    with contextlib.suppress(psycopg.Error):  # a broken one is discarded
+                        conn.execute("ROLLBACK")
+                    raise
+                self._local.conn = None
+                committing = True
+                conn.execute("COMMIT")
         except (psycopg.Error, psycopg_pool.PoolTimeout, psycopg_pool.PoolClosed) as exc:
             translated = self.translate(exc)
             if committing and isinstance(exc, psycopg.OperationalError):
