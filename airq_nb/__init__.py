@@ -27,6 +27,7 @@ from ._errors import (
     SourceConfigurationError,
     SourceError,
     SourceUnavailableError,
+    StoreClosedError,
     StoreError,
     StoreUnavailableError,
 )
@@ -102,6 +103,7 @@ __all__ = [
     "SourceUnavailableError",
     "Status",
     "Store",
+    "StoreClosedError",
     "StoreError",
     "StoreUnavailableError",
     "SystemClock",

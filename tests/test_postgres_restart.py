@@ -279,3 +279,17 @@ def test_a_trip_cut_at_commit_settles_once_and_gives_its_claims_back(
     # No handler ran twice: the settlements were not redone, the claims never started.
     assert sorted(handled) == list(range(total))
     _assert_settled_once(postgres_store_url, total)
+
+
+@pytest.mark.backends("sqlite", "postgres")
+def test_a_run_on_a_closed_store_raises_at_once_rather_than_waiting(db_path: Path) -> None:
+    store = airq_nb.open_store(db_path)
+    sched = airq_nb.Scheduler(store)
+    sched.listen_queue(lambda value: None)
+    store.enqueue(1)
+    store.close()
+    started = time.monotonic()
+    with pytest.raises(airq_nb.StoreClosedError, match="open it again"):
+        asyncio.run(sched.run_until_idle(timeout=30))
+    assert time.monotonic() - started < 10  # not ridden out as an outage
+    sched.close()

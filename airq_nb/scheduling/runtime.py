@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from .._errors import SchedulerError, StoreError, StoreUnavailableError
+from .._errors import SchedulerError, StoreClosedError, StoreError, StoreUnavailableError
 from ..store._batch import WalCheckpointer
 from ..store._change_wait import unwatch, watch
 from ._api import SchedulerApi, positive, until_as_unix, weak_call
@@ -360,6 +360,8 @@ class Scheduler(SchedulerApi, Waiting):
             try:
                 await dispatcher.flush()
                 return await dispatcher.call_store(dispatcher.overall_next_due)
+            except StoreClosedError:
+                raise
             except StoreError as exc:
                 loop = asyncio.get_running_loop()
                 if deadline is not None and loop.time() >= deadline:
@@ -398,6 +400,8 @@ class Scheduler(SchedulerApi, Waiting):
             self._stop_watching()
             try:
                 tick = await dispatcher.trip()
+            except StoreClosedError:
+                raise
             except StoreError as exc:  # the server restarted or crashed: ride it out
                 await self._outage(exc, None)
                 continue
