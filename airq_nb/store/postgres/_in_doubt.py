@@ -72,12 +72,6 @@ class InDoubt:
         #: with the next trip's.
         self._unreported = Work()
 
-    @property
-    def pending(self) -> bool:
-        """True while a cut transaction's outcome is unknown or its effects are not handed back."""
-        with self._lock:
-            return bool(self._cuts or self._settled or self._give_back)
-
     def run(
         self,
         store: PostgresStore,
