@@ -30,7 +30,9 @@ __all__ = [
     "SourceConfigurationError",
     "SourceError",
     "SourceUnavailableError",
+    "StoreClosedError",
     "StoreError",
+    "StoreUnavailableError",
     "UnknownIndexError",
     "UnknownParameterError",
 ]
@@ -50,6 +52,15 @@ class CollectionFailedError(AirqError):
 
 class StoreError(AirqError):
     """The SQLite file cannot be used as an airq_nb store (corrupt, newer schema, unreadable)."""
+
+
+class StoreClosedError(StoreError):
+    """The store was closed (``store.close()``); open it again with ``open_store()``."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store's server stayed unreachable until a run's time-out: what it finished is not
+    recorded; those messages stay leased until their leases lapse, then are delivered again."""
 
 
 class ConfigurationError(AirqError, ValueError):

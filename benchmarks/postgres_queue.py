@@ -13,9 +13,15 @@ Measured, one message per commit unless said otherwise, same small JSON payload:
   (airq_nb ``claim`` + ``ack``,
   also ``ack_and_claim`` and ``claim_many`` + ``ack_many``; procrastinate's worker with
   ``delete_jobs="always"``; pgqueuer's ``QueueManager`` in drain mode);
+- Scheduler drain: the same backlog through ``Scheduler(store)`` at its defaults,
+  ``listen_queue`` and ``run_until_idle`` (async and sync no-op handlers), first to last
+  handler call, beside procrastinate's worker above;
 - pickup latency: each system's consumer in its own process, idle and waiting (airq_nb
-  ``wait_for_change``, procrastinate and pgqueuer their LISTEN/NOTIFY), all at once; every
-  20 ms each is sent one message, in turn; latency = handler start - enqueue time.
+  ``wait_for_change`` around ``claim``, and a started ``Scheduler(store)``; procrastinate
+  and pgqueuer their LISTEN/NOTIFY), all at once; every 20 ms each is sent one message, in
+  turn; latency = handler start - enqueue time. Measured twice: as the machine is, and
+  with the benchmark's own CPU load, ``--load`` busy processes (default: one per core)
+  spinning in pure Python while the consumers wait and the parent sends.
 
 Ratios are to procrastinate (``x procr.``): above 1 is faster (for latency: lower).
 """
@@ -65,13 +71,34 @@ out = open(sys.argv[2], "a", buffering=1)
 store.wait_for_change(0)  # listening from here on
 print("ready", flush=True)
 while True:
-    delivery = store.claim()
+    delivery = store.claim(topics=["default"])
     if delivery is None:
         store.wait_for_change(5.0)
         continue
     out.write(f"{(time.time() - delivery.value['t']) * 1000}\\n")
     store.ack(delivery)
 """
+
+AIRQ_SCHEDULER_CONSUMER = """
+import asyncio, sys, time, airq_nb
+store = airq_nb.open_store(sys.argv[1])
+out = open(sys.argv[2], "a", buffering=1)
+
+async def stamp(value):
+    out.write(f"{(time.time() - value['t']) * 1000}\\n")
+
+async def main():
+    sched = airq_nb.Scheduler(store)
+    sched.listen_queue(stamp, topic="stamp")
+    sched.start()
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+#: A busy process: the benchmark's own CPU load for the loaded pickup run.
+BUSY = "while True: pass"
 
 PROCRASTINATE_CONSUMER = """
 import asyncio, logging, sys, time
@@ -117,13 +144,26 @@ asyncio.run(main())
 
 
 def pickup_latencies(
-    systems: dict[str, tuple[str, str, Callable[[float], None]]], count: int
+    systems: dict[str, tuple[str, str, Callable[[float], None]]], count: int, *, load: int = 0
 ) -> dict[str, list[float]]:
     """Latencies (ms) of ``count`` messages per system, each consumer in its own process.
 
     ``systems`` maps a name to (consumer code, URL, ``send(t)``). Every 20 ms each system
-    is sent one message, in turn, so a busy moment of the machine hits them alike.
+    is sent one message, in turn, so a busy moment of the machine hits them alike. With
+    ``load``, that many busy processes spin meanwhile.
     """
+    busy = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(load)]
+    try:
+        return _pickups(systems, count)
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
+
+
+def _pickups(
+    systems: dict[str, tuple[str, str, Callable[[float], None]]], count: int
+) -> dict[str, list[float]]:
     with tempfile.TemporaryDirectory() as folder:
         outs = {name: Path(folder) / f"{name}.txt" for name in systems}
         processes = {
@@ -206,7 +246,36 @@ def bench_airq_nb(url: str, n: int, batch: int) -> dict[str, Any]:
             result[name] = total / _timed(drain)
             assert store.queue.counts().total == 0
 
+        for kind in ("async", "sync"):
+            fill()
+            result[f"Scheduler drain ({kind})"] = scheduler_drain(store, kind == "async")
+            assert store.queue.counts().total == 0
+
     return result
+
+
+def scheduler_drain(store: Any, is_async: bool) -> float:
+    """Messages per second through ``Scheduler(store)`` at its defaults and ``run_until_idle``,
+    first to last handler call (as procrastinate's worker is measured)."""
+    import airq_nb
+
+    queued = store.queue.counts().total
+    handled: list[float] = []
+    sched = airq_nb.Scheduler(store)
+    if is_async:
+
+        async def noop(value: Any) -> None:
+            handled.append(time.perf_counter())
+
+        sched.listen_queue(noop)
+    else:
+        sched.listen_queue(lambda value: handled.append(time.perf_counter()))
+    try:
+        summary = asyncio.run(sched.run_until_idle(timeout=600))
+    finally:
+        sched.close()
+    assert summary.delivered == queued, summary
+    return _handler_rate(handled, queued)
 
 
 def bench_procrastinate(url: str, n: int, batch: int) -> dict[str, Any]:
@@ -366,11 +435,34 @@ def _table(results: dict[str, dict[str, Any]]) -> str:
         cells += [f"{p50:.1f}", f"{p99:.1f}", f"{ref99 / p99:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
     extra = results["airq_nb"]
-    for name in ("deliver ack_and_claim", "deliver claim_many(100)"):
+    for name in (
+        "Scheduler drain (async)",
+        "Scheduler drain (sync)",
+        "deliver ack_and_claim",
+        "deliver claim_many(100)",
+    ):
         lines.append(
             f"\nairq_nb {name}: {extra[name]:,.0f}/s "
             f"({extra[name] / reference['deliver']:.2f}x procrastinate's deliver)"
         )
+    return "\n".join(lines)
+
+
+def _pickup_table(quiet: dict[str, list[float]], loaded: dict[str, list[float]], load: int) -> str:
+    lines = [
+        f"| consumer | p50 ms | p99 ms | max ms | p50 ms, {load} busy | p99 ms, {load} busy "
+        f"| max ms, {load} busy |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for system in quiet:
+        cells = [system]
+        for latencies in (quiet[system], loaded[system]):
+            cells += [
+                f"{_percentile(latencies, 50):.1f}",
+                f"{_percentile(latencies, 99):.1f}",
+                f"{max(latencies):.1f}",
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -380,6 +472,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000, help="messages in the batch enqueue")
     parser.add_argument("--pickups", type=int, default=200, help="messages for pickup latency")
     parser.add_argument("--quick", action="store_true", help="small counts, a few seconds")
+    parser.add_argument(
+        "--load", type=int, default=os.cpu_count() or 2, help="busy processes, loaded pickups"
+    )
     args = parser.parse_args()
     if not os.environ.get("AIRQ_NB_TEST_PG"):
         # Start a throwaway server exactly as scripts/test does, and run again inside it.
@@ -405,6 +500,11 @@ def main() -> None:
         store = stack.enter_context(airq_nb.open_store(urls["airq_nb"]))
         systems = {
             "airq_nb": (AIRQ_CONSUMER, urls["airq_nb"], lambda t: store.enqueue({"t": t})),
+            "airq_nb Scheduler": (
+                AIRQ_SCHEDULER_CONSUMER,
+                urls["airq_nb"],
+                lambda t: store.enqueue({"t": t}, topic="stamp"),
+            ),
             "procrastinate": (
                 PROCRASTINATE_CONSUMER,
                 urls["procrastinate"],
@@ -416,13 +516,19 @@ def main() -> None:
                 stack.enter_context(_async_sender("pgqueuer", urls["pgqueuer"])),
             ),
         }
-        for system, latencies in pickup_latencies(systems, args.pickups).items():
-            results[system]["latency"] = latencies
+        before = os.getloadavg()
+        quiet = pickup_latencies(systems, args.pickups)
+        loaded = pickup_latencies(systems, args.pickups, load=args.load)
+        for system in results:
+            results[system]["latency"] = quiet[system]
     print(
         f"\n{args.n} messages (enqueue, deliver), batch of {args.batch}, {args.pickups} pickups; "
-        f"PostgreSQL on a Unix socket, fsync off.\n"
+        f"PostgreSQL on a Unix socket, fsync off; {os.cpu_count()} cores, load average "
+        f"{before[0]:.2f} before the pickups.\n"
     )
     print(_table(results))
+    print(f"\nPickup latency, as the machine is and with {args.load} busy processes:\n")
+    print(_pickup_table(quiet, loaded, args.load))
 
 
 if __name__ == "__main__":

@@ -195,7 +195,8 @@ class Dispatcher:
         on the store thread: wait for it, count what it settled, and give back the claims
         it brings, so no message is left leased with nobody handling it."""
         while not future.done():
-            with contextlib.suppress(asyncio.CancelledError):
+            # A failed trip is seen below: its error must not replace the cancellation.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.shield(future)
         if future.cancelled() or future.exception() is not None:
             return  # nothing committed: the settlements stay pending

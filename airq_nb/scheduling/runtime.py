@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from .._errors import SchedulerError
+from .._errors import SchedulerError, StoreClosedError, StoreError, StoreUnavailableError
 from ._api import SchedulerApi, positive, until_as_unix, weak_call
 from ._waiting import Waiting
 from .delivery_log import utc
@@ -43,6 +43,10 @@ __all__ = ["RunSummary", "Scheduler"]
 log = logging.getLogger("airq_nb.scheduler")
 #: The background runtime claims a message this long before it is due, then starts it on time.
 EARLY_CLAIM_SECONDS = 0.010
+#: A headless run waits this long after its first failed trip to the store, then twice as
+#: long each time, up to OUTAGE_PAUSE_MAX (a server restarting: see run_until_idle).
+OUTAGE_PAUSE_MIN = 0.05
+OUTAGE_PAUSE_MAX = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +134,7 @@ class Scheduler(SchedulerApi, Waiting):
         self._session = False
         self._stopping = False
         self._runtime_error: str | None = None
+        self._outage_pause = OUTAGE_PAUSE_MIN
         self._closed = False
         try:
             # Remember the kernel's loop so start() from a widget thread can hand over to it.
@@ -297,6 +302,13 @@ class Scheduler(SchedulerApi, Waiting):
         in-flight work is then released (a running sync handler's message is kept, as by
         :meth:`stop`) and ``timed_out`` is set. A sync handler that overran
         ``handler_timeout`` is not waited for: its message is kept until its thread returns.
+
+        A store that fails a trip (a PostgreSQL restart or crash, a lost connection, a lock
+        time-out) is retried after a pause growing to 1 s, as by :meth:`start`, for as long
+        as ``timeout`` allows (without one, until it answers); nothing is lost or settled
+        twice. If the time-out comes while the store still cannot be written, it raises
+        :class:`~airq_nb.StoreUnavailableError` (a ``StoreError``) instead of returning:
+        what it finished but could not record is delivered again once its leases lapse.
         """
         if self.running or self._session:
             raise SchedulerError(
@@ -306,20 +318,27 @@ class Scheduler(SchedulerApi, Waiting):
         loop = asyncio.get_running_loop()
         started = self.clock.now()
         limit = started if until is None else until_as_unix(until, started)
+        deadline = None if timeout is None else loop.time() + timeout
         self._begin_session(loop)
         dispatcher = self._dispatcher
         timed_out = False
+        next_due: float | None = None
         try:
-            async with self._helpers(), asyncio.timeout(timeout):
-                await self._drain(limit)
-        except TimeoutError:
-            timed_out = True
+            async with self._helpers():  # the leases are kept until everything is settled
+                try:
+                    async with asyncio.timeout(timeout):
+                        await self._drain(limit)
+                except TimeoutError:
+                    timed_out = True
+                except BaseException:
+                    await dispatcher.release_in_flight()
+                    await dispatcher.flush()
+                    raise
+                await dispatcher.release_in_flight()
+                next_due = await self._settle_all(deadline)
         finally:
-            await dispatcher.release_in_flight()
-            await dispatcher.flush()
             self._session = False
         counts = dispatcher.counts
-        next_due = await dispatcher.call_store(dispatcher.overall_next_due)
         return RunSummary(
             delivered=counts.delivered,
             failed=counts.failed,
@@ -331,6 +350,45 @@ class Scheduler(SchedulerApi, Waiting):
             timed_out=timed_out,
         )
 
+    async def _settle_all(self, deadline: float | None) -> float | None:
+        """Commit every pending settlement and read the next due time, riding out a store
+        outage until ``deadline`` (loop time); past it, :class:`StoreUnavailableError`."""
+        dispatcher = self._dispatcher
+        while True:
+            try:
+                await dispatcher.flush()
+                return await dispatcher.call_store(dispatcher.overall_next_due)
+            except StoreClosedError:
+                raise
+            except StoreError as exc:
+                loop = asyncio.get_running_loop()
+                if deadline is not None and loop.time() >= deadline:
+                    unsettled = len(dispatcher.pending)
+                    raise StoreUnavailableError(
+                        f"run_until_idle() reached its time-out while the store could not be "
+                        f"written ({describe(exc)}). {unsettled} finished deliveries are not "
+                        "recorded: their messages stay leased until their leases lapse "
+                        f"(at most {self.lease_seconds:g} s) and are then delivered again "
+                        "(at least once). Run it again once the store is reachable."
+                    ) from exc
+                await self._outage(exc, deadline)
+
+    async def _outage(self, exc: StoreError, deadline: float | None) -> None:
+        """A trip failed on the store (a server restart, a lost connection, a lock time-out):
+        report it, wait a little (longer each time, at most 1 s, never past ``deadline``)."""
+        self._runtime_error = describe(exc)
+        pause = self._outage_pause
+        self._outage_pause = min(2.0 * pause, OUTAGE_PAUSE_MAX)
+        log.warning("airq_nb scheduler: %s; retrying in %.2g s", self._runtime_error, pause)
+        if deadline is not None:
+            pause = min(pause, max(0.0, deadline - asyncio.get_running_loop().time()))
+        await asyncio.sleep(pause)
+
+    def _store_reached(self) -> None:
+        if self._outage_pause != OUTAGE_PAUSE_MIN:
+            self._outage_pause = OUTAGE_PAUSE_MIN
+            self._runtime_error = None
+
     async def _drain(self, limit: float) -> None:
         assert self._wake is not None
         dispatcher = self._dispatcher
@@ -338,7 +396,14 @@ class Scheduler(SchedulerApi, Waiting):
         while True:
             self._wake.clear()
             self._stop_watching()
-            tick = await dispatcher.trip()
+            try:
+                tick = await dispatcher.trip()
+            except StoreClosedError:
+                raise
+            except StoreError as exc:  # the server restarted or crashed: ride it out
+                await self._outage(exc, None)
+                continue
+            self._store_reached()
             stalls = 0 if tick.progress else stalls
             if dispatcher.pending:
                 if tick.saturated:  # a backlog: quick handlers share trips

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from .._clock import Clock
+    from ._batch import Settlement, Work
     from ._dialect import Dialect
     from ._keys import Key
     from .kv import AtomicOperation
@@ -297,6 +298,14 @@ class Store(Protocol):
 
     def _undelivered_writer(self, conn: Any) -> Callable[[Sequence[bytes], str], None]:
         """Writes a dead letter's value under its keys in ``conn``'s transaction."""
+        ...
+
+    def _tracked(
+        self, settlements: Sequence[Settlement], body: Callable[[builtins.list[Settlement]], Work]
+    ) -> tuple[builtins.list[str], Work]:
+        """Run one batched verb's transaction ``body`` (``store/_batch.py``); the outcomes of
+        ``settlements`` and what it did. PostgreSQL tracks it, so a COMMIT a restart cut is
+        never settled twice (``postgres/_in_doubt.py``)."""
         ...
 
     # -- lifetime -----------------------------------------------------------------------

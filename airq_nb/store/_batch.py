@@ -14,7 +14,7 @@ import logging
 import operator
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import _queue
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Settlement",
     "TripResult",
+    "Work",
     "claim_batch",
     "extend_leases",
     "settle_batch",
@@ -83,6 +84,35 @@ def claim_batch(
     ends (or at once when that run is settled), with its attempt not counted — so two runs
     of one schedule never overlap.
     """
+    trip: dict[str, Any] = {
+        "limit": limit,
+        "topics": topics,
+        "lease_seconds": lease_seconds,
+        "now": now,
+        "lookahead": lookahead,
+        "next_after": next_after,
+    }
+
+    def claim(give_back: list[Settlement]) -> Work:
+        outcomes = _settle_batch(store, give_back) if give_back else []
+        claims, dead = _claim_batch(store, **trip)
+        return Work(outcomes, claims, dead_on_claim=dead)
+
+    _, work = store._tracked((), claim)
+    return work.claims, work.dead_on_claim
+
+
+def _claim_batch(
+    store: Store,
+    *,
+    limit: int,
+    topics: Collection[str],
+    lease_seconds: float,
+    now: float,
+    lookahead: float,
+    next_after: NextAfterFn,
+) -> tuple[list[tuple[Delivery, float]], list[DeadLettered]]:
+    """:func:`claim_batch`'s transaction (on PostgreSQL, inside a tracked one)."""
     if limit < 1 or not topics:
         return [], []
     dialect = store.dialect
@@ -239,6 +269,18 @@ def settle_batch(
     lease had expired and another consumer owns the message (nothing of it is changed).
     ``prune_before`` also deletes log rows that finished before it.
     """
+
+    def settle(todo: list[Settlement]) -> Work:
+        return Work(_settle_batch(store, todo, prune_before=prune_before))
+
+    outcomes, _ = store._tracked(settlements, settle)
+    return outcomes
+
+
+def _settle_batch(
+    store: Store, settlements: Sequence[Settlement], *, prune_before: float | None = None
+) -> list[str]:
+    """:func:`settle_batch`'s transaction (on PostgreSQL, inside a tracked one)."""
     outcomes: list[str] = []
     rows: list[tuple[Any, ...]] = []
     schedule_rows: list[tuple[str, str | None, str]] = []
@@ -318,6 +360,17 @@ class TripResult:
     dead_on_claim: list[DeadLettered]
 
 
+@dataclass(slots=True)
+class Work:
+    """What one batched verb's transaction did, for :meth:`Store._tracked` to report (on
+    PostgreSQL it is kept while a cut COMMIT is in doubt: ``postgres/_in_doubt.py``)."""
+
+    outcomes: list[str] = field(default_factory=list)
+    claims: list[tuple[Delivery, float]] = field(default_factory=list)
+    queued_runs: list[int] = field(default_factory=list)
+    dead_on_claim: list[DeadLettered] = field(default_factory=list)
+
+
 def settle_plan_claim(
     store: Store,
     settlements: Sequence[Settlement],
@@ -340,6 +393,46 @@ def settle_plan_claim(
     than a third of a lease to get (another process held it), the leases of ``held`` (the
     caller's running deliveries) are renewed first, so the claim never takes them back.
     """
+    planned: list[Any] = [0, []]
+
+    def run(todo: list[Settlement]) -> Work:
+        done = _settle_plan_claim(
+            store,
+            todo,
+            prune_before=prune_before,
+            plan=plan,
+            claim_limit=claim_limit,
+            topics=topics,
+            lease_seconds=lease_seconds,
+            now=now,
+            lookahead=lookahead,
+            next_after=next_after,
+            held=held,
+        )
+        planned[:] = [done.planned, done.broken]
+        return Work(done.outcomes, done.claims, done.queued_runs, done.dead_on_claim)
+
+    outcomes, work = store._tracked(settlements, run)
+    return TripResult(
+        outcomes, work.queued_runs, planned[0], planned[1], work.claims, work.dead_on_claim
+    )
+
+
+def _settle_plan_claim(
+    store: Store,
+    settlements: Sequence[Settlement],
+    *,
+    prune_before: float | None,
+    plan: PlanFn | None,
+    claim_limit: int,
+    topics: Collection[str],
+    lease_seconds: float,
+    now: float,
+    lookahead: float,
+    next_after: NextAfterFn,
+    held: Sequence[Delivery] = (),
+) -> TripResult:
+    """:func:`settle_plan_claim`'s transaction (on PostgreSQL, inside a tracked one)."""
     outcomes: list[str] = []
     queued: list[int] = []
     planned, broken = 0, []

@@ -8,6 +8,7 @@ inherit it and add only connections, transactions, errors, migrations and waking
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Self
 
 from .._clock import SystemClock
@@ -16,6 +17,7 @@ from .queue import QueueVerbs
 
 if TYPE_CHECKING:
     from .._clock import Clock
+    from ._batch import Settlement, Work
 
 __all__ = ["StoreCore"]
 
@@ -45,6 +47,14 @@ class StoreCore(KvVerbs, QueueVerbs):
             last = self._waiting_consumers == 0
         if last:
             self._no_one_waits()
+
+    def _tracked(
+        self, settlements: Sequence[Settlement], body: Callable[[list[Settlement]], Work]
+    ) -> tuple[list[str], Work]:
+        """Run a batched verb's transaction (``store/_batch.py``); the body opens it. A
+        backend whose COMMIT can be cut with an unknown result tracks it instead."""
+        work = body(list(settlements))
+        return work.outcomes, work
 
     def _no_one_waits(self) -> None:
         """The backend's part of :meth:`close_change_wait` when the last consumer is done."""

@@ -1,7 +1,7 @@
 """The change-wait on PostgreSQL: LISTEN on the store's channel, on a connection of its own.
 
-Triggers (``_schema.py``) NOTIFY the channel when a transaction that adds deliverable work
-commits. One thread at a time reads the listening connection; other threads waiting on the
+Triggers (``_schema.py``) NOTIFY the channel when a transaction that adds deliverable work,
+settles a message or writes a KV entry commits. One thread at a time reads the listening connection; other threads waiting on the
 same store wait on a condition and are woken with it, so every waiter sees every change.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ..._errors import StoreError
+from ..._errors import StoreClosedError, StoreError
 
 __all__ = ["ChangeWait"]
 
@@ -90,7 +90,7 @@ class ChangeWait:
 
     def _listen(self) -> psycopg.Connection[Any]:
         if self._closed:
-            raise StoreError(
+            raise StoreClosedError(
                 f"the store at {self._where} is closed; open it again with open_store()"
             )
         try:

@@ -7,6 +7,7 @@ connection, and every store call the same thread makes inside it joins it, as wi
 
 from __future__ import annotations
 
+import contextlib
 import selectors
 import threading
 from collections.abc import Iterator, Sequence
@@ -18,9 +19,9 @@ import psycopg_pool
 from psycopg import errors, sql
 from psycopg.pq import ConnStatus
 
-from ..._errors import InvalidValueError, StoreError
+from ..._errors import InvalidValueError, StoreClosedError, StoreError
 
-__all__ = ["Connections", "redact"]
+__all__ = ["CommitCut", "Connections", "redact"]
 
 #: How long a write waits for another connection's lock before giving up (as SQLite's busy timeout).
 DEFAULT_LOCK_TIMEOUT = 60.0
@@ -53,6 +54,15 @@ def _check_idle(conn: psycopg.Connection[Any]) -> None:
                 return
     conn.close()
     raise psycopg.OperationalError("the server closed this idle connection")
+
+
+class CommitCut(StoreError):
+    """The connection broke during ``COMMIT``: the transaction ``xid`` may or may not have
+    committed; ``pg_xact_status`` tells, once the server answers again."""
+
+    def __init__(self, message: str, *, xid: str) -> None:
+        super().__init__(message)
+        self.xid = xid
 
 
 def _result(cursor: psycopg.Cursor[Any]) -> tuple[list[tuple[Any, ...]], int]:
@@ -134,6 +144,41 @@ class Connections:
                 raise
             raise translated from exc
 
+    @contextmanager
+    def tracked_transaction(self) -> Iterator[tuple[psycopg.Connection[Any], str]]:
+        """:meth:`transaction` with its id (``xid8`` as text) known from its start.
+
+        A connection that breaks during the ``COMMIT`` raises :class:`CommitCut` with that
+        id, so the caller can ask the server later whether it committed; one that breaks
+        before raises the usual ``StoreError`` (nothing was committed). Not nested.
+        """
+        assert not self.in_transaction, "tracked_transaction() does not nest"
+        committing, xid = False, ""
+        try:
+            with self._pool.connection() as conn:
+                # BEGIN and the id in one round trip (a trip's latency is round trips).
+                cursor = conn.execute("BEGIN; SELECT pg_current_xact_id()::text")
+                cursor.nextset()
+                (xid,) = cursor.fetchone()
+                self._local.conn = conn
+                try:
+                    yield conn, xid
+                except BaseException:
+                    self._local.conn = None
+                    with contextlib.suppress(psycopg.Error):  # a broken one is discarded
+                        conn.execute("ROLLBACK")
+                    raise
+                self._local.conn = None
+                committing = True
+                conn.execute("COMMIT")
+        except (psycopg.Error, psycopg_pool.PoolTimeout, psycopg_pool.PoolClosed) as exc:
+            translated = self.translate(exc)
+            if committing and isinstance(exc, psycopg.OperationalError):
+                raise CommitCut(str(translated), xid=xid) from exc
+            if translated is exc:
+                raise
+            raise translated from exc
+
     def run(
         self, query: Any, params: Sequence[Any] | dict[str, Any] = ()
     ) -> tuple[list[tuple[Any, ...]], int]:
@@ -156,7 +201,7 @@ class Connections:
     def translate(self, exc: BaseException) -> BaseException:
         """Our error for a failure of the server, the network or a lock; SQL errors stay."""
         if isinstance(exc, psycopg_pool.PoolClosed):
-            return StoreError(
+            return StoreClosedError(
                 f"the store at {self.where} is closed; open it again with open_store()"
             )
         if isinstance(exc, psycopg.DataError) and "NUL" in str(exc):

@@ -18,7 +18,7 @@ from ..._errors import ConfigurationError, StoreError
 
 __all__ = ["SCHEMA_VERSION", "STEPS", "channel_name", "check_schema_name", "create_schema"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,49}")
 
 _TABLES = """
@@ -126,8 +126,8 @@ CREATE INDEX IF NOT EXISTS reading_revisions_series ON reading_revisions (source
 # A waiting consumer (wait_for_change) LISTENs on the store's channel. The triggers NOTIFY it
 # inside the transactions that add deliverable work — new messages, messages due again
 # (retry, release, redrive) and resumed topics — and PostgreSQL delivers the notification
-# when, and only if, that transaction commits. Claims, acks and lease extensions notify
-# nobody, so consumers are not woken by each other's bookkeeping.
+# when, and only if, that transaction commits. Claims and lease extensions notify nobody,
+# so consumers are not woken by each other's bookkeeping (acks do, since step 3).
 _NOTIFY = """
 CREATE OR REPLACE FUNCTION notify_queue() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -192,6 +192,23 @@ CREATE INDEX IF NOT EXISTS alert_history_at ON alert_history (at);
 CREATE INDEX IF NOT EXISTS alert_history_rule ON alert_history (rule, place, at);
 """
 
+# Step 4's triggers: KV writes and settled messages (acked, or dead-lettered) wake a waiting
+# consumer too, as any commit to a SQLite file wakes one there: a Scheduler waiting on
+# another process's KV write or ack (a flight finishing elsewhere frees a schedule) looks at
+# once. Statement-level where they can be, so a batch of acks sends one notification.
+_NOTIFY_KV_AND_SETTLED = """
+DROP TRIGGER IF EXISTS kv_changed ON kv;
+CREATE TRIGGER kv_changed AFTER INSERT OR UPDATE OR DELETE ON kv
+    FOR EACH STATEMENT EXECUTE FUNCTION notify_queue();
+DROP TRIGGER IF EXISTS queue_acked ON queue;
+CREATE TRIGGER queue_acked AFTER DELETE ON queue
+    FOR EACH STATEMENT EXECUTE FUNCTION notify_queue();
+DROP TRIGGER IF EXISTS queue_dead_lettered ON queue;
+CREATE TRIGGER queue_dead_lettered AFTER UPDATE OF state ON queue
+    FOR EACH ROW WHEN (NEW.state = 'dead' AND OLD.state <> 'dead')
+    EXECUTE FUNCTION notify_queue();
+"""
+
 #: The numbered steps: a schema at version n has run the first n; each is idempotent.
 STEPS = (
     ("KV, queue, paused topics and their NOTIFY triggers", (_TABLES, _NOTIFY)),
@@ -200,6 +217,7 @@ STEPS = (
         (_SCHEDULER_AND_READINGS, _NOTIFY, _NOTIFY_SCHEDULES),
     ),
     ("alert rules, states and history", (_ALERTS,)),
+    ("KV writes and settled messages NOTIFY too", (_NOTIFY_KV_AND_SETTLED,)),
 )
 
 

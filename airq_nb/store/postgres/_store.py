@@ -10,7 +10,10 @@ each guarantee is kept on PostgreSQL:
 - **Atomic checks cannot be raced**: a commit takes that counter lock *before* reading the
   versionstamps it checks, so no other KV write can land between its check and its commit.
 - **Claims**: ``FOR UPDATE SKIP LOCKED`` in one autocommit statement (``store/_queue.py``).
-- **Wake-ups**: triggers NOTIFY the store's channel when deliverable work commits;
+- **Batched writes** (a scheduler's trip) are tracked transactions: one whose COMMIT a
+  restart cut is asked about later and never settled twice (``_in_doubt.py``).
+- **Wake-ups**: triggers NOTIFY the store's channel when work, a settlement or a KV write
+  commits;
   :meth:`wait_for_change` LISTENs on a connection of its own.
 """
 
@@ -19,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
@@ -36,7 +39,11 @@ from ..queue import call_listeners
 from ..queue_manager import QueueManager
 from ._change_wait import ChangeWait
 from ._connection import DEFAULT_LOCK_TIMEOUT, Connections
+from ._in_doubt import InDoubt
 from ._schema import channel_name, check_schema_name, create_schema
+
+if TYPE_CHECKING:
+    from .._batch import Settlement, Work
 
 __all__ = ["PostgresStore"]
 
@@ -101,6 +108,8 @@ class PostgresStore(StoreCore):
             notify=lambda to: self._db.run("SELECT pg_notify(%s, 'wake')", (to,)),
         )
         self.queue = QueueManager(self)
+        #: Batched writes whose COMMIT a restart cut, until the server says how they ended.
+        self._in_doubt = InDoubt()
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -121,6 +130,16 @@ class PostgresStore(StoreCore):
 
     def _run(self, statement: str, params: Sequence[Any]) -> tuple[list[Any], int]:
         return self._db.run(pg_sql(statement), params)
+
+    def _tracked(
+        self, settlements: Sequence[Settlement], body: Callable[[list[Settlement]], Work]
+    ) -> tuple[list[str], Work]:
+        """A batched verb as one tracked transaction (``_in_doubt.py``); inside a caller's
+        own transaction it simply joins it."""
+        if self._db.in_transaction:
+            work = body(list(settlements))
+            return work.outcomes, work
+        return self._in_doubt.run(self, settlements, body)
 
     @contextmanager
     def _tx(self) -> Iterator[PgConnection]:
@@ -164,9 +183,10 @@ class PostgresStore(StoreCore):
     # -- change-wait --------------------------------------------------------------------
 
     def wait_for_change(self, timeout: float) -> bool:
-        """Block until a commit (any process's, on any machine) may have added deliverable
-        work — a message enqueued, due again, re-driven, or a topic resumed — or until
-        ``timeout`` seconds pass; True if something may have changed.
+        """Block until a commit (any process's, on any machine) may have changed the store —
+        a message enqueued, due again, re-driven, acked or dead-lettered, a topic resumed, a
+        schedule changed, a KV entry written — or until ``timeout`` seconds pass; True if
+        something may have changed (as any commit to a SQLite file answers True there).
 
         The first call starts listening and returns True at once: what happened before it
         listened is unknown, so the caller should look. A lost connection is re-opened and
