@@ -207,11 +207,13 @@ class Dispatcher:
             # stop() began while the trip was under way: give the claims back unstarted.
             self._give_back(result.claims)
             return Tick(result.planned, result.wake_at, result.throttled)
-        gone = flights.prefetched.revalidate(result.paused, checked_at=result.paused_at)
+        prefetched = flights.prefetched
+        prefetched.add(result.claims, checked_at=result.claimed_at)
+        gone = prefetched.revalidate(result.paused, checked_at=result.paused_at)
         if gone:  # their topic was paused meanwhile: they go back, unstarted
             self._give_back((p.delivery, p.scheduled_at) for p in gone)
-        if result.claims or flights.prefetched:
-            flights.admit(result.claims, checked_at=result.claimed_at)
+        if prefetched:
+            flights.start_batch()
         saturated = bool(topics) and (free - len(result.claims) <= 0 or self.free_slots() <= 0)
         return Tick(
             result.planned + len(result.claims), result.wake_at, result.throttled, saturated

@@ -17,7 +17,7 @@ import contextvars
 import functools
 import inspect
 import math
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..store._batch import Settlement
@@ -137,10 +137,9 @@ class Flights:
             oldest = asyncio.get_running_loop().time() - launched
         return self.prefetched.room(oldest_running=oldest)
 
-    def admit(self, claims: Iterable[tuple[Delivery, float]], *, checked_at: float) -> None:
-        """One trip's claims, whose topics were seen not paused at ``checked_at``
-        (``time.monotonic``): start what the free slots take, in due order; the rest waits."""
-        self.prefetched.add(claims, checked_at=checked_at)
+    def start_batch(self) -> None:
+        """After a trip (its claims added to the prefetch): start what the free slots take,
+        in due order, as one batch; the rest waits."""
         self._batch += 1
         self._unlanded = self.start_waiting()
         self._launched_at = asyncio.get_running_loop().time()

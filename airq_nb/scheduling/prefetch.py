@@ -47,6 +47,8 @@ class Prefetch:
         self.limit = limit
         self.concurrency = concurrency
         self._waiting: collections.deque[Prefetched] = collections.deque()
+        #: When a trip last saw the topics of every message waiting then not paused.
+        self._validated_at = -float("inf")
         #: Smoothed seconds from a handler's launch to its landing (None: none landed yet).
         self.run_time: float | None = None
 
@@ -96,23 +98,31 @@ class Prefetch:
         waiting = self._waiting
         fresh_after = time.monotonic() - PREFETCH_FRESH_SECONDS
         taken: list[Prefetched] = []
+        if self._validated_at >= fresh_after:  # everything waiting is fresh
+            while waiting and len(taken) < most:
+                taken.append(waiting.popleft())
+            return taken
         while waiting and len(taken) < most and waiting[0].checked_at >= fresh_after:
             taken.append(waiting.popleft())
         return taken
 
     def revalidate(self, paused: Collection[str] | None, *, checked_at: float) -> list[Prefetched]:
-        """A trip read the paused topics at ``checked_at`` (``None``: it could not): the
-        messages of paused ones are taken out (to be given back), the rest are fresh again."""
+        """A trip read the paused topics at ``checked_at`` (``None``: it could not), after
+        its claims were added: the messages of paused ones are taken out (to be given
+        back), the rest are fresh again."""
         if paused is None or not self._waiting:
             return []
-        every = "*" in paused
-        gone = [p for p in self._waiting if every or p.delivery.topic in paused]
-        if gone:
-            self._waiting = collections.deque(
-                p for p in self._waiting if not (every or p.delivery.topic in paused)
-            )
-        for item in self._waiting:
-            item.checked_at = max(item.checked_at, checked_at)
+        gone: list[Prefetched] = []
+        if paused:
+            every = "*" in paused
+            gone = [p for p in self._waiting if every or p.delivery.topic in paused]
+            if gone:
+                self._waiting = collections.deque(
+                    p for p in self._waiting if not (every or p.delivery.topic in paused)
+                )
+        # Every message waiting now was seen unpaused then: one stamp for all of them
+        # (a message added later was claimed later, and carries its own later stamp).
+        self._validated_at = max(self._validated_at, checked_at)
         return gone
 
     def take_all(self) -> list[Prefetched]:
