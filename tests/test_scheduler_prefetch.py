@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import airq_nb
+from airq_nb.scheduling import prefetch
 from airq_nb.scheduling.prefetch import PREFETCH_FRESH_SECONDS, PREFETCH_HORIZON
 
 pytestmark = pytest.mark.backends("sqlite", "postgres")
@@ -268,3 +269,22 @@ def test_two_processes_sharing_a_backlog_both_get_a_share(
         log = airq_nb.read_delivery_log(store)
         assert len(log) == messages and set(log["outcome"]) == {"ok"}
         assert store.queue.counts().total == 0
+
+
+def test_claims_seen_unpaused_too_long_ago_are_looked_at_again_not_given_up(store, monkeypatch):
+    """A slow trip (a loaded machine, a far server) brings claims back stale for the pause
+    check: the scheduler trips again to re-read the paused topics, and delivers them all."""
+    monkeypatch.setattr(prefetch, "PREFETCH_FRESH_SECONDS", 0.002)
+    started = []
+
+    async def handler(value):
+        started.append(value)
+        await asyncio.sleep(0)
+
+    fill(store, 200)
+    sched = airq_nb.Scheduler(store, concurrency=1)
+    sched.listen_queue(handler)
+    summary = run(sched.run_until_idle(timeout=60))
+    sched.close()
+    assert started == list(range(200))
+    assert summary.delivered == 200 and summary.released == 0

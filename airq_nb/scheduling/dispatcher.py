@@ -212,12 +212,16 @@ class Dispatcher:
         gone = prefetched.revalidate(result.paused, checked_at=result.paused_at)
         if gone:  # their topic was paused meanwhile: they go back, unstarted
             self._give_back((p.delivery, p.scheduled_at) for p in gone)
+        wake_at = result.wake_at
         if prefetched:
             flights.start_batch()
+            if prefetched and self.free_slots() > 0:
+                # Slots are free but what waits was seen unpaused too long ago (the trip
+                # was slow): look again at once; the next trip re-reads the paused topics.
+                wake_at = self.clock.now() if wake_at is None else min(wake_at, self.clock.now())
+                return Tick(result.planned + len(result.claims), wake_at, result.throttled, True)
         saturated = bool(topics) and (free - len(result.claims) <= 0 or self.free_slots() <= 0)
-        return Tick(
-            result.planned + len(result.claims), result.wake_at, result.throttled, saturated
-        )
+        return Tick(result.planned + len(result.claims), wake_at, result.throttled, saturated)
 
     def _give_back(self, claims: Iterable[tuple[Delivery, float]]) -> None:
         """Queue unstarted claims to be released (due again at once, attempt not counted)."""
