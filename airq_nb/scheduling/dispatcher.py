@@ -2,14 +2,17 @@
 
 One *trip* to the store is one write transaction that settles every delivery that
 finished since the last trip (ack, retry or dead letter, each with its delivery-log row),
-queues the runs of due schedules, and claims as many due messages as there are free
-slots (bounded by ``concurrency`` and ``max_deliveries_per_second``). Handlers that finish
-while a trip is under way share the next one. Trips run on the dispatcher's own store
+queues the runs of due schedules, and claims due messages: as many as there are free
+slots (bounded by ``concurrency`` and ``max_deliveries_per_second``) plus a prefetch that
+waits for slots (see :mod:`.prefetch`; none under a rate limit). Handlers that finish
+while a trip is under way share the next one, and refill their slots from the prefetch
+meanwhile. Trips run on the dispatcher's own store
 thread, lease keep-alives on another, so neither a slow commit nor a lock held by another
 process ever blocks the event loop, and keep-alives never queue behind a long write.
 The handlers themselves run in :mod:`.flights`, whose outcomes land in ``pending``.
 
-A handler's message stays leased until its settlement commits: a crash in between
+A message stays leased from its claim until its settlement commits (prefetched, running,
+finished: its lease is renewed throughout): a crash in between
 redelivers it (at-least-once), and a schedule's next run is never planned before the
 previous one is settled (no overlap).
 """
@@ -21,7 +24,8 @@ import contextlib
 import functools
 import logging
 import math
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -82,6 +86,11 @@ class _TripResult:
     dead_on_claim: int
     wake_at: float | None
     throttled: bool
+    #: When the commit (hence the claims' look at paused topics) was made (monotonic).
+    claimed_at: float = 0.0
+    #: The paused topics, read (at ``paused_at``) when messages waited prefetched, else None.
+    paused: frozenset[str] | None = None
+    paused_at: float = 0.0
 
 
 class Dispatcher:
@@ -94,6 +103,7 @@ class Dispatcher:
         handlers: dict[str, Handler],
         *,
         concurrency: int,
+        prefetch: int = 0,
         rate: float | None,
         lease_seconds: float,
         handler_timeout: float | None,
@@ -119,6 +129,8 @@ class Dispatcher:
             handlers,
             self.pending,
             concurrency=concurrency,
+            # A rate limit decides when each delivery starts: claim no more than may start.
+            prefetch=0 if rate is not None else prefetch,
             handler_timeout=handler_timeout,
             on_change=on_change,
             adopt=self.orphans.adopt,
@@ -128,8 +140,7 @@ class Dispatcher:
         self.threads = self.flights.threads
         self.counts = Counts()
         self.lead = 0.0
-        #: Set by stop(): claims that come back from a trip under way are given back.
-        self.stopping = False
+        self._stopping = False
         self.checkpointer: Checkpointer | None = None
         self._next_token = -math.inf
         self._last_prune = -math.inf
@@ -142,10 +153,26 @@ class Dispatcher:
 
     def free_slots(self) -> int:
         """Concurrency slots not taken by running handlers or stuck sync threads."""
-        return self.concurrency - len(self.in_flight) - self.threads.stuck
+        return self.flights.free_slots()
+
+    @property
+    def stopping(self) -> bool:
+        """Set by stop(): nothing more starts; claims that come back from a trip under
+        way, and prefetched messages, are given back."""
+        return self._stopping
+
+    @stopping.setter
+    def stopping(self, value: bool) -> None:
+        self._stopping = value
+        self.flights.starting = not value
+
+    @property
+    def prefetched(self) -> int:
+        """How many claimed messages wait for a free slot."""
+        return len(self.flights.prefetched)
 
     def begin(self, *, lead: float) -> None:
-        self.lead = lead
+        self.lead = self.flights.lead = lead
         self.counts = Counts()
         self.stopping = False
 
@@ -160,10 +187,14 @@ class Dispatcher:
         """Settle what finished, plan due schedules, claim and launch what is due."""
         settlements = list(self.pending)
         topics = tuple(self.handlers)
-        free = 0 if self.stopping else self.free_slots()
-        # Running deliveries, for a trip that waited long for the lock to renew first.
-        held = [f.delivery for f in self._holding() if not f.lease_lost]
-        future = self._store_thread.submit(self._trip_in_store, settlements, topics, free, held)
+        flights = self.flights
+        free = 0 if self.stopping else max(self.free_slots(), 0) + flights.prefetch_room()
+        # Held deliveries, for a trip that waited long for the lock to renew first.
+        held = self._held()
+        # Messages wait prefetched: the trip reads the paused topics for them.
+        future = self._store_thread.submit(
+            self._trip_in_store, settlements, topics, free, held, bool(flights.prefetched)
+        )
         try:
             result = await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -173,20 +204,34 @@ class Dispatcher:
         self._count(settlements, result)
         if self.stopping and result.claims:
             # stop() began while the trip was under way: give the claims back unstarted.
-            now = self.clock.now()
-            self.pending.extend(
-                Settlement(d, at, now, now, release=True) for d, at in result.claims
-            )
+            self._give_back(result.claims)
             return Tick(result.planned, result.wake_at, result.throttled)
-        launch, lead = self.flights.launch, self.lead
-        if result.claims:
-            self.flights.new_batch(len(result.claims))
-        for delivery, scheduled_at in result.claims:
-            launch(delivery, scheduled_at, lead=lead)
-        saturated = bool(topics) and free - len(result.claims) <= 0
-        return Tick(
-            result.planned + len(result.claims), result.wake_at, result.throttled, saturated
-        )
+        prefetched = flights.prefetched
+        prefetched.add(result.claims, checked_at=result.claimed_at)
+        gone = prefetched.revalidate(result.paused, checked_at=result.paused_at)
+        if gone:  # their topic was paused meanwhile: they go back, unstarted
+            self._give_back((p.delivery, p.scheduled_at) for p in gone)
+        wake_at = result.wake_at
+        if prefetched:
+            flights.start_batch()
+            if prefetched and self.free_slots() > 0:
+                # Slots are free but what waits was seen unpaused too long ago (the trip
+                # was slow): look again at once; the next trip re-reads the paused topics.
+                wake_at = self.clock.now() if wake_at is None else min(wake_at, self.clock.now())
+                return Tick(result.planned + len(result.claims), wake_at, result.throttled, True)
+        saturated = bool(topics) and (free - len(result.claims) <= 0 or self.free_slots() <= 0)
+        return Tick(result.planned + len(result.claims), wake_at, result.throttled, saturated)
+
+    def _give_back(self, claims: Iterable[tuple[Delivery, float]]) -> None:
+        """Queue unstarted claims to be released (due again at once, attempt not counted)."""
+        now = self.clock.now()
+        self.pending.extend(Settlement(d, at, now, now, release=True) for d, at in claims)
+
+    def _held(self) -> list[Delivery]:
+        """The deliveries whose leases this session keeps: running, stuck, prefetched."""
+        held = [f.delivery for f in self._holding() if not f.lease_lost]
+        held += [p.delivery for p in self.flights.prefetched]
+        return held
 
     async def _abandon_trip(
         self, future: asyncio.Future[_TripResult], settlements: list[Settlement]
@@ -203,8 +248,7 @@ class Dispatcher:
         result = future.result()
         del self.pending[: len(settlements)]
         self._count(settlements, result)
-        now = self.clock.now()
-        self.pending.extend(Settlement(d, at, now, now, release=True) for d, at in result.claims)
+        self._give_back(result.claims)
 
     def _count(self, settlements: list[Settlement], result: _TripResult) -> None:
         counts = self.counts
@@ -239,6 +283,7 @@ class Dispatcher:
         topics: tuple[str, ...],
         free: int,
         held: list[Delivery],
+        read_paused: bool = False,
     ) -> _TripResult:
         store = self.store
         now = self.clock.now()
@@ -285,6 +330,9 @@ class Dispatcher:
         if self.rate is not None:
             for _ in claims:
                 self._next_token = max(self._next_token, now) + 1.0 / self.rate
+        # SQLite: the claim read the paused topics holding the write lock, so no pause
+        # committed before this moment.
+        claimed_at = time.monotonic()
         self._note_writes(len(settlements) + len(queued) + len(claims))
         committed = writing or wants_claim or wants_plan
         throttled = False
@@ -306,8 +354,25 @@ class Dispatcher:
         except Exception as exc:
             log.info("airq_nb scheduler: could not read the next due time: %s", describe(exc))
             wake_at = now + 1.0
+        paused, paused_at = None, 0.0
+        if read_paused:
+            paused_at = time.monotonic()
+            try:  # the prefetched may start if their topic is not paused now
+                paused = frozenset(store.queue.paused_topics())
+            except Exception as exc:  # they wait (stale) for the next trip
+                log.info("airq_nb scheduler: could not read the paused topics: %s", describe(exc))
         return _TripResult(
-            outcomes, len(queued), planned, broken, claims, len(dead), wake_at, throttled
+            outcomes,
+            len(queued),
+            planned,
+            broken,
+            claims,
+            len(dead),
+            wake_at,
+            throttled,
+            claimed_at,
+            paused,
+            paused_at,
         )
 
     def _note_writes(self, count: int) -> None:
@@ -340,7 +405,7 @@ class Dispatcher:
         while True:
             await asyncio.sleep(pause)
             pause = interval
-            held = [f.delivery for f in self._holding() if not f.lease_lost]
+            held = self._held()
             held += [s.delivery for s in self.pending if not s.release]
             if not held:
                 continue
@@ -362,6 +427,7 @@ class Dispatcher:
             for flight in self._holding():
                 # Another consumer has it now: stop extending; its settlement logs "lost".
                 flight.lease_lost = flight.lease_lost or flight.delivery.id in lost
+            self.flights.prefetched.drop(lost)  # prefetched ones are not started at all
 
     def _holding(self) -> list[Flight]:
         """Deliveries whose leases this session keeps: running, and timed out but whose
@@ -369,7 +435,10 @@ class Dispatcher:
         return [*self.in_flight, *self.flights.stuck_flights]
 
     async def release_in_flight(self) -> None:
-        """Stop running handlers; their messages go back (see ``Flights.release_all``)."""
+        """Stop running handlers; their messages, and the prefetched ones, go back (see
+        ``Flights.release_all``)."""
+        self.flights.starting = False
+        self._give_back((p.delivery, p.scheduled_at) for p in self.flights.prefetched.take_all())
         await self.flights.release_all()
 
     async def flush(self) -> None:

@@ -1,6 +1,7 @@
 """Handlers running for claimed deliveries: start them, time them out, collect their outcomes.
 
-A claimed delivery becomes a :class:`Flight`. An async handler runs as one task on the
+A claimed delivery waits in the prefetch (:mod:`.prefetch`) for a free slot, then becomes
+a :class:`Flight`; a landing flight's slot goes to the next prefetched message at once. An async handler runs as one task on the
 loop; a sync one is handed straight to the thread pool (no task, no future), and its
 outcome comes back through the pool's mailbox. Either way the outcome lands in
 ``pending`` as a :class:`~airq_nb.store._batch.Settlement`, for the dispatcher's next
@@ -30,6 +31,7 @@ from .executors import (
     is_async,
     timed_out,
 )
+from .prefetch import Prefetch
 
 if TYPE_CHECKING:
     from .._clock import Clock
@@ -49,6 +51,7 @@ class Flight:
         "call",
         "deadline",
         "delivery",
+        "launched",
         "lease_lost",
         "scheduled_at",
         "started_at",
@@ -65,6 +68,8 @@ class Flight:
         self.started_at = 0.0
         #: Loop time after which the handler has overrun ``handler_timeout``.
         self.deadline = deadline
+        #: Loop time of the launch (how long handlers take sizes the prefetch).
+        self.launched = 0.0
         self.task: asyncio.Task[None] | None = None
         self.call: SyncCall | None = None
         self.lease_lost = False
@@ -81,11 +86,19 @@ class Flights:
         pending: list[Settlement],
         *,
         concurrency: int,
+        prefetch: int = 0,
         handler_timeout: float | None,
         on_change: Callable[[], None],
         adopt: Callable[..., None],
     ) -> None:
         self.clock = clock
+        self.concurrency = concurrency
+        #: Claimed messages waiting for a free slot, in claim (due) order.
+        self.prefetched = Prefetch(limit=prefetch, concurrency=concurrency)
+        #: False while stopping: nothing prefetched starts (it is given back).
+        self.starting = True
+        #: How early a claim may be started on time (the dispatcher's ``lead``).
+        self.lead = 0.0
         #: Takes a delivery whose sync thread outlives its attempt (``OrphanKeeper.adopt``).
         self._adopt = adopt
         self.handlers = handlers
@@ -109,11 +122,39 @@ class Flights:
         self._launched_at = 0.0
         self._landing = 0.0
 
-    def new_batch(self, size: int) -> None:
-        """The next ``size`` launches are one trip's claims."""
+    # -- prefetching -------------------------------------------------------------------
+
+    def free_slots(self) -> int:
+        """Concurrency slots not taken by running handlers or stuck sync threads."""
+        return self.concurrency - len(self.in_flight) - self.threads.stuck
+
+    def prefetch_room(self) -> int:
+        """How many more messages a claim may take beyond the free slots (see
+        :meth:`Prefetch.room`)."""
+        oldest = None
+        if self.in_flight:
+            launched = next(iter(self.in_flight)).launched
+            oldest = asyncio.get_running_loop().time() - launched
+        return self.prefetched.room(oldest_running=oldest)
+
+    def start_batch(self) -> None:
+        """After a trip (its claims added to the prefetch): start what the free slots take,
+        in due order, as one batch; the rest waits."""
         self._batch += 1
-        self._unlanded = size
+        self._unlanded = self.start_waiting()
         self._launched_at = asyncio.get_running_loop().time()
+
+    def start_waiting(self) -> int:
+        """Start prefetched messages in the free slots, oldest first; returns how many."""
+        if not self.prefetched or not self.starting:
+            return 0
+        free = self.free_slots()
+        if free <= 0:
+            return 0
+        taken = self.prefetched.take_fresh(free)
+        for item in taken:
+            self.launch(item.delivery, item.scheduled_at, lead=self.lead)
+        return len(taken)
 
     def gather_time(self) -> float:
         """How long to wait for the newest batch to land before settling what already did.
@@ -123,8 +164,8 @@ class Flights:
         whole batches have been landing quickly (at most ``GATHER_LIMIT``): slow handlers'
         outcomes are settled, and their slots refilled, at once.
         """
-        if self._unlanded <= 0 or self._landing <= 0:
-            return 0.0
+        if self._unlanded <= 0 or self._landing <= 0 or self.prefetched:
+            return 0.0  # (prefetched messages keep the slots busy while the trip runs)
         limit = min(GATHER_LIMIT, 2.0 * self._landing)
         return limit - (asyncio.get_running_loop().time() - self._launched_at)
 
@@ -136,6 +177,7 @@ class Flights:
         timeout = self.handler_timeout
         deadline = math.inf if timeout is None else loop.time() + timeout
         flight = Flight(delivery, scheduled_at, deadline, self._batch)
+        flight.launched = loop.time()
         self.in_flight[flight] = None
         if timeout is not None and self._watchdog is None:
             self._watchdog = loop.call_at(deadline, self._expire)
@@ -257,11 +299,15 @@ class Flights:
         """Take ``flight`` out of ``in_flight`` (False if it already was)."""
         if self.in_flight.pop(flight, True) is True:
             return False
+        now = asyncio.get_running_loop().time()
+        took = now - flight.launched
+        self.prefetched.landed(took)
         if flight.batch == self._batch:
             self._unlanded -= 1
             if self._unlanded == 0:  # the whole batch landed: how long that took, smoothed
-                took = asyncio.get_running_loop().time() - self._launched_at
-                self._landing += 0.25 * (took - self._landing)
+                self._landing += 0.25 * (now - self._launched_at - self._landing)
+        if self.prefetched:
+            self.start_waiting()  # the freed slot goes to the next prefetched message
         if not self.in_flight:
             self._all_landed()
         return True

@@ -77,7 +77,9 @@ class Scheduler(SchedulerApi, Waiting):
 
     ``concurrency`` bounds handlers running at once (sync ones run on a pool of that many
     threads) and ``max_deliveries_per_second`` the rate at which a backlog is started
-    (flood control). Due messages are claimed, and finished ones settled, in batches. A
+    (flood control). Due messages are claimed, and finished ones settled, in batches;
+    ``prefetch`` more than the free slots may be claimed to wait for one (only as many as
+    the handlers lately started within 50 ms, and none under a rate limit). A
     handler's lease is extended while it runs; one that runs longer than
     ``handler_timeout`` counts as failed (see :meth:`listen_queue`). ``poll_interval`` is
     the longest one wait for another process's commit lasts before it is renewed. Delivery
@@ -90,6 +92,7 @@ class Scheduler(SchedulerApi, Waiting):
         *,
         clock: Clock | None = None,
         concurrency: int = 4,
+        prefetch: int = 256,
         max_deliveries_per_second: float | None = None,
         lease_seconds: float = 30.0,
         handler_timeout: float | None = 300.0,
@@ -98,9 +101,12 @@ class Scheduler(SchedulerApi, Waiting):
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise SchedulerError(f"concurrency must be a positive integer, got {concurrency!r}")
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
+            raise SchedulerError(f"prefetch must be an integer >= 0, got {prefetch!r}")
         self.store = store
         self.clock: Clock = clock or store.clock
         self.concurrency = concurrency
+        self.prefetch = prefetch
         self.max_deliveries_per_second = positive(
             max_deliveries_per_second, "max_deliveries_per_second", allow_none=True
         )
@@ -119,6 +125,7 @@ class Scheduler(SchedulerApi, Waiting):
             self.clock,
             self._handlers,
             concurrency=concurrency,
+            prefetch=prefetch,
             rate=self.max_deliveries_per_second,
             lease_seconds=self.lease_seconds,
             handler_timeout=self.handler_timeout,
