@@ -27,6 +27,7 @@ from ._errors import (
     SourceConfigurationError,
     SourceError,
     SourceUnavailableError,
+    StoreClosedError,
     StoreError,
 )
 from .collector._job import CollectResult, collect_now, collect_once
@@ -101,6 +102,7 @@ __all__ = [
     "SourceUnavailableError",
     "Status",
     "Store",
+    "StoreClosedError",
     "StoreError",
     "SystemClock",
     "collect_now",

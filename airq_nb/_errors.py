@@ -25,6 +25,7 @@ __all__ = [
     "SourceConfigurationError",
     "SourceError",
     "SourceUnavailableError",
+    "StoreClosedError",
     "StoreError",
 ]
 
@@ -43,6 +44,10 @@ class CollectionFailedError(AirqError):
 
 class StoreError(AirqError):
     """The SQLite file cannot be used as an airq_nb store (corrupt, newer schema, unreadable)."""
+
+
+class StoreClosedError(StoreError):
+    """The store was closed (``store.close()``); open it again with ``open_store()``."""
 
 
 class ConfigurationError(AirqError, ValueError):

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ._keys import Key
     from ._queue import DeadLettered, Delivery, FailOutcome, Message, QueueCounts
     from ._sqlite import AtomicOperation, CommitResult, Entry
+    from ._watch import KeyWatch
 
 __all__ = ["Backend", "QueueAdmin"]
 
@@ -117,6 +118,10 @@ class Backend(Protocol):
         reverse: bool = False,
     ) -> list[Entry]:
         """Entries in Deno's key order: a range scan under ``prefix``, from ``start`` to ``end``."""
+        ...
+
+    def watch(self, keys: Sequence[Key]) -> KeyWatch:
+        """The entries of up to 10 keys now, then after each commit changing any (Deno's watch)."""
         ...
 
     def atomic(self) -> AtomicOperation:

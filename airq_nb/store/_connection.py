@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import sqlite_utils
 
-from .._errors import InvalidValueError, StoreError
+from .._errors import InvalidValueError, StoreClosedError, StoreError
 from ._schema import migrate
 
 log = logging.getLogger("airq_nb.store")
@@ -257,7 +257,9 @@ class Connection:
     def _translate(self, exc: sqlite3.Error) -> Exception:
         """Our error for a failure of the file or of the lock; programming errors stay as they are."""
         if isinstance(exc, sqlite3.ProgrammingError) and "closed" in str(exc):
-            return StoreError(f"the store {self.path} is closed; open it again with open_store()")
+            return StoreClosedError(
+                f"the store {self.path} is closed; open it again with open_store()"
+            )
         if not _is_environmental(exc):
             return exc
         code = exc.sqlite_errorcode & 0xFF

@@ -19,6 +19,7 @@ from . import _dialect, _queue
 from ._connection import sql_limit
 from ._json import dump_value, load_value
 from ._keys import Key, decode_key, encode_key, prefix_range
+from ._watch import KeyWatch
 
 if TYPE_CHECKING:
     from ._queue import PreparedMessage
@@ -175,9 +176,9 @@ class KvVerbs:
     def get_many(self, keys: Sequence[Key]) -> list[Entry]:
         """Entries for several keys, read in one consistent snapshot."""
         with self._reading() as conn:
-            if conn.in_transaction:
-                return [self.get(key) for key in keys]
             try:
+                if conn.in_transaction:
+                    return [self.get(key) for key in keys]
                 conn.execute("BEGIN")
                 try:
                     return [self.get(key) for key in keys]
@@ -208,6 +209,14 @@ class KvVerbs:
         ``prefix`` selects the keys that extend it, not the prefix key itself, as in Deno.
         """
         return list_entries(self, prefix=prefix, start=start, end=end, limit=limit, reverse=reverse)
+
+    def watch(self, keys: Sequence[Key]) -> KeyWatch:
+        """The entries of up to 10 keys now, then again after each commit changing any of them.
+
+        ``async for entries in store.watch([key, ...])`` (or a plain ``for`` in a thread);
+        Deno KV's ``kv.watch``. See :class:`~airq_nb.store._watch.KeyWatch`.
+        """
+        return KeyWatch(self, keys)
 
     def atomic(self) -> AtomicOperation:
         """Start an atomic operation: checks, sets, deletes, sums and enqueues, all or nothing."""

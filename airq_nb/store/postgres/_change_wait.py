@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ..._errors import StoreError
+from ..._errors import StoreClosedError, StoreError
 
 __all__ = ["ChangeWait"]
 
@@ -90,7 +90,7 @@ class ChangeWait:
 
     def _listen(self) -> psycopg.Connection[Any]:
         if self._closed:
-            raise StoreError(
+            raise StoreClosedError(
                 f"the store at {self._where} is closed; open it again with open_store()"
             )
         try:

@@ -18,7 +18,7 @@ import psycopg_pool
 from psycopg import errors, sql
 from psycopg.pq import ConnStatus
 
-from ..._errors import InvalidValueError, StoreError
+from ..._errors import InvalidValueError, StoreClosedError, StoreError
 
 __all__ = ["Connections", "redact"]
 
@@ -156,7 +156,7 @@ class Connections:
     def translate(self, exc: BaseException) -> BaseException:
         """Our error for a failure of the server, the network or a lock; SQL errors stay."""
         if isinstance(exc, psycopg_pool.PoolClosed):
-            return StoreError(
+            return StoreClosedError(
                 f"the store at {self.where} is closed; open it again with open_store()"
             )
         if isinstance(exc, psycopg.DataError) and "NUL" in str(exc):

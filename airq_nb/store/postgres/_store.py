@@ -227,6 +227,7 @@ class PostgresStore(QueueVerbs):
     set = KvVerbs.set
     delete = KvVerbs.delete
     list = KvVerbs.list
+    watch = KvVerbs.watch
 
     def atomic(self) -> PostgresAtomic:
         """Start an atomic operation: checks, sets, deletes, sums and enqueues, all or nothing."""
