@@ -14,9 +14,11 @@ wake-ups for every watch of that store in the process:
 - SQLite: a :class:`~airq_nb.store._change_wait.ChangeWaiter` of its own (``PRAGMA
   data_version`` + inotify, as ``store.wait_for_change``), since the store's shared waiter
   serves one consumer (the scheduler) and a second one would take its wake-ups.
-- PostgreSQL: ``store.wait_for_change`` (LISTEN/NOTIFY) and ``store.data_version()`` every
-  :data:`POSTGRES_LOOK_EVERY` seconds, which moves with any commit on the server, KV writes
-  included even where they send no NOTIFY.
+- PostgreSQL: ``store.data_version()`` every :data:`POSTGRES_LOOK_EVERY` seconds (one tiny
+  query); it moves with every commit on the server, KV writes included, which send no
+  NOTIFY. Not ``store.wait_for_change``: a change its LISTEN connection reads for one
+  waiting thread is not reported to a thread that calls it later, so the watch would take
+  a scheduler's wake-ups (``tests/test_watch.py``).
 
 Every watch also re-reads at least every :data:`RESYNC_INTERVAL` seconds (an entry's expiry
 is no commit, and shows then). A closed store ends the watch (as Deno's stream ends when
@@ -51,7 +53,7 @@ log = logging.getLogger("airq_nb.watch")
 MAX_WATCHED_KEYS = 10
 #: A watch re-reads its keys at least this often, whatever the change signal says (seconds).
 RESYNC_INTERVAL = 2.0
-#: On PostgreSQL, how often the hub looks at ``data_version`` between NOTIFYs (seconds).
+#: On PostgreSQL, how often the hub looks at ``data_version`` (seconds).
 POSTGRES_LOOK_EVERY = 0.02
 #: On a SQLite file, how long one wait of the hub lasts before it checks the store is open.
 _SQLITE_LOOK_EVERY = 0.25
@@ -131,8 +133,8 @@ class _ChangeHub:
     # -- the thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
-        waiter = None if self._postgres or self._path is None else ChangeWaiter(self._path)
-        memory = self._path == ":memory:"
+        file = not self._postgres and self._path != ":memory:"
+        waiter = ChangeWaiter(str(self._path)) if file else None
         last: int | None = None
         failing = False
         try:
@@ -146,9 +148,7 @@ class _ChangeHub:
                     return
                 try:
                     if waiter is None:
-                        changed = store.wait_for_change(POSTGRES_LOOK_EVERY)
-                    elif memory:
-                        time.sleep(_MEMORY_LOOK_EVERY)
+                        time.sleep(POSTGRES_LOOK_EVERY if self._postgres else _MEMORY_LOOK_EVERY)
                         changed = False
                     else:
                         changed = waiter.wait(_SQLITE_LOOK_EVERY)
