@@ -377,3 +377,106 @@ def test_a_watch_rides_out_a_postgresql_restart(postgres_store_url: str) -> None
         assert next(watch) == [airq_nb.Entry(("r",), "after", stamp)]
         store.set(("r",), "again")  # the store's own pool reconnected too
         assert next(watch)[0].value == "again"
+
+
+# -- the live views: refreshed by watch, the poll as the fallback ------------------------
+
+
+def _collect(store: airq_nb.Store, openmeteo_server) -> int:
+    source = airq_nb.source_from_env("open-meteo", base_url=openmeteo_server.url)
+    return airq_nb.collect_now(store, source=source).stored
+
+
+async def _until(condition, seconds: float = MUST_COME) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        await asyncio.sleep(0.05)
+    return condition()
+
+
+@in_loop
+async def test_the_status_panel_refreshes_when_the_collector_stores_readings(
+    store: airq_nb.Store, openmeteo_server
+) -> None:
+    """Its poll is an hour away: the first readings show through the store's change signal
+    (nothing to watch yet), later runs through a watch of the collector's records, which
+    an unrelated commit does not touch."""
+    from airq_nb.collector._job import RECORDS
+    from airq_nb.ui.widgets import StatusPanel
+
+    panel = StatusPanel(store, interval=3600)
+    try:
+        assert "none yet" in panel.value
+        stored = await asyncio.to_thread(_collect, store, openmeteo_server)
+        assert await _until(lambda: f"{stored:,} hourly readings" in panel.value)
+        assert panel.changes == 1
+        await asyncio.sleep(0.5)  # the panel now watches the record the run wrote
+        await asyncio.to_thread(store.set, ("unrelated",), 1)
+        await asyncio.sleep(2.5)
+        assert panel.changes == 1, "an unrelated commit refreshed the watching panel"
+        record = (*RECORDS, "London", "open-meteo")
+        value = (await asyncio.to_thread(store.get, record)).value
+        await asyncio.to_thread(store.set, record, {**value, "outcome": "error"})
+        assert await _until(lambda: panel.changes == 2)
+    finally:
+        panel.close()
+    assert await asyncio.to_thread(_wait_until, lambda: not _hub_threads())
+
+
+@in_loop
+async def test_the_live_chart_redraws_when_readings_land(
+    store: airq_nb.Store, openmeteo_server
+) -> None:
+    """LiveChart with its poll an hour away: the collector's run shows in the stats panel."""
+    from airq_nb.ui import charts
+
+    live = charts.LiveChart(store, interval=3600)
+    live.start()
+    try:
+        before = live.refreshes
+        stored = await asyncio.to_thread(_collect, store, openmeteo_server)
+        assert await _until(lambda: live.refreshes > before)
+        assert f"{stored:,}" in live._figure("stats_panel").text
+        assert live.changes == 1
+    finally:
+        live.stop()
+    assert await asyncio.to_thread(_wait_until, lambda: not _hub_threads())
+
+
+@pytest.mark.kernel
+def test_the_status_panel_refreshes_itself_in_a_real_kernel(
+    db_path: Path, openmeteo_server
+) -> None:
+    """In a live kernel the panel's watch runs on the kernel's loop without blocking it: a
+    collection made by another process shows, and other cells run meanwhile."""
+    from jupyter_client.manager import KernelManager
+    from test_scheduler_kernel import execute
+
+    airq_nb.open_store(db_path).close()
+    manager = KernelManager(kernel_name="python3")
+    manager.start_kernel(env={**os.environ, "AIRQ_NB_DB": str(db_path)})
+    client = manager.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        started = execute(
+            client,
+            "import airq_nb\nfrom airq_nb.ui.widgets import StatusPanel\n"
+            "store = airq_nb.open_store()\npanel = StatusPanel(store, interval=3600)\n"
+            "print(panel.refreshing)",
+        )
+        assert started.strip() == "True"
+        with airq_nb.open_store(db_path) as store:
+            stored = _collect(store, openmeteo_server)
+        shown = f"'{stored:,} hourly readings' in panel.value"
+        deadline = time.monotonic() + MUST_COME * 2
+        while execute(client, f"print({shown})").strip() != "True":
+            assert time.monotonic() < deadline, "the panel never showed the readings"
+            time.sleep(0.2)
+        assert execute(client, "print(panel.changes, sum(range(1000)))").split() == ["1", "499500"]
+        execute(client, "panel.close(); store.close()")
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
