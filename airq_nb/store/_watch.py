@@ -78,7 +78,9 @@ class _ChangeHub:
         self.generation = 0
         self.closed = False
         self._members: weakref.WeakSet[KeyWatch] = weakref.WeakSet()
-        self._callbacks: set[Callable[[], None]] = set()
+        self._callbacks: weakref.WeakKeyDictionary[KeyWatch, Callable[[], None]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._thread: threading.Thread | None = None
 
     # -- membership ---------------------------------------------------------------------
@@ -97,12 +99,15 @@ class _ChangeHub:
 
     # -- waiting ------------------------------------------------------------------------
 
-    def wait(self, seen: int, timeout: float) -> None:
-        """Block until a change after generation ``seen``, the store closes, or ``timeout``."""
+    def wait(self, watch: KeyWatch, seen: int, timeout: float) -> None:
+        """Block until a change after generation ``seen``, the store or ``watch`` closes, or
+        ``timeout`` passes."""
         with self._changed:
-            self._changed.wait_for(lambda: self.generation != seen or self.closed, timeout)
+            self._changed.wait_for(
+                lambda: self.generation != seen or self.closed or watch.closed, timeout
+            )
 
-    async def wait_async(self, seen: int, timeout: float) -> None:
+    async def wait_async(self, watch: KeyWatch, seen: int, timeout: float) -> None:
         """:meth:`wait` for a coroutine: the event loop is never blocked."""
         loop = asyncio.get_running_loop()
         woken = loop.create_future()
@@ -112,21 +117,30 @@ class _ChangeHub:
                 loop.call_soon_threadsafe(lambda: woken.done() or woken.set_result(None))
 
         with self._changed:
-            if self.generation != seen or self.closed:
+            if self.generation != seen or self.closed or watch.closed:
                 return
-            self._callbacks.add(wake)
+            self._callbacks[watch] = wake
         try:
             await asyncio.wait([woken], timeout=timeout)
         finally:
             with self._changed:
-                self._callbacks.discard(wake)
+                if self._callbacks.get(watch) is wake:
+                    del self._callbacks[watch]
+
+    def wake(self, watch: KeyWatch) -> None:
+        """End ``watch``'s own wait under way, if any (it was closed); the others sleep on."""
+        with self._changed:
+            self._changed.notify_all()  # a blocking wait rechecks watch.closed
+            callback = self._callbacks.get(watch)
+        if callback is not None:
+            callback()
 
     def _fire(self, *, closed: bool = False) -> None:
         with self._changed:
             self.generation += 1
             self.closed = self.closed or closed
             self._changed.notify_all()
-            callbacks = list(self._callbacks)
+            callbacks = list(self._callbacks.values())
         for callback in callbacks:
             callback()
 
@@ -226,13 +240,15 @@ class KeyWatch:
         self._store = store
         self.keys = check_watch_keys(keys)
         self._stamps: list[str | None] | None = None
-        self._closed = not self.keys  # as in Deno, watching no keys yields nothing
+        self._failing = False
+        #: True once the watch has ended (closed, or its store closed).
+        self.closed = not self.keys  # as in Deno, watching no keys yields nothing
         self._hub = _hub(store)
-        if not self._closed:
+        if not self.closed:
             self._hub.join(self)
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
+        state = "closed" if self.closed else "open"
         return f"<KeyWatch {list(self.keys)!r} on {self._store!r} ({state})>"
 
     # -- the one step both kinds of iteration take --------------------------------------
@@ -250,7 +266,12 @@ class KeyWatch:
         if isinstance(exc, StoreClosedError):
             self.close()
             return False
-        return _dialect.is_postgres(self._store)
+        if not _dialect.is_postgres(self._store):
+            return False
+        if not self._failing:
+            log.info("airq_nb watch: reading %s failed (%s); retrying", list(self.keys), exc)
+        self._failing = True
+        return True
 
     # -- async ---------------------------------------------------------------------------
 
@@ -259,23 +280,23 @@ class KeyWatch:
 
     async def __anext__(self) -> list[Entry]:
         pause = _RETRY_FIRST
-        while not self._closed:
+        while not self.closed:
             seen = self._hub.generation
             try:
                 entries = await asyncio.to_thread(self._store.get_many, self.keys)
             except StoreError as exc:
                 if not self._retryable(exc):
-                    if self._closed:
+                    if self.closed:
                         break
                     raise
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, _RETRY_MOST)
                 continue
-            pause = _RETRY_FIRST
+            pause, self._failing = _RETRY_FIRST, False
             news = self._news(entries)
             if news is not None:
                 return news
-            await self._hub.wait_async(seen, RESYNC_INTERVAL)
+            await self._hub.wait_async(self, seen, RESYNC_INTERVAL)
         raise StopAsyncIteration
 
     async def aclose(self) -> None:
@@ -294,23 +315,23 @@ class KeyWatch:
 
     def __next__(self) -> list[Entry]:
         pause = _RETRY_FIRST
-        while not self._closed:
+        while not self.closed:
             seen = self._hub.generation
             try:
                 entries = self._store.get_many(self.keys)
             except StoreError as exc:
                 if not self._retryable(exc):
-                    if self._closed:
+                    if self.closed:
                         break
                     raise
                 time.sleep(pause)
                 pause = min(pause * 2, _RETRY_MOST)
                 continue
-            pause = _RETRY_FIRST
+            pause, self._failing = _RETRY_FIRST, False
             news = self._news(entries)
             if news is not None:
                 return news
-            self._hub.wait(seen, RESYNC_INTERVAL)
+            self._hub.wait(self, seen, RESYNC_INTERVAL)
         raise StopIteration
 
     def __enter__(self) -> KeyWatch:
@@ -321,10 +342,10 @@ class KeyWatch:
 
     def close(self) -> None:
         """Stop watching: the iteration ends (a wait under way ends within a moment)."""
-        if not self._closed:
-            self._closed = True
+        if not self.closed:
+            self.closed = True
             self._hub.leave(self)
-            self._hub._fire()  # wake this watch's own wait, if one is under way
+            self._hub.wake(self)
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
