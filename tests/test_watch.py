@@ -190,7 +190,8 @@ async def test_a_commit_that_changes_no_watched_versionstamp_yields_nothing(
 @in_loop
 async def test_a_burst_of_commits_is_one_yield_of_the_latest_state(store: airq_nb.Store) -> None:
     """lib.deno.unstable.d.ts ``watch``: "does not return every single intermediate state
-    ... only the latest state": 50 commits while the consumer is busy are one yield."""
+    ... only the latest state": 50 commits while the consumer is busy are one yield (denokv
+    ``tests/integration.rs`` ``watch`` writes 10 values and waits for a changed entry)."""
     async with store.watch([("counter",)]) as watch:
         await next_within(watch)
 
