@@ -14,12 +14,11 @@ wake-ups for every watch of that store in the process:
 - SQLite: a :class:`~airq_nb.store._change_wait.ChangeWaiter` of its own (``PRAGMA
   data_version`` + inotify, as ``store.wait_for_change``), since the store's shared waiter
   serves one consumer (the scheduler) and a second one would take its wake-ups.
-- PostgreSQL: a LISTEN connection of its own on the store's channel, woken at once by a
-  NOTIFY, and between NOTIFYs ``store.data_version()`` every :data:`POSTGRES_LOOK_EVERY`
-  seconds (one tiny query), which moves with every commit on the server — KV writes
-  included, which send no NOTIFY (yet). Not ``store.wait_for_change`` itself: what its
-  connection reads for one waiting thread is not reported to a thread that calls it later,
-  so the watch would take a scheduler's wake-ups (``tests/test_watch.py``).
+- PostgreSQL: ``store.data_version()`` every :data:`POSTGRES_LOOK_EVERY` seconds (one tiny
+  query); it moves with every commit on the server, KV writes included, which send no
+  NOTIFY. Not ``store.wait_for_change``: a change its LISTEN connection reads for one
+  waiting thread is not reported to a thread that calls it later, so the watch would take
+  a scheduler's wake-ups (``tests/test_watch.py``).
 
 Every watch also re-reads at least every :data:`RESYNC_INTERVAL` seconds (an entry's expiry
 is no commit, and shows then). A closed store ends the watch (as Deno's stream ends when
@@ -149,12 +148,7 @@ class _ChangeHub:
 
     def _run(self) -> None:
         file = not self._postgres and self._path != ":memory:"
-        waiter: Any = ChangeWaiter(str(self._path)) if file else None
-        if self._postgres:
-            store = self._store()
-            waiter = None if store is None else store._own_change_wait()
-            del store
-        look_every = POSTGRES_LOOK_EVERY if self._postgres else _SQLITE_LOOK_EVERY
+        waiter = ChangeWaiter(str(self._path)) if file else None
         last: int | None = None
         failing = False
         try:
@@ -168,10 +162,10 @@ class _ChangeHub:
                     return
                 try:
                     if waiter is None:
-                        time.sleep(_MEMORY_LOOK_EVERY)
+                        time.sleep(POSTGRES_LOOK_EVERY if self._postgres else _MEMORY_LOOK_EVERY)
                         changed = False
                     else:
-                        changed = waiter.wait(look_every)
+                        changed = waiter.wait(_SQLITE_LOOK_EVERY)
                     version = store.data_version()
                 except StoreClosedError:
                     self._fire(closed=True)

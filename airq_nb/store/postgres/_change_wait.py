@@ -105,11 +105,6 @@ class ChangeWait:
             ) from exc
         return conn
 
-    def sibling(self) -> ChangeWait:
-        """Another waiter on the same channel, on a connection of its own (``store.watch``'s):
-        the notifications it reads are not taken from this one's waiters."""
-        return ChangeWait(self._url, self._channel, where=self._where, notify=self._notify)
-
     def interrupt(self) -> None:
         """End a wait under way now (it returns True), e.g. when its scheduler closes."""
         with self._changed:

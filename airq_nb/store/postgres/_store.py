@@ -197,10 +197,6 @@ class PostgresStore(QueueVerbs):
         ((version,),) = self.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")
         return int(version)
 
-    def _own_change_wait(self) -> ChangeWait:
-        """A LISTEN of the caller's own on this store's channel (``store/_watch.py``)."""
-        return self._change_wait.sibling()
-
     def interrupt_wait(self) -> None:
         """End a :meth:`wait_for_change` under way in another thread now (it returns True)."""
         self._change_wait.interrupt()
