@@ -18,7 +18,10 @@ wake-ups for every watch of that store in the process:
   query); it moves with every commit on the server, KV writes included, which send no
   NOTIFY. Not ``store.wait_for_change``: a change its LISTEN connection reads for one
   waiting thread is not reported to a thread that calls it later, so the watch would take
-  a scheduler's wake-ups (``tests/test_watch.py``).
+  a scheduler's wake-ups (``tests/test_watch.py``). Nor a LISTEN of its own: KV writes
+  send no NOTIFY, and psycopg's ``notifies(timeout=0.02)`` costs about twice the CPU of
+  this poll. Once KV writes NOTIFY, a LISTEN of its own with a long time-out, and this
+  poll only every :data:`RESYNC_INTERVAL`, is both cheaper and faster.
 
 Every watch also re-reads at least every :data:`RESYNC_INTERVAL` seconds (an entry's expiry
 is no commit, and shows then). A closed store ends the watch (as Deno's stream ends when
