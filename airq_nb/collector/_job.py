@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_REVISION_WINDOW",
     "GAP_LOOKBACK_HOURS",
+    "RECORDS",
     "CollectResult",
     "collect_now",
     "collect_once",
@@ -106,8 +107,13 @@ class CollectResult:
         return self.start is None
 
 
+#: The KV prefix of the last run's outcome per series: ``(*RECORDS, location, source)``,
+#: rewritten whenever a run stores or deletes readings, or its outcome changes.
+RECORDS = ("airq_nb", "collector")
+
+
 def _collector_key(source: str, location: str) -> tuple[str, ...]:
-    return ("airq_nb", "collector", location, source)
+    return (*RECORDS, location, source)
 
 
 def default_locations(source: Source) -> list[Location]:

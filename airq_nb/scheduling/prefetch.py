@@ -17,7 +17,7 @@ from collections.abc import Collection, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..store._queue import Delivery
+    from ..store import Delivery
 
 __all__ = ["PREFETCH_FRESH_SECONDS", "PREFETCH_HORIZON", "Prefetch", "Prefetched"]
 

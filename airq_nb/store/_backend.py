@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ._batch import Settlement, Work
     from ._dialect import Dialect
     from ._keys import Key
+    from ._watch import KeyWatch
     from .kv import AtomicOperation
     from .models import (
         CommitResult,
@@ -160,6 +161,10 @@ class Store(Protocol):
         reverse: bool = False,
     ) -> builtins.list[Entry]:
         """Entries in Deno's key order: a range scan under ``prefix``, from ``start`` to ``end``."""
+        ...
+
+    def watch(self, keys: Sequence[Key]) -> KeyWatch:
+        """The entries of up to 10 keys now, then after each commit changing any (Deno's watch)."""
         ...
 
     def atomic(self) -> AtomicOperation:

@@ -17,6 +17,7 @@ from .._errors import InvalidKeyError, InvalidValueError, StoreError
 from . import _dialect, _queue
 from ._json import dump_value, load_value
 from ._keys import Key, decode_key, encode_key, prefix_range
+from ._watch import KeyWatch
 from .models import CommitResult, Entry
 
 if TYPE_CHECKING:
@@ -224,6 +225,14 @@ class KvVerbs:
         ``prefix`` selects the keys that extend it, not the prefix key itself, as in Deno.
         """
         return list_entries(self, prefix=prefix, start=start, end=end, limit=limit, reverse=reverse)
+
+    def watch(self, keys: Sequence[Key]) -> KeyWatch:
+        """The entries of up to 10 keys now, then again after each commit changing any of them.
+
+        ``async for entries in store.watch([key, ...])`` (or a plain ``for`` in a thread);
+        Deno KV's ``kv.watch``. See :class:`~airq_nb.store._watch.KeyWatch`.
+        """
+        return KeyWatch(self, keys)
 
     def atomic(self) -> AtomicOperation:
         """Start an atomic operation: checks, sets, deletes, sums and enqueues, all or nothing."""

@@ -1,12 +1,31 @@
-"""A periodic refresh on the kernel's event loop, shared by the live chart and the widgets."""
+"""A view's refresh on the kernel's event loop: when what it shows changes, and on a poll.
+
+A view names the KV keys whose change means its data changed (:meth:`watch_keys`, e.g. the
+collector's per-series records, rewritten whenever a run stores readings) and is refreshed
+as soon as ``store.watch`` reports one of them. While it has none to name yet (nothing
+collected), the store's ``data_version`` — which moves with any commit — is looked at every
+:data:`LOOK_EVERY` seconds instead. Every ``interval`` seconds it refreshes anyway: the
+fallback for what no key tells (a schedule's next run, the ages shown).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["PeriodicRefresh"]
+from ..collector._job import RECORDS
+
+__all__ = ["LOOK_EVERY", "SETTLE", "PeriodicRefresh", "collector_record_keys"]
+
+#: With no key to watch, how often the store's ``data_version`` is looked at (seconds).
+LOOK_EVERY = 1.0
+#: After a change, how long to let the rest of its burst land (a run writes one record per
+#: series) before refreshing once for all of it (seconds).
+SETTLE = 0.2
+#: ``store.watch`` takes at most this many keys (Deno KV's limit).
+_MAX_KEYS = 10
 
 # The refreshing view of each kind per store file. Re-running a notebook cell makes a new
 # view and leaves the old one on the page unseen; its task would otherwise poll forever.
@@ -20,16 +39,28 @@ def _store_key(store: Any) -> str:
     return str(store.identity)
 
 
-class PeriodicRefresh:
-    """Calls ``refresh()`` every ``interval`` seconds from a task on the running event loop.
+def collector_record_keys(store: Any, location: Any = None) -> list[Any]:
+    """The keys of the collector's per-series records (of ``location``, a name or a
+    :class:`~airq_nb.Location`): a run that stores readings, or fails, rewrites its own."""
+    place = getattr(location, "name", location)
+    prefix = RECORDS if place is None else (*RECORDS, place)
+    return [entry.key for entry in store.list(prefix=prefix, limit=_MAX_KEYS)]
 
-    The task only gets a turn while the kernel is idle, so it never interrupts a cell. Starting
-    a second view of the same kind on the same store stops the first one's refreshes.
+
+class PeriodicRefresh:
+    """Calls ``refresh()`` from a task on the running event loop when the view's data changes
+    (see the module docstring) and every ``interval`` seconds.
+
+    The task only gets a turn while the kernel is idle, so it never interrupts a cell, and
+    it reads the store on a worker thread while it waits, so it never blocks the loop.
+    Starting a second view of the same kind on the same store stops the first one's.
     """
 
     interval: float
     store: Any
     _task: asyncio.Task[None] | None = None
+    #: How many refreshes a change (rather than the poll) brought.
+    changes = 0
 
     def refresh(self) -> None:
         raise NotImplementedError
@@ -38,8 +69,13 @@ class PeriodicRefresh:
         """Show a failed refresh; the next one is tried all the same."""
         raise NotImplementedError
 
+    def watch_keys(self) -> Sequence[Any] | None:
+        """The keys whose change refreshes this view at once (at most 10); empty while
+        there are none yet (then any commit does); None: refresh on the poll alone."""
+        return None
+
     def start(self, *, interval: float | None = None) -> asyncio.Task[None] | None:
-        """Refresh periodically from the running event loop (no-op outside one); idempotent."""
+        """Refresh from the running event loop (no-op outside one); idempotent."""
         if interval is not None:
             self.interval = interval
         try:
@@ -56,20 +92,76 @@ class PeriodicRefresh:
         return self._task
 
     def stop(self) -> None:
-        """Stop the periodic refresh."""
+        """Stop refreshing (its watch of the store ends with it)."""
         if self._task is not None:
             self._task.cancel()
             self._task = None
 
     @property
     def refreshing(self) -> bool:
-        """Whether the periodic refresh task is running."""
+        """Whether the refresh task is running."""
         return self._task is not None and not self._task.done()
 
     async def _run(self) -> None:
-        while True:
+        watch: Any = None
+        watched: tuple[Any, ...] | None = None
+        try:
+            while True:
+                keys = await self._read_watch_keys(watched)
+                if keys != watched:
+                    if watch is not None:
+                        watch.close()
+                    watch, watched = None, keys
+                    if keys:
+                        watch = self.store.watch(list(keys))
+                        await anext(watch, None)  # their entries now: shown already
+                if watch is not None:
+                    changed = await self._next_change(watch)
+                elif keys is None:
+                    await asyncio.sleep(self.interval)
+                    changed = False
+                else:
+                    changed = await self._any_commit()
+                if changed:
+                    await asyncio.sleep(SETTLE)
+                    self.changes += 1
+                try:
+                    self.refresh()
+                except Exception as exc:  # a locked or vanished file must not end the refreshes
+                    self._report(exc)
+        finally:
+            if watch is not None:
+                watch.close()
+
+    async def _read_watch_keys(self, before: tuple[Any, ...] | None) -> tuple[Any, ...] | None:
+        if type(self).watch_keys is PeriodicRefresh.watch_keys:
+            return None
+        try:
+            keys = await asyncio.to_thread(self.watch_keys)
+        except Exception:  # the refresh itself shows what is wrong with the store
+            return before
+        return None if keys is None else tuple(keys)[:_MAX_KEYS]
+
+    async def _next_change(self, watch: Any) -> bool:
+        """True when a watched key changed, False when ``interval`` passed first."""
+        try:
+            return await asyncio.wait_for(anext(watch), self.interval) is not None
+        except TimeoutError:
+            return False
+        except StopAsyncIteration:  # the store was closed: the refresh will say so
             await asyncio.sleep(self.interval)
-            try:
-                self.refresh()
-            except Exception as exc:  # a locked or vanished file must not end the refreshes
-                self._report(exc)
+            return False
+
+    async def _any_commit(self) -> bool:
+        """True when the store's ``data_version`` moved within ``interval`` (any commit)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.interval
+        try:
+            first = await asyncio.to_thread(self.store.data_version)
+            while (remaining := deadline - loop.time()) > 0:
+                await asyncio.sleep(min(LOOK_EVERY, remaining))
+                if await asyncio.to_thread(self.store.data_version) != first:
+                    return True
+        except Exception:  # a closed or unreachable store: the refresh will say so
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+        return False

@@ -8,7 +8,7 @@ import ipywidgets as w
 
 from .._format import zone
 from ._queue_view import escape
-from ._refresh import PeriodicRefresh
+from ._refresh import PeriodicRefresh, collector_record_keys
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -27,6 +27,8 @@ class StatusPanel(PeriodicRefresh, w.HTML):
     and shows nothing of other topics (the queue inspector is the store-wide view).
     ``location`` (a :class:`~airq_nb.Location` or a name) narrows it to that place's
     schedule and readings; ``tz`` is the zone times are shown in ("UTC", "Europe/London").
+    It refreshes when a collector run stores readings or fails (``store.watch``), and every
+    ``interval`` seconds for the rest (the next run, the ages shown).
     """
 
     def __init__(
@@ -65,6 +67,11 @@ class StatusPanel(PeriodicRefresh, w.HTML):
             f"<div style='line-height:1.5;overflow-x:auto'><b>{title}</b>"
             f"<table class='airq-status-table'>{body}</table></div>"
         )
+
+    def watch_keys(self) -> list[Any]:
+        """The collector's records of this panel's series: rewritten by each run that
+        stores readings or fails, so the panel refreshes as that happens."""
+        return collector_record_keys(self.store, self.location)
 
     def _report(self, error: BaseException) -> None:
         self.value = f"<span style='color:#b00'>status refresh failed: {escape(error)}</span>"

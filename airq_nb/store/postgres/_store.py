@@ -203,6 +203,10 @@ class PostgresStore(StoreCore):
             return
         call_listeners(self._queue_listeners)
 
+    def _change_signal(self) -> None:
+        """None: ``store.watch`` polls :meth:`data_version` (``store/_watch.py``)."""
+        return None
+
     def data_version(self) -> int:
         """A number that grows whenever a write transaction starts on the server.
 

@@ -80,9 +80,9 @@ class SqliteStore(StoreCore, Connection):
     def get_many(self, keys: Sequence[Key]) -> list[Entry]:
         """Entries for several keys, read in one consistent snapshot."""
         with self._reading() as conn:
-            if conn.in_transaction:
-                return [self.get(key) for key in keys]
             try:
+                if conn.in_transaction:
+                    return [self.get(key) for key in keys]
                 conn.execute("BEGIN")
                 try:
                     return [self.get(key) for key in keys]
@@ -152,6 +152,11 @@ class SqliteStore(StoreCore, Connection):
                     )
                 waiter = self._waiter = ChangeWaiter(self._identity)
         return True if new else waiter.wait(timeout)
+
+    def _change_signal(self) -> ChangeWaiter | None:
+        """A change waiter of its own for ``store.watch`` (``store/_watch.py``); None for an
+        in-memory store, whose change count is polled."""
+        return None if self._in_memory else ChangeWaiter(str(self.path))
 
     def _no_one_waits(self) -> None:
         # Close the side connection (it holds the file open); a wait under way ends.

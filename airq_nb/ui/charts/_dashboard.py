@@ -10,7 +10,7 @@ from bokeh.layouts import column
 from bokeh.models import Div, LayoutDOM, Range1d
 
 from ...collector._laqn import LAQN_ATTRIBUTION, SOURCE_ATTRIBUTIONS
-from .._refresh import PeriodicRefresh
+from .._refresh import PeriodicRefresh, collector_record_keys
 from ._daqi_chart import daqi_key_html, draw_daqi, headline_html, today_lines, update_daqi
 from ._delivery import (
     OUTCOME_COLORS,
@@ -111,7 +111,8 @@ class LiveChart(PeriodicRefresh):
     """The dashboard as a widget that :meth:`refresh` updates in place, without re-running a cell.
 
     Display it in a notebook (it renders through jupyter_bokeh's ``BokehModel``), then call
-    :meth:`start` to refresh every ``interval`` seconds from a task on the kernel's event loop.
+    :meth:`start` to refresh from a task on the kernel's event loop as soon as the collector
+    stores readings (``store.watch`` on its records), and every ``interval`` seconds anyway.
     A chart the user panned or zoomed stays where they put it; Reset takes it to the newest
     window.
     """
@@ -254,6 +255,11 @@ class LiveChart(PeriodicRefresh):
         )
         lines.extend(attributions(view))
         return "\n".join(lines)
+
+    def watch_keys(self) -> list[Any]:
+        """The collector's records of the charted series: a run that stores readings
+        rewrites its own, so the charts refresh as the readings land."""
+        return collector_record_keys(self.store, self.location)
 
     def _report(self, error: BaseException) -> None:
         self._figure(
