@@ -18,7 +18,7 @@ import airq_nb
 from airq_nb._parameters import assigned_names, injected_parameters
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-NAMES = ("collector", "queue", "charts")
+NAMES = ("collector", "queue", "charts", "alerts")
 
 pytestmark = pytest.mark.kernel
 
@@ -172,6 +172,30 @@ def test_queue_notebook_shows_the_messages_escaped(tmp_path):
         assert [(m.id, m.state) for m in store.queue.list()] == before
 
 
+def test_alerts_notebook_headless_lists_rules_states_channels_and_history(tmp_path, monkeypatch):
+    db = tmp_path / "airq.db"
+    secret = "json://127.0.0.1:9/hook?token=s3cret"
+    monkeypatch.setenv("AIRQ_NB_ALERT_TEAM", secret)
+    with airq_nb.open_store(db) as store:
+        airq_nb.set_alert_rule(
+            store,
+            airq_nb.AlertRule(
+                "pm25", pollutant="pm2_5", above=35, location="London", notify=("team",)
+            ),
+        )
+    env = kernel_env(AIRQ_NB_ALERT_TEAM=secret)
+    done, notebook = papermill("alerts", tmp_path, env, db=db, headless=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert papermill_warnings(done) == []
+    text = stream_text(notebook)
+    assert "1 alert rule(s)" in text
+    assert "rule=pm25" in text and "state=ok" in text
+    assert "channels: team" in text
+    # A channel's URL (its token) never lands in the saved notebook.
+    assert "s3cret" not in (tmp_path / "alerts-out.ipynb").read_text()
+    assert len(widget_views(notebook)) == 1
+
+
 def test_charts_notebook_draws_the_stored_readings_inline(tmp_path, openmeteo_server):
     db = tmp_path / "airq.db"
     source = airq_nb.source_from_env("open-meteo", base_url=openmeteo_server.url)
@@ -293,7 +317,7 @@ def test_collector_run_all_says_when_the_first_readings_will_arrive(tmp_path):
 def test_every_notebook_runs_headless_on_a_postgresql_store(
     tmp_path, openmeteo_server, postgres_store_url
 ):
-    # The same three notebooks, with db= a postgresql:// URL instead of a file.
+    # The same four notebooks, with db= a postgresql:// URL instead of a file.
     env = kernel_env(AIRQ_NB_OPENMETEO_URL=openmeteo_server.url, AIRQ_NB_SOURCE="open-meteo")
     done, notebook = papermill("collector", tmp_path, env, db=postgres_store_url, headless=True)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -308,6 +332,9 @@ def test_every_notebook_runs_headless_on_a_postgresql_store(
     assert done.returncode == 0, done.stderr[-3000:]
     assert "collect:London" in stream_text(notebook)
     assert papermill_warnings(done) == []
+    done, notebook = papermill("alerts", tmp_path, env, db=postgres_store_url, headless=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "0 alert rule(s)" in stream_text(notebook)
 
 
 # -- parameters papermill was given that a notebook does not have -------------------------

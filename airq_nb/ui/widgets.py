@@ -8,7 +8,8 @@ scheduler's public methods), so they work from whichever thread the kernel runs 
 
 from __future__ import annotations
 
+from ._alerts_panel import AlertsPanel
 from ._queue_inspector import QueueInspector
 from ._status_panel import StatusPanel
 
-__all__ = ["QueueInspector", "StatusPanel"]
+__all__ = ["AlertsPanel", "QueueInspector", "StatusPanel"]

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from bokeh.models import ColumnDataSource, Range1d
 
+from ._alert_shading import alert_hour_text, draw_alert_periods, update_alert_periods
 from ._figures import (
     hour_hover,
     legend_above,
@@ -51,24 +52,28 @@ def hover_columns(view: ReadingsView) -> dict[str, Any]:
         for pollutant in POLLUTANTS:
             columns[f"{pollutant}_{number}"] = value_text(series.hourly[pollutant])
         columns[f"series_{number}"] = [series.label] * len(hours)
+    if view.has_alert_rules:
+        columns["alerts"] = alert_hour_text(view)
     return columns
 
 
 def hover_tooltips(view: ReadingsView) -> list[tuple[str, str]] | str:
     """Time, PM2.5, PM10 and the series as a table for one series; for several, the time
     and then each series' name above its two values."""
+    alerts = [("alerts firing", "@alerts")] if view.has_alert_rules else []
     if len(view.series) > 1:
         return stacked_tooltip(
             "@time_text",
             [
                 (series.label, f"PM2.5 @pm2_5_{n} · PM10 @pm10_{n}")
                 for n, series in enumerate(view.series)
-            ],
+            ]
+            + alerts,
         )
     rows = [("time", "@time_text")]
     if view.series:
         rows += [("PM2.5", "@pm2_5_0"), ("PM10", "@pm10_0"), ("series", "@series_0")]
-    return rows
+    return rows + alerts
 
 
 def readings_title(view: ReadingsView) -> str:
@@ -88,6 +93,7 @@ def draw_readings(view: ReadingsView, *, height: int = 340) -> Figure:
         title=readings_title(view), name="readings_chart", height=height, y_label="µg/m³",
         span=view.span, tz=view.tz, y_range=Range1d(0, top),
     )  # fmt: skip
+    draw_alert_periods(fig, view)
     for number, series in enumerate(view.series):
         cds = ColumnDataSource(readings_columns(series, view.tz), name=f"readings:{series.key}")
         dash = _DASHES[number % len(_DASHES)]
@@ -121,6 +127,7 @@ def update_readings(
     for series in view.series:
         models[f"readings:{series.key}"].data = readings_columns(series, view.tz)
     models["readings_hover"].data = hover_columns(view)
+    update_alert_periods(view, models)
     fig.title.text = readings_title(view)
     models["no_data"].visible = not view.has_data
     return (*x_range(view.span, view.tz), _y_end(view))

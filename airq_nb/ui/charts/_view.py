@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -17,6 +17,16 @@ if TYPE_CHECKING:
     from ...store import Store
 
 __all__ = ["ReadingsView", "read_view"]
+
+_NO_PERIODS = pd.DataFrame(
+    {
+        "rule": pd.Series(dtype=object),
+        "place": pd.Series(dtype=object),
+        "start": pd.Series(dtype="datetime64[ns, UTC]"),
+        "end": pd.Series(dtype="datetime64[ns, UTC]"),
+        "peak": pd.Series(dtype="float64"),
+    }
+)
 
 #: A view built without an index shows the UK DAQI.
 DAQI_BY_PLACE = IndexChoice("daqi", "2013", by_place=True)
@@ -35,6 +45,10 @@ class ReadingsView:
     series: list[Series]
     #: The index (and version) the charts place values on.
     index: IndexChoice = DAQI_BY_PLACE
+    #: When alert rules were firing for the shown places (``airq_nb.alert_periods``).
+    alerts: pd.DataFrame = field(default_factory=lambda: _NO_PERIODS.copy())
+    #: Whether the store has any alert rule (else no shading or legend entry is drawn).
+    has_alert_rules: bool = False
 
     @property
     def has_data(self) -> bool:
@@ -77,7 +91,28 @@ def read_view(
     choice = choose_index(
         [s.location for s in series], index=index, version=version, coordinates=coordinates
     )
+    alerts, has_rules = _alert_periods(store, location, span.start)
     return ReadingsView(
         now=current, span=span, days=days, tz=tz, location=location, mean=mean, series=series,
-        index=choice,
+        index=choice, alerts=alerts, has_alert_rules=has_rules,
     )  # fmt: skip
+
+
+def _alert_periods(
+    store: Store | None, location: str | None, since: pd.Timestamp
+) -> tuple[pd.DataFrame, bool]:
+    """The firing periods that reach into the window (of ``location`` when given), and
+    whether the store has alert rules at all."""
+    if store is None:
+        return _NO_PERIODS.copy(), False
+    from ...alerts import alert_periods, alert_rules
+
+    if not alert_rules(store):
+        return _NO_PERIODS.copy(), False
+    periods = alert_periods(store)
+    if periods.empty:
+        return periods, True
+    keep = periods["end"].isna() | (periods["end"] > since)
+    if location is not None:
+        keep &= periods["place"] == location
+    return periods[keep].reset_index(drop=True), True
