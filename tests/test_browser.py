@@ -24,6 +24,7 @@ from pathlib import Path
 import nbformat
 import playwright.sync_api as playwright_api
 import pytest
+from alert_channels import JsonReceiver
 
 import airq_nb
 from airq_nb.store.readings import upsert_readings
@@ -71,20 +72,25 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def lab(tmp_path: Path, openmeteo_server, request) -> Iterator[tuple[str, Path]]:
+def lab(tmp_path: Path, openmeteo_server, request, monkeypatch) -> Iterator[tuple[str, Path]]:
     """JupyterLab serving a copy of the notebooks, its kernels using a store in tmp_path.
 
     The store holds a week of readings and four queued messages, or nothing at all when the
     test is parametrized with ``lab="empty"``; ``lab="wide"`` adds a message whose topic and
-    payload are long unbroken words.
+    payload are long unbroken words; ``lab="alerts"`` adds an alert rule that is firing,
+    and a channel ``team`` (a loopback webhook: ``request.node.alert_receiver``).
     """
     root = tmp_path / "lab"
     root.mkdir()
-    for name in ("collector", "queue", "charts"):
+    for name in ("collector", "queue", "charts", "alerts"):
         shutil.copy(ROOT / "notebooks" / f"{name}.ipynb", root)
     db = tmp_path / "airq.db"
     kind = getattr(request, "param", "seeded")
-    if kind in ("seeded", "wide"):
+    receiver = None
+    if kind == "alerts":
+        receiver = request.node.alert_receiver = JsonReceiver()
+        monkeypatch.setenv("AIRQ_NB_ALERT_TEAM", receiver.url)
+    if kind in ("seeded", "wide", "alerts"):
         with airq_nb.open_store(db) as store:
             source = airq_nb.source_from_env("open-meteo", base_url=openmeteo_server.url)
             airq_nb.collect_now(store, source=source)
@@ -102,6 +108,18 @@ def lab(tmp_path: Path, openmeteo_server, request) -> Iterator[tuple[str, Path]]
                 scheduler.schedule("collect:London", every=timedelta(hours=1), topic="collect")
                 asyncio.run(scheduler.run_until_idle(timeout=30))
                 scheduler.close()
+    if kind == "alerts":
+        # The rule started firing 20 hours ago (evaluated then, on a clock set back), so
+        # the charts have a period to shade; it is still firing now.
+        with airq_nb.open_store(db, clock=airq_nb.FakeClock(time.time() - 20 * 3600)) as store:
+            airq_nb.set_alert_rule(
+                store,
+                airq_nb.AlertRule(
+                    "pm25-high", pollutant="pm2_5", above=1, location="London",
+                    notify=("team",),
+                ),
+            )  # fmt: skip
+            assert [t.after for t in airq_nb.evaluate_alerts(store)] == ["firing"]
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRQ_NB_", "OPENWEATHER"))}
     env.update(
@@ -113,6 +131,7 @@ def lab(tmp_path: Path, openmeteo_server, request) -> Iterator[tuple[str, Path]]
         JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
         JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"),
         JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"),
+        **({"AIRQ_NB_ALERT_TEAM": receiver.url} if receiver is not None else {}),
     )
     log = (tmp_path / "lab.log").open("w")
     server = subprocess.Popen(
@@ -149,6 +168,8 @@ def lab(tmp_path: Path, openmeteo_server, request) -> Iterator[tuple[str, Path]]
             server.kill()
             server.wait(5)
         log.close()
+        if receiver is not None:
+            receiver.close()
 
 
 @pytest.fixture
@@ -285,6 +306,54 @@ def test_charts_notebook_renders_a_bokeh_canvas(lab, page):
     # BokehJS came inline from the notebook: the page fetched nothing from anywhere else.
     offsite = [u for u in page.requested if not u.startswith((base, "data:", "blob:"))]
     assert offsite == []
+
+
+@pytest.mark.parametrize("lab", ["alerts"], indirect=True)
+def test_alerts_notebook_shows_the_firing_rule_and_its_test_button_sends(lab, page, request):
+    base, db = lab
+    receiver = request.node.alert_receiver
+    page.set_viewport_size({"width": 1000, "height": 900})
+    open_and_run_all(page, base, "alerts")
+    panel = page.locator(".airq-alerts")
+    panel.wait_for(timeout=60_000)
+    panel.get_by_text("pm25-high").first.wait_for()
+    rules = " ".join(panel.inner_text().split())
+    assert "firing" in rules and "London" in rules
+    assert receiver.url not in page.content()  # the channel by name, never its URL
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(SHOTS / "alerts-1000.png"))
+    panel.get_by_role("button", name="Test team").click()
+    page.get_by_text("test notification sent to team").wait_for(timeout=30_000)
+    (post,) = receiver.wait_posts(1)
+    assert "test" in post["title"].lower()
+    page.get_by_text("Add, edit or delete a rule", exact=True).click()
+    panel.get_by_role("button", name="Save rule").wait_for()
+    page.screenshot(path=str(SHOTS / "alerts-1000-form.png"))
+    with airq_nb.open_store(db) as store:
+        assert "test sent" in set(airq_nb.alert_history(store)["event"])
+
+
+@pytest.mark.parametrize("lab", ["alerts"], indirect=True)
+def test_charts_notebook_shades_the_hours_a_rule_was_firing(lab, page):
+    base, _ = lab
+    page.set_viewport_size({"width": 1000, "height": 900})
+    open_and_run_all(page, base, "charts")
+    page.get_by_text("Data last fetched").wait_for(timeout=90_000)
+    figure = page.locator(".bk-Figure").first
+    figure.scroll_into_view_if_needed()
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(SHOTS / "charts-1000-alert-shading.png"))
+    # The hour hover near the right end (inside the firing period) names the rule.
+    box = figure.bounding_box()
+    for step in range(4):
+        page.mouse.move(
+            box["x"] + box["width"] * (0.9 + step / 100), box["y"] + box["height"] * 0.6
+        )
+    page.wait_for_function(f"() => {TOOLTIP_ROWS}.some((text) => text.endsWith('µg/m³'))")
+    rows = page.evaluate(TOOLTIP_ROWS)
+    # All locations are shown: the rule is named with its place.
+    assert rows[rows.index("alerts firing:") + 1] == "pm25-high (London)", rows
+    page.screenshot(path=str(SHOTS / "charts-1000-alert-hover.png"))
 
 
 @pytest.mark.parametrize("lab", ["empty"], indirect=True)
@@ -517,7 +586,7 @@ EDITOR_OVERFLOWS = """(cell) => {
 def test_every_line_of_the_notebooks_fits_at_1000_px_beside_the_file_browser(lab, page):
     base, _ = lab
     page.set_viewport_size({"width": 1000, "height": 900})
-    for name in ("collector", "queue", "charts"):
+    for name in ("collector", "queue", "charts", "alerts"):
         # ?reset: a fresh workspace, so the notebook opened before is not restored beside it.
         page.goto(f"{base}/lab/tree/{name}.ipynb?reset")
         page.locator(".jp-Notebook .jp-CodeCell .cm-line").first.wait_for()

@@ -20,8 +20,14 @@ if TYPE_CHECKING:
 __all__ = ["AlertsPanel"]
 
 _CELL = "text-align:left;padding-right:1em;white-space:nowrap"
-_RULE_HEAD = ["Rule", "What", "Place", "State", "Since", "Last notification"]
+# What the rule watches comes last: it is long, and the table scrolls sideways.
+_RULE_HEAD = ["Rule", "Place", "State", "Since", "Last notification", "What"]
 _HISTORY_HEAD = ["At", "Rule", "Place", "Event", "Channel", "Value", "Detail"]
+
+
+def _text(value: object) -> str:
+    """A history cell as text: "" for a missing one (None, or pandas' NaN)."""
+    return "" if value is None or value != value else str(value)
 
 
 def _table(head: list[str], rows: list[list[str]]) -> str:
@@ -110,7 +116,6 @@ class AlertsPanel(PeriodicRefresh, w.VBox):
                 rows.append(
                     [
                         rule.name,
-                        rule.describe(),
                         state.place if state else NONE,
                         state.state if state else "ok",
                         time_text(state.since, tz=self.tz) if state else NONE,
@@ -120,6 +125,7 @@ class AlertsPanel(PeriodicRefresh, w.VBox):
                             if state and state.last_notification
                             else NONE
                         ),
+                        rule.describe(),
                     ]
                 )
         return rules, rows
@@ -132,11 +138,11 @@ class AlertsPanel(PeriodicRefresh, w.VBox):
             [
                 time_text(r.at, tz=self.tz),
                 r.rule,
-                r.place or NONE,
+                _text(r.place) or NONE,
                 r.event,
-                r.channel or NONE,
+                _text(r.channel) or NONE,
                 NONE if r.value is None or r.value != r.value else f"{r.value:g}",
-                r.detail or "",
+                _text(r.detail),
             ]
             for r in history.itertuples()
         ]
