@@ -14,14 +14,13 @@ wake-ups for every watch of that store in the process:
 - SQLite: a change waiter of its own from ``store._change_signal()`` (``PRAGMA
   data_version`` + inotify, as ``store.wait_for_change``), since the store's shared waiter
   serves one consumer (the scheduler) and a second one would take its wake-ups.
-- PostgreSQL: ``store.data_version()`` every :data:`POSTGRES_LOOK_EVERY` seconds (one tiny
-  query); it moves with every commit on the server, KV writes included, which send no
-  NOTIFY. Not ``store.wait_for_change``: a change its LISTEN connection reads for one
-  waiting thread is not reported to a thread that calls it later, so the watch would take
-  a scheduler's wake-ups (``tests/test_watch.py``). Nor a LISTEN of its own: KV writes
-  send no NOTIFY, and psycopg's ``notifies(timeout=0.02)`` costs about twice the CPU of
-  this poll. Once KV writes NOTIFY, a LISTEN of its own with a long time-out, and this
-  poll only every :data:`RESYNC_INTERVAL`, is both cheaper and faster.
+- PostgreSQL: a LISTEN of its own on the store's channel (``store._change_signal()``),
+  which KV writes, new work and settlements NOTIFY, waited on for :data:`LOOK_EVERY` at a
+  time; after each wait ``store.data_version()`` (one tiny query, moving with every commit
+  on the server) catches a notification lost to a reconnect. Not
+  ``store.wait_for_change``: a change its LISTEN connection reads for one waiting thread is
+  not reported to a thread that calls it later, so the watch would take a scheduler's
+  wake-ups (``tests/test_watch.py``).
 
 Every watch also re-reads at least every :data:`RESYNC_INTERVAL` seconds (an entry's expiry
 is no commit, and shows then). A closed store ends the watch (as Deno's stream ends when
@@ -47,7 +46,7 @@ from ._keys import Key, encode_key
 if TYPE_CHECKING:
     from .kv import Entry
 
-__all__ = ["MAX_WATCHED_KEYS", "POSTGRES_LOOK_EVERY", "RESYNC_INTERVAL", "KeyWatch"]
+__all__ = ["LOOK_EVERY", "MAX_WATCHED_KEYS", "RESYNC_INTERVAL", "KeyWatch"]
 
 log = logging.getLogger("airq_nb.watch")
 
@@ -55,10 +54,9 @@ log = logging.getLogger("airq_nb.watch")
 MAX_WATCHED_KEYS = 10
 #: A watch re-reads its keys at least this often, whatever the change signal says (seconds).
 RESYNC_INTERVAL = 2.0
-#: On PostgreSQL, how often the hub looks at ``data_version`` (seconds).
-POSTGRES_LOOK_EVERY = 0.02
-#: On a SQLite file, how long one wait of the hub lasts before it checks the store is open.
-_SQLITE_LOOK_EVERY = 0.25
+#: How long one wait on the backend's change signal lasts before the hub looks at
+#: ``data_version`` (a change whose signal was lost) and checks the store is open (seconds).
+LOOK_EVERY = 0.25
 #: An in-memory store has no file to watch: its change count is looked at this often.
 _MEMORY_LOOK_EVERY = 0.005
 #: After a failed read (the PostgreSQL server away), the first and the longest pause.
@@ -165,10 +163,10 @@ class _ChangeHub:
                     return
                 try:
                     if waiter is None:
-                        time.sleep(POSTGRES_LOOK_EVERY if self._postgres else _MEMORY_LOOK_EVERY)
+                        time.sleep(_MEMORY_LOOK_EVERY)
                         changed = False
                     else:
-                        changed = waiter.wait(_SQLITE_LOOK_EVERY)
+                        changed = waiter.wait(LOOK_EVERY)
                     version = store.data_version()
                 except StoreClosedError:
                     self._fire(closed=True)

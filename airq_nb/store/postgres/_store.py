@@ -100,13 +100,8 @@ class PostgresStore(StoreCore):
         finally:
             first.close()
         self._db.open(connect_timeout)
-        channel = channel_name(self.schema)
-        self._change_wait = ChangeWait(
-            url,
-            channel,
-            where=self.where,
-            notify=lambda to: self._db.run("SELECT pg_notify(%s, 'wake')", (to,)),
-        )
+        self._url = url
+        self._change_wait = self._listener()
         self.queue = QueueManager(self)
         #: Batched writes whose COMMIT a restart cut, until the server says how they ended.
         self._in_doubt = InDoubt()
@@ -203,9 +198,20 @@ class PostgresStore(StoreCore):
             return
         call_listeners(self._queue_listeners)
 
-    def _change_signal(self) -> None:
-        """None: ``store.watch`` polls :meth:`data_version` (``store/_watch.py``)."""
-        return None
+    def _listener(self) -> ChangeWait:
+        """A LISTEN on the store's channel on a connection of its own (opened at its first
+        wait): commits of work, settlements and KV writes NOTIFY it (``_schema.py``)."""
+        return ChangeWait(
+            self._url,
+            channel_name(self.schema),
+            where=self.where,
+            notify=lambda to: self._db.run("SELECT pg_notify(%s, 'wake')", (to,)),
+        )
+
+    def _change_signal(self) -> ChangeWait:
+        """A listener of its own for ``store.watch`` (``store/_watch.py``): the store's
+        serves the scheduler, and a second reader of it would take its wake-ups."""
+        return self._listener()
 
     def data_version(self) -> int:
         """A number that grows whenever a write transaction starts on the server.
