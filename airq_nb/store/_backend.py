@@ -305,6 +305,11 @@ class Store(Protocol):
         """Writes a dead letter's value under its keys in ``conn``'s transaction."""
         ...
 
+    def _change_signal(self) -> Any:
+        """A change signal of its own for ``store.watch`` (``wait(timeout) -> bool`` and
+        ``close()``), or None when the store's ``data_version`` is to be polled."""
+        ...
+
     def _tracked(
         self, settlements: Sequence[Settlement], body: Callable[[builtins.list[Settlement]], Work]
     ) -> tuple[builtins.list[str], Work]:
