@@ -26,7 +26,7 @@ def add_means_command(commands: Any, common: argparse.ArgumentParser) -> None:
     means = commands.add_parser(
         "means",
         parents=[common],
-        help="daily means with their hours and data capture (valid at 75 %)",
+        help="daily means with their hours and data capture (valid at 75 %%)",
     )
     means.add_argument("--rolling", action="store_true", help="24-hour running means, one per hour")
     means.add_argument(

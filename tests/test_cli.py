@@ -303,3 +303,25 @@ def test_an_unexpected_error_is_one_line_unless_debugging(db_path, capsys, monke
         assert len(err) == 1 and "AIRQ_NB_DEBUG=1" in err[0]
     else:
         assert err[0] == "Traceback (most recent call last):" and len(err) > 2
+
+
+def _every_parser(parser):
+    """``parser`` and each of its subcommands' parsers, depth first."""
+    import argparse
+
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                yield from _every_parser(child)
+
+
+def test_every_commands_help_prints(cli):
+    # A "%" in any help text breaks argparse's formatting of that page (and of the parent's).
+    from airq_nb.cli import build_parser
+
+    pages = [p.format_help() for p in _every_parser(build_parser())]
+    assert len(pages) > 10 and all("usage:" in page for page in pages)
+    done = cli("--help", module=False)
+    assert done.returncode == 0, done.stderr
+    assert "means" in done.stdout and "alerts" in done.stdout
