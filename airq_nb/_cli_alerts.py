@@ -79,7 +79,15 @@ def run_alerts_command(
                 "rules": [json.loads(r.to_json()) for r in rules],
                 "states": list(states.values()),
             }
-            emit(args, data, table(rows, header) if rules else ["no alert rules"])
+            emit(
+                args,
+                data,
+                table(rows, header)
+                if rules
+                else [
+                    "no alert rules; add one with airq_nb.set_alert_rule(store, airq_nb.AlertRule(...)) or in notebooks/alerts.ipynb"
+                ],
+            )
         elif args.action == "history":
             frame = alert_history(store, rule=args.rule, limit=args.limit)
             records = [

@@ -434,7 +434,15 @@ def _means(args: argparse.Namespace) -> int:
     with _open(args) as store:
         places = [location.name for location in _locations(args) or []]
         records, cells = means_rows(store, args, locations=places)
-    _emit(args, records, _table(cells, _MEANS_HEADER) if cells else ["no readings"])
+    _emit(
+        args,
+        records,
+        _table(cells, _MEANS_HEADER)
+        if cells
+        else [
+            "no readings in this store for that place and time; collect some first (airq-nb collect)"
+        ],
+    )
     return 0
 
 

@@ -325,3 +325,12 @@ def test_every_commands_help_prints(cli):
     done = cli("--help", module=False)
     assert done.returncode == 0, done.stderr
     assert "means" in done.stdout and "alerts" in done.stdout
+
+
+def test_means_and_alerts_on_an_empty_store_say_what_to_do_next(cli):
+    done = cli("means")
+    assert done.returncode == 0, done.stderr
+    assert "collect some first (airq-nb collect)" in done.stdout
+    done = cli("alerts", "list")
+    assert done.returncode == 0, done.stderr
+    assert "no alert rules; add one with airq_nb.set_alert_rule" in done.stdout
