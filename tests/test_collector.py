@@ -239,7 +239,8 @@ def test_several_locations_and_sources_share_one_store(clocked_store, meteo, owm
 
 def test_read_readings_shape_and_empty_store(store, clocked_store, meteo):
     empty = airq_nb.read_readings(store)
-    columns = ["location", "source", "kind", "pm2_5", "pm10", "fetched_at"]
+    columns = ["location", "source", "kind", "pm2_5", "pm10", "fetched_at", "point"]
+    columns += ["site_name", "latitude", "longitude", "provenance"]
     assert list(empty.columns) == columns
     assert empty.empty and str(empty.index.dtype).startswith("datetime64") and empty.index.tz
     collect(clocked_store, meteo)
@@ -248,6 +249,10 @@ def test_read_readings_shape_and_empty_store(store, clocked_store, meteo):
     assert len(frame) == 23
     assert list(frame.columns) == columns  # Open-Meteo gives no AQI: no all-empty column
     assert set(frame["kind"]) == {"modelled"}
+    # The point asked for, named after the location; Open-Meteo adds no details of its own.
+    assert set(frame["point"]) == {"51.5074,-0.1278"} and set(frame["site_name"]) == {"London"}
+    assert set(frame["latitude"]) == {51.5074} and set(frame["longitude"]) == {-0.1278}
+    assert set(frame["provenance"]) == {None}
 
 
 # -- failures -------------------------------------------------------------------------------

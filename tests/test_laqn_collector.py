@@ -48,6 +48,10 @@ def test_readings_record_source_site_kind_and_fetch_time(clocked_store, laqn, la
     assert set(frame["kind"]) == {"measured"}
     assert (frame["fetched_at"] == frame["fetched_at"].iloc[0]).all()
     assert frame["fetched_at"].iloc[0].timestamp() == T0
+    # The site from the site list: its code, name and coordinates in degrees.
+    assert set(frame["point"]) == {"KF1"}
+    assert set(frame["site_name"]) == {"Kensington and Chelsea - North Ken FIDAS"}
+    assert set(frame["latitude"]) == {51.52105} and set(frame["longitude"]) == {-0.213492}
 
 
 def test_measured_kf1_and_modelled_london_coexist(clocked_store, laqn, openmeteo_server):

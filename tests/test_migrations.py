@@ -125,7 +125,9 @@ def test_an_old_store_opens_with_its_data_in_deno_order(fixture: Path, tmp_path:
         assert store.execute("SELECT * FROM delivery_log ORDER BY 1") == before["delivery_log"]
         readings = store.execute("SELECT * FROM readings ORDER BY 1")
         assert [row[:7] for row in readings] == before["readings"]
-        assert {row[7:] for row in readings} == {("modelled", None)}  # kind, point added
+        assert {row[7:9] for row in readings} == {("modelled", None)}  # kind, point added
+        # site_name, latitude, longitude, provenance (step 10): not known for these rows.
+        assert {row[9:] for row in readings} == {(None, None, None, None)}
     # Reopening runs no step again (a second re-encoding would garble the keys).
     with airq_nb.open_store(path) as store:
         assert [entry.value for entry in store.list(prefix=("n",))] == [

@@ -45,6 +45,7 @@ from ._sources import (
     LAQN_PREFIX,
     LONDON,
     Location,
+    Provenance,
     Reading,
     Source,
     check_hour,
@@ -197,6 +198,8 @@ async def collect_once(
             store, source.name, location.name, store.clock.now(), "error", mask_secrets(str(exc))
         )
         raise
+    describe = getattr(source, "provenance", None)
+    where = describe(location) if describe is not None else Provenance.of(location)
     fetched_at = store.clock.now()
     with store.transaction():
         upserted = upsert_readings(
@@ -206,7 +209,11 @@ async def collect_once(
             location=location.name,
             fetched_at=fetched_at,
             kind=kind,
-            point=location.point,
+            point=where.point,
+            site_name=where.site_name,
+            latitude=where.latitude,
+            longitude=where.longitude,
+            details=where.details,
         )
         deleted = delete_older_than(store, cutoff)
         _remember(

@@ -44,7 +44,7 @@ from ._http import (
     _malformed,
     get_json,
 )
-from ._model import HOUR, LAQN_PREFIX, Location, Reading
+from ._model import HOUR, LAQN_PREFIX, Location, Provenance, Reading
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -281,6 +281,8 @@ class LaqnSource:
     max_reply_bytes: int = MAX_REPLY_BYTES
     #: Species fetched: both by default; prepare() narrows it to what the site measures.
     species: tuple[str, ...] = tuple(PM_SPECIES)
+    #: The site from the site list; prepare() sets it (its name and coordinates are stored).
+    site: LaqnSite | None = None
     name: str = field(default="laqn", init=False)
     kind: str = field(default="measured", init=False)
     #: The API asks clients to poll no more often than hourly; schedules may not be faster.
@@ -356,10 +358,17 @@ class LaqnSource:
                 f" ({_NO_PM_NOTES[code]})" if code in _NO_PM_NOTES else ""
             )
         else:
-            return dataclasses.replace(self, species=site.pm_species)
+            return dataclasses.replace(self, species=site.pm_species, site=site)
         raise SourceConfigurationError(
             f"{location.name} ({site.name}) {problem}; {_suggest(sites, site, code)}"
         )
+
+    def provenance(self, location: Location) -> Provenance:
+        """The site's code, name and coordinates (from the site list, once prepared)."""
+        site = self.site if self.site is not None and self.site.code == location.site else None
+        if site is None:
+            return Provenance(location.point)
+        return Provenance(site.code, site.name, site.latitude, site.longitude)
 
     async def fetch(self, location: Location, *, start: int, end: int) -> list[Reading]:
         """Hourly values from ``start`` to ``end`` (inclusive, UTC): whole GMT days are asked

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from .._errors import (
     ConfigurationError,
 )
 
-__all__ = ["HOUR", "LAQN_PREFIX", "LONDON", "Location", "Reading", "Source"]
+__all__ = ["HOUR", "LAQN_PREFIX", "LONDON", "Location", "Provenance", "Reading", "Source"]
 
 HOUR = 3600
 
@@ -121,6 +121,32 @@ class Reading:
     pm2_5: float | None
     pm10: float | None
     aqi: int | None = None
+    #: The source's details for this hour (JSON-ready; OpenAQ: sensor ids and coverage),
+    #: stored in the ``provenance`` column with the series' own :attr:`Provenance.details`.
+    details: Mapping[str, Any] | None = field(default=None, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """What a series' readings stand for: the site or point, its name and coordinates, and
+    the source's own details (JSON-ready: an OpenAQ location's id, provider and licences).
+
+    A source that knows its site says so with ``provenance(location)``; for any other the
+    collector uses :meth:`of` the location (a point, named after the location).
+    """
+
+    point: str
+    site_name: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    details: Mapping[str, Any] | None = field(default=None, hash=False)
+
+    @classmethod
+    def of(cls, location: Location) -> Provenance:
+        """A location's own provenance: its point, name and coordinates."""
+        if location.latitude is None:
+            return cls(location.point)
+        return cls(location.point, location.name, location.latitude, location.longitude)
 
 
 @runtime_checkable
@@ -129,8 +155,10 @@ class Source(Protocol):
 
     A source may also have ``kind`` ("measured" or "modelled"; "modelled" if absent), stored
     with each reading, and ``prepare(store, location)``, awaited before each run's fetch: it
-    may refuse the location (raising a SourceError) or return the source to fetch with; and
-    ``min_interval`` (a timedelta), the shortest schedule interval its API allows.
+    may refuse the location (raising a SourceError) or return the source to fetch with;
+    ``provenance(location)``, the :class:`Provenance` its readings are stored with (else the
+    location's own); and ``min_interval`` (a timedelta), the shortest schedule interval its
+    API allows.
     """
 
     name: str

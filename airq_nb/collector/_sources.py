@@ -23,7 +23,7 @@ from ._http import (
     parse_retry_after,
 )
 from ._laqn import LaqnSource
-from ._model import HOUR, LAQN_PREFIX, LONDON, Location, Reading, Source
+from ._model import HOUR, LAQN_PREFIX, LONDON, Location, Provenance, Reading, Source
 from ._openmeteo import OpenMeteoSource
 from ._openweathermap import OpenWeatherMapSource
 
@@ -39,6 +39,7 @@ __all__ = [
     "Location",
     "OpenMeteoSource",
     "OpenWeatherMapSource",
+    "Provenance",
     "Reading",
     "Source",
     "check_hour",

@@ -6,6 +6,7 @@ has one job: :func:`read_readings` (the readings contract) and :func:`read_revis
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,20 @@ __all__ = ["COLUMNS", "POLLUTANTS", "read_readings", "read_revisions"]
 
 #: The pollutants a reading carries, as column names.
 POLLUTANTS = ("pm2_5", "pm10")
-COLUMNS = ("location", "source", "kind", "pm2_5", "pm10", "fetched_at")
+#: ``read_readings``' columns, the same for every source (``aqi`` follows when some row has one).
+COLUMNS = (
+    "location",
+    "source",
+    "kind",
+    "pm2_5",
+    "pm10",
+    "fetched_at",
+    "point",
+    "site_name",
+    "latitude",
+    "longitude",
+    "provenance",
+)
 
 
 # -- reading them back ------------------------------------------------------------------------
@@ -104,9 +118,13 @@ def read_readings(
 ) -> pandas.DataFrame:
     """Stored readings as a DataFrame indexed by hour (``time``, start of the hour, in ``tz``).
 
-    Oldest first. Columns: ``location``, ``source``, ``kind`` ("measured" or "modelled"),
-    ``pm2_5`` and ``pm10`` (µg/m³, NaN when missing), ``fetched_at`` (when the value was
-    fetched, in ``tz``), and ``aqi`` (1–5) only when some row has one. ``since`` is an aware
+    Oldest first. One schema for every source (docs/sources.md): ``location``, ``source``,
+    ``kind`` ("measured" or "modelled"), ``pm2_5`` and ``pm10`` (µg/m³, NaN when missing),
+    ``fetched_at`` (when the value was fetched, in ``tz``), ``point`` (the site code, the
+    OpenAQ location id, or "lat,lon"), ``site_name``, ``latitude`` and ``longitude`` (of
+    the site or point; None/NaN for rows stored before they were known), ``provenance`` (a
+    dict of the source's own details, e.g. OpenAQ's provider, sensor ids and coverage, or
+    None), and ``aqi`` (1–5) only when some row has one. ``since`` is an aware
     datetime, an ISO string, Unix seconds, or a timedelta back from the store's clock;
     ``location`` and ``source`` a name, a :class:`~airq_nb.Location`, or several of them;
     ``tz`` "UTC" (default), a zone name such as "Europe/London", or a tzinfo.
@@ -122,7 +140,8 @@ def read_readings(
     where, params = _filters(store, since, location, source)
     rows = _dialect.read(
         store,
-        "SELECT time, location, source, kind, pm2_5, pm10, fetched_at, aqi FROM readings"
+        "SELECT time, location, source, kind, pm2_5, pm10, fetched_at, point, site_name, "
+        "latitude, longitude, provenance, aqi FROM readings"
         + where
         + " ORDER BY time, location, source",
         params,
@@ -133,10 +152,15 @@ def read_readings(
     if zone is not UTC:
         frame["time"] = frame["time"].dt.tz_convert(zone)
         frame["fetched_at"] = frame["fetched_at"].dt.tz_convert(zone)
-    for column in POLLUTANTS:
+    for column in (*POLLUTANTS, "latitude", "longitude"):
         frame[column] = frame[column].astype("float64")
-    for column in ("location", "source", "kind"):
+    for column in ("location", "source", "kind", "point", "site_name"):
         frame[column] = frame[column].astype("object")
+    frame["provenance"] = pd.Series(
+        [json.loads(text) if isinstance(text, str) else None for text in frame["provenance"]],
+        index=frame.index,
+        dtype="object",
+    )
     if frame["aqi"].notna().any():
         frame["aqi"] = frame["aqi"].astype("Int64")
     else:

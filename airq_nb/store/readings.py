@@ -10,8 +10,9 @@ so a run that finds nothing new commits nothing.
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -133,15 +134,23 @@ def upsert_readings(
     fetched_at: float,
     kind: str = "modelled",
     point: str | None = None,
+    site_name: str | None = None,
+    latitude: float | None = None,
+    longitude: float | None = None,
+    details: Mapping[str, Any] | None = None,
 ) -> Upserted:
     """Insert new hours, update and log changed ones, leave unchanged ones untouched.
 
     A new hour with neither PM2.5 nor PM10 is not inserted.
 
-    ``kind`` is ``"measured"`` or ``"modelled"``; ``point`` the site code or "lat,lon" the
-    values stand for. Runs in the caller's transaction when there is one, so a batch lands
-    whole or not at all. A changed value is logged in ``reading_revisions`` with the old and
-    the new value and ``fetched_at`` as the time it was noticed.
+    ``kind`` is ``"measured"`` or ``"modelled"``; ``point`` the site code, OpenAQ location
+    or "lat,lon" the values stand for, ``site_name``, ``latitude`` and ``longitude`` that
+    site's or point's; ``details`` the source's own provenance (JSON), merged with each
+    reading's ``details`` (per hour, e.g. OpenAQ's coverage) into the ``provenance`` column.
+    Rows of the series stored before the site was known (``site_name`` NULL) get it too.
+    Runs in the caller's transaction when there is one, so a batch lands whole or not at
+    all. A changed value is logged in ``reading_revisions`` with the old and the new value
+    and ``fetched_at`` as the time it was noticed.
     """
     if kind not in KINDS:
         raise ConfigurationError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -162,12 +171,13 @@ def upsert_readings(
         new_rows, changed_rows, log = [], [], []
         for when, reading in sorted(batch.items()):
             values = (reading.pm2_5, reading.pm10, reading.aqi)
+            where = (point, site_name, latitude, longitude, _provenance(details, reading))
             old = stored.get(when)
             if old is None:
                 # An hour without any value is not stored; a stored one may become empty
                 # (a value withdrawn at ratification), which is a change like any other.
                 if values[0] is not None or values[1] is not None:
-                    new_rows.append((source, location, when, *values, fetched_at, kind, point))
+                    new_rows.append((source, location, when, *values, fetched_at, kind, *where))
                 continue
             changed = [
                 (name, before, after)
@@ -176,23 +186,31 @@ def upsert_readings(
             ]
             if not changed and old[2] == values[2]:
                 continue
-            changed_rows.append((*values, fetched_at, kind, point, source, location, when))
+            changed_rows.append((*values, fetched_at, kind, *where, source, location, when))
             log.extend(
                 (when, source, location, name, before, after, fetched_at)
                 for name, before, after in changed
             )
         if new_rows:
             conn.executemany(
-                "INSERT INTO readings "
-                "(source, location, time, pm2_5, pm10, aqi, fetched_at, kind, point) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO readings (source, location, time, pm2_5, pm10, aqi, fetched_at, "
+                "kind, point, site_name, latitude, longitude, provenance) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 new_rows,
             )
         if changed_rows:
             conn.executemany(
                 "UPDATE readings SET pm2_5 = ?, pm10 = ?, aqi = ?, fetched_at = ?, kind = ?, "
-                "point = ? WHERE source = ? AND location = ? AND time = ?",
+                "point = ?, site_name = ?, latitude = ?, longitude = ?, provenance = ? "
+                "WHERE source = ? AND location = ? AND time = ?",
                 changed_rows,
+            )
+        if site_name is not None:
+            # Rows from before schema step 10 (or a run that did not know the site yet).
+            conn.execute(
+                "UPDATE readings SET site_name = ?, latitude = ?, longitude = ? "
+                "WHERE source = ? AND location = ? AND site_name IS NULL",
+                (site_name, latitude, longitude, source, location),
             )
         if log:
             conn.executemany(
@@ -203,6 +221,12 @@ def upsert_readings(
             )
         inserted, revised, revisions = len(new_rows), len(changed_rows), len(log)
     return Upserted(inserted, revised, revisions)
+
+
+def _provenance(details: Mapping[str, Any] | None, reading: _Reading) -> str | None:
+    """The provenance column: the series' details and the reading's own, as JSON."""
+    merged = {**(details or {}), **(getattr(reading, "details", None) or {})}
+    return json.dumps(merged, sort_keys=True, separators=(",", ":")) if merged else None
 
 
 def delete_older_than(store: Store, cutoff: float) -> int:

@@ -18,7 +18,7 @@ from ..._errors import ConfigurationError, StoreError
 
 __all__ = ["SCHEMA_VERSION", "STEPS", "channel_name", "check_schema_name", "create_schema"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,49}")
 
 _TABLES = """
@@ -209,6 +209,18 @@ CREATE TRIGGER queue_dead_lettered AFTER UPDATE OF state ON queue
     EXECUTE FUNCTION notify_queue();
 """
 
+# Step 5: the readings' site name, coordinates and provenance details (SQLite's step 10);
+# rows of a point ("lat,lon") get their coordinates back from it.
+_READINGS_SITES = """
+ALTER TABLE readings ADD COLUMN IF NOT EXISTS site_name text;
+ALTER TABLE readings ADD COLUMN IF NOT EXISTS latitude float8;
+ALTER TABLE readings ADD COLUMN IF NOT EXISTS longitude float8;
+ALTER TABLE readings ADD COLUMN IF NOT EXISTS provenance text;
+UPDATE readings SET latitude = split_part(point, ',', 1)::float8,
+    longitude = split_part(point, ',', 2)::float8
+    WHERE latitude IS NULL AND strpos(point, ',') > 0;
+"""
+
 #: The numbered steps: a schema at version n has run the first n; each is idempotent.
 STEPS = (
     ("KV, queue, paused topics and their NOTIFY triggers", (_TABLES, _NOTIFY)),
@@ -218,6 +230,7 @@ STEPS = (
     ),
     ("alert rules, states and history", (_ALERTS,)),
     ("KV writes and settled messages NOTIFY too", (_NOTIFY_KV_AND_SETTLED,)),
+    ("readings' site name, coordinates and provenance details", (_READINGS_SITES,)),
 )
 
 

@@ -9,7 +9,8 @@ History (``git log``): schema 1 had an AUTOINCREMENT queue; schema 2 (1302ce7) r
 by a high-water mark; ``schedules`` and ``delivery_log`` were created by the scheduler and
 ``readings`` by each collection, ``schedules.broken`` added by an ad-hoc ALTER (7c740e2).
 Steps 3-5 bring files of any of those shapes to one; step 6 re-encodes stored keys in
-Deno's runtime order (int before float); steps 7-8 add readings' provenance and revisions.
+Deno's runtime order (int before float); steps 7-8 add readings' provenance and revisions;
+step 10 the site each reading stands for (name, coordinates) and the source's details.
 """
 
 from __future__ import annotations
@@ -199,6 +200,28 @@ def _reading_revisions(conn: sqlite3.Connection) -> None:
     )
 
 
+def _readings_sites(conn: sqlite3.Connection) -> None:
+    # One schema across sources: the site or point's name and coordinates, and the source's
+    # own details as JSON (OpenAQ's sensor ids, provider and coverage). Rows of a point
+    # ("lat,lon") get their coordinates back from it; a site's name and coordinates are
+    # filled by the next run of its series (the collector knows them, SQL does not).
+    have = {row[1] for row in conn.execute("PRAGMA table_info(readings)")}
+    for column, kind in (
+        ("site_name", "TEXT"),
+        ("latitude", "REAL"),
+        ("longitude", "REAL"),
+        ("provenance", "TEXT"),
+    ):
+        if column not in have:
+            conn.execute(f"ALTER TABLE readings ADD COLUMN {column} {kind}")
+    conn.execute(
+        "UPDATE readings SET "
+        "latitude = CAST(substr(point, 1, instr(point, ',') - 1) AS REAL), "
+        "longitude = CAST(substr(point, instr(point, ',') + 1) AS REAL) "
+        "WHERE latitude IS NULL AND instr(point, ',') > 0"
+    )
+
+
 def _alerts(conn: sqlite3.Connection) -> None:
     # Alert rules (definitions as JSON), each (rule, place)'s state and one history of
     # transitions and sends; owned by store/alerts.py.
@@ -348,6 +371,7 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("readings provenance: kind (measured/modelled) and point", _readings_provenance),
     ("reading_revisions table (values a later fetch changed)", _reading_revisions),
     ("alert_rules, alert_state and alert_history tables", _alerts),
+    ("readings' site name, coordinates and provenance details", _readings_sites),
 )
 #: The ``user_version`` of a file this airq_nb has fully migrated.
 SCHEMA_VERSION = len(MIGRATIONS)
