@@ -57,6 +57,7 @@ from .alerts import (
 )
 from .collector._job import CollectResult, collect_now, collect_once
 from .collector._laqn import LAQN_ATTRIBUTION, SOURCE_ATTRIBUTIONS, LaqnSource
+from .collector._openaq import OPENAQ_ATTRIBUTION, OpenAQSource
 from .collector._schedule import collect_until_idle, start_collector
 from .collector._sources import (
     LONDON,
@@ -96,6 +97,7 @@ __all__ = [
     "LAQN_ATTRIBUTION",
     "LONDON",
     "MIN_CAPTURE",
+    "OPENAQ_ATTRIBUTION",
     "SOURCE_ATTRIBUTIONS",
     "AirqError",
     "AlertChannelError",
@@ -127,6 +129,7 @@ __all__ = [
     "MalformedReplyError",
     "Message",
     "MessageNotFoundError",
+    "OpenAQSource",
     "OpenMeteoSource",
     "OpenWeatherMapSource",
     "PayloadTooLargeError",

@@ -52,18 +52,21 @@ _CELL = 60
 EPILOG = """\
 environment:
   AIRQ_NB_DB               the store file or postgresql:// URL (overridden by --db)
-  AIRQ_NB_SOURCE           openweathermap | open-meteo | laqn (overridden by --source)
+  AIRQ_NB_SOURCE           openweathermap | open-meteo | laqn | openaq (overridden by --source)
   OPENWEATHER_API_KEY      OpenWeatherMap key; never printed, logged or stored
+  OPENAQ_API_KEY           OpenAQ key (sent as X-API-Key); never printed, logged or stored
   AIRQ_NB_ALERT_<CHANNEL>  an alert channel's Apprise URLs; never printed, logged or stored
   AIRQ_NB_OPENWEATHER_URL  OpenWeatherMap base URL (e.g. a local test server)
   AIRQ_NB_OPENMETEO_URL    Open-Meteo base URL
   AIRQ_NB_LAQN_URL         London Air Quality Network (ERG) API base URL
+  AIRQ_NB_OPENAQ_URL       OpenAQ v3 base URL (default https://api.openaq.org/v3)
 
 examples:
   airq-nb collect --once                       # one run; exit 1 with the error on failure
   5 * * * * airq-nb collect --once             # a crontab line: hourly, 5 past
   airq-nb run                                  # a service: hourly until SIGTERM
   airq-nb --source laqn collect --location laqn:KF1 --location laqn:MY7
+  airq-nb --source openaq collect --location openaq:2178 --location London
   airq-nb queue purge --state dead --yes
   airq-nb means --location laqn:KF1            # daily means, hours and capture
   airq-nb alerts test team                     # a test notification to $AIRQ_NB_ALERT_TEAM
@@ -91,8 +94,9 @@ def _common_options() -> argparse.ArgumentParser:
         "--location",
         action="append",
         default=argparse.SUPPRESS,
-        help="London, an LAQN site such as laqn:KF1, or a name with --lat/--lon; repeat for "
-        "several (default: London; laqn:KF1 and laqn:MY7 with --source laqn)",
+        help="London, an LAQN site such as laqn:KF1, an OpenAQ location such as openaq:2178, "
+        "or a name with --lat/--lon; repeat for several (default: London; laqn:KF1 and "
+        "laqn:MY7 with --source laqn)",
     )
     common.add_argument("--lat", type=float, default=argparse.SUPPRESS, help="latitude")
     common.add_argument("--lon", type=float, default=argparse.SUPPRESS, help="longitude")

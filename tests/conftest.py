@@ -16,7 +16,7 @@ import airq_nb
 # Fake OpenWeatherMap / Open-Meteo / LAQN servers (fixtures openweathermap_server,
 # openmeteo_server, laqn_server); the backend parametrization and the PostgreSQL server
 # (backend, postgres_url, ...).
-pytest_plugins = ["fake_sources", "fake_laqn", "store_backends"]
+pytest_plugins = ["fake_sources", "fake_laqn", "fake_openaq", "store_backends"]
 
 
 @pytest.fixture

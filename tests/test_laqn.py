@@ -340,7 +340,7 @@ def test_attribution_names_the_network_and_the_licence():
     assert "Imperial College London" in airq_nb.LAQN_ATTRIBUTION
     assert "Open Government Licence" in airq_nb.LAQN_ATTRIBUTION
     assert airq_nb.SOURCE_ATTRIBUTIONS["laqn"] == airq_nb.LAQN_ATTRIBUTION
-    assert set(airq_nb.SOURCE_ATTRIBUTIONS) == {"laqn", "open-meteo", "openweathermap"}
+    assert set(airq_nb.SOURCE_ATTRIBUTIONS) == {"laqn", "open-meteo", "openweathermap", "openaq"}
 
 
 def test_docs_show_the_attribution_strings_the_code_exports():

@@ -259,9 +259,7 @@ def test_collector_with_a_bad_location_says_how_to_write_one(tmp_path):
     assert done.returncode != 0
     (error,) = [out for out in outputs(notebook) if out.output_type == "error"]
     assert error.ename == "ConfigurationError"
-    assert "use 'London', an LAQN site such as 'laqn:KF1', or 'name,latitude,longitude'" in (
-        error.evalue
-    )
+    assert "use 'London', an LAQN site such as 'laqn:KF1', an OpenAQ location" in (error.evalue)
 
 
 def test_collector_headless_for_another_location(tmp_path, openmeteo_server):

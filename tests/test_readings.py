@@ -219,9 +219,7 @@ def test_postgres_step_5_gives_rows_of_a_point_their_coordinates_back(postgres_u
                 for statement in statements:
                     conn.execute(sql.SQL(statement).format(channel=channel))
             conn.execute(
-                sql.SQL("COMMENT ON SCHEMA {} IS 'airq_nb schema 4'").format(
-                    sql.Identifier(schema)
-                )
+                sql.SQL("COMMENT ON SCHEMA {} IS 'airq_nb schema 4'").format(sql.Identifier(schema))
             )
             conn.execute(
                 "INSERT INTO readings (source, location, time, pm2_5, pm10, fetched_at, kind, "

@@ -10,7 +10,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -108,10 +108,15 @@ async def get_json(
     timeout: float,
     max_bytes: int = MAX_REPLY_BYTES,
     secret: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    inspect: Callable[[httpx.Response, str], None] | None = None,
 ) -> Any:
     """GET ``url`` and return its JSON body, turning every failure into a typed SourceError.
 
-    A leading UTF-8 byte-order mark (the LAQN API sends one) is skipped.
+    A leading UTF-8 byte-order mark (the LAQN API sends one) is skipped. ``headers`` are
+    sent as well (an API key in a header: pass it as ``secret`` too, so it is masked);
+    ``inspect(response, error_detail)`` sees every reply before its status is checked (rate
+    limit headers) and may raise a source's own error for a status.
     """
     import httpx
 
@@ -122,7 +127,7 @@ async def get_json(
         raise ConfigurationError(
             f"{source}'s base URL is not usable ({mask_secrets(str(exc), secret)}); "
             "check the base_url argument or AIRQ_NB_OPENWEATHER_URL / AIRQ_NB_OPENMETEO_URL / "
-            "AIRQ_NB_LAQN_URL"
+            "AIRQ_NB_LAQN_URL / AIRQ_NB_OPENAQ_URL"
         ) from None
     try:
         async with (
@@ -130,7 +135,7 @@ async def get_json(
                 timeout=timeout,
                 follow_redirects=True,
                 verify=_ssl_context(),
-                headers={"User-Agent": user_agent()},
+                headers={"User-Agent": user_agent(), **(headers or {})},
             ) as client,
             client.stream("GET", url, params=dict(params)) as response,
         ):
@@ -152,6 +157,8 @@ async def get_json(
     status = response.status_code
     text = "" if content is None else content.decode(response.encoding or "utf-8", "replace")
     text = text.removeprefix("\ufeff")
+    if inspect is not None:
+        inspect(response, _error_detail(text, secret) if status >= 400 else "")
     if status >= 400:
         _raise_for_status(source, shown, response, text, secret)
     if content is None:
@@ -240,13 +247,14 @@ def _raise_for_status(
 
 
 def _error_detail(text: str, secret: str | None) -> str:
-    # Both APIs explain errors in JSON: OWM {"cod", "message"}, Open-Meteo {"error", "reason"}.
+    # The APIs explain errors in JSON: OWM {"cod", "message"}, Open-Meteo {"error", "reason"},
+    # OpenAQ (FastAPI) {"detail"} or {"message"}.
     try:
         body = json.loads(text)
     except (ValueError, RecursionError):
         return ""
     if isinstance(body, dict):
-        for key in ("reason", "message"):
+        for key in ("reason", "message", "detail"):
             if isinstance(body.get(key), str):
                 return ": " + mask_secrets(body[key][:200], secret)
     return ""
@@ -349,6 +357,7 @@ def _coordinates(source: str, location: Location) -> tuple[float, float]:
     if location.latitude is None or location.longitude is None:
         raise SourceConfigurationError(
             f"{source} models a point and {location.name} has no coordinates; collect it "
-            "with AIRQ_NB_SOURCE=laqn (--source laqn), or give a 'name,latitude,longitude'"
+            "with the source that names it (AIRQ_NB_SOURCE=laqn for laqn:<site>, openaq for "
+            "openaq:<id>), or give a 'name,latitude,longitude'"
         )
     return location.latitude, location.longitude

@@ -45,6 +45,7 @@ from ._http import (
     get_json,
 )
 from ._model import HOUR, LAQN_PREFIX, Location, Provenance, Reading
+from ._openaq import OPENAQ_ATTRIBUTION
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -76,6 +77,7 @@ SOURCE_ATTRIBUTIONS: Mapping[str, str] = {
     "open-meteo": "Modelled data: Open-Meteo.com (CC BY 4.0), generated using Copernicus "
     "Atmosphere Monitoring Service information.",
     "openweathermap": "Modelled data: OpenWeather (CC BY-SA 4.0).",
+    "openaq": OPENAQ_ATTRIBUTION,
 }
 #: LAQN species codes for the pollutants airq_nb keeps, and the Reading field of each.
 PM_SPECIES = {"PM25": "pm2_5", "PM10": "pm10"}

@@ -12,22 +12,35 @@ from .._errors import (
     ConfigurationError,
 )
 
-__all__ = ["HOUR", "LAQN_PREFIX", "LONDON", "Location", "Provenance", "Reading", "Source"]
+__all__ = [
+    "HOUR",
+    "LAQN_PREFIX",
+    "LONDON",
+    "OPENAQ_PREFIX",
+    "Location",
+    "Provenance",
+    "Reading",
+    "Source",
+]
 
 HOUR = 3600
 
 #: Prefix of a location that names a London Air Quality Network site: ``laqn:KF1``.
 LAQN_PREFIX = "laqn:"
 _SITE_CODE = re.compile(r"^[A-Z0-9]{2,4}$")
+#: Prefix of a location that names an OpenAQ (v3) location by its id: ``openaq:2178``.
+OPENAQ_PREFIX = "openaq:"
+_OPENAQ_ID = re.compile(r"^[1-9][0-9]{0,11}$")
 
 
 @dataclass(frozen=True, slots=True)
 class Location:
     """A named place to collect for; ``name`` identifies its readings and its schedule.
 
-    A point has a latitude and longitude (for the modelled sources). A monitoring site of
-    the London Air Quality Network is named ``laqn:<code>`` (``laqn:KF1``) and needs none:
-    its coordinates come from the network's site list.
+    A point has a latitude and longitude (for the modelled sources, and for OpenAQ, which
+    finds the monitors nearest to it). A monitoring site of the London Air Quality Network
+    is named ``laqn:<code>`` (``laqn:KF1``), an OpenAQ location ``openaq:<id>``
+    (``openaq:2178``); they need none: their coordinates come from the network.
     """
 
     name: str
@@ -37,6 +50,18 @@ class Location:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ConfigurationError("a Location needs a non-empty name, e.g. 'London'")
+        if self.name[: len(OPENAQ_PREFIX)].lower() == OPENAQ_PREFIX:
+            if not _OPENAQ_ID.match(self.name[len(OPENAQ_PREFIX) :]):
+                raise ConfigurationError(
+                    f"{self.name!r} is not an OpenAQ location: use openaq:<location id>, "
+                    "e.g. openaq:2178 (ids are on explore.openaq.org)"
+                )
+            if self.latitude is not None or self.longitude is not None:
+                raise ConfigurationError(
+                    f"{self.name}: an OpenAQ location has the network's coordinates; give "
+                    "none, or a 'name,latitude,longitude' to collect its nearest monitors"
+                )
+            return
         if self.site is not None:
             if not _SITE_CODE.match(self.site):
                 raise ConfigurationError(
@@ -65,10 +90,19 @@ class Location:
         return None
 
     @property
+    def openaq_id(self) -> int | None:
+        """The OpenAQ location id of an ``openaq:<id>`` location, else None."""
+        if self.name[: len(OPENAQ_PREFIX)].lower() == OPENAQ_PREFIX:
+            return int(self.name[len(OPENAQ_PREFIX) :])
+        return None
+
+    @property
     def point(self) -> str:
-        """What the readings stand for: the site code, or "latitude,longitude"."""
+        """What the readings stand for: the site code, the OpenAQ id or "latitude,longitude"."""
         if self.site is not None:
             return self.site
+        if self.openaq_id is not None:
+            return str(self.openaq_id)
         return f"{self.latitude:.4f},{self.longitude:.4f}"
 
     def as_dict(self) -> dict[str, Any]:
@@ -77,10 +111,12 @@ class Location:
 
     @classmethod
     def parse(cls, text: str) -> Location:
-        """A location from text: ``"London"``, ``"laqn:KF1"`` (an LAQN monitoring site), or
-        ``"name,latitude,longitude"``."""
+        """A location from text: ``"London"``, ``"laqn:KF1"`` (an LAQN monitoring site),
+        ``"openaq:2178"`` (an OpenAQ location), or ``"name,latitude,longitude"``."""
         if text.strip().lower() == LONDON.name.lower():
             return LONDON
+        if text.strip()[: len(OPENAQ_PREFIX)].lower() == OPENAQ_PREFIX:
+            return cls(OPENAQ_PREFIX + text.strip()[len(OPENAQ_PREFIX) :].strip(), None, None)
         if text.strip()[: len(LAQN_PREFIX)].lower() == LAQN_PREFIX:
             code = text.strip()[len(LAQN_PREFIX) :].strip().upper()
             return cls(LAQN_PREFIX + code, None, None)
@@ -89,8 +125,9 @@ class Location:
             return cls(name, float(latitude), float(longitude))
         except ValueError:
             raise ConfigurationError(
-                f"location {text!r}: use 'London', an LAQN site such as 'laqn:KF1', or "
-                "'name,latitude,longitude', e.g. 'Paris,48.8566,2.3522'"
+                f"location {text!r}: use 'London', an LAQN site such as 'laqn:KF1', an OpenAQ "
+                "location such as 'openaq:2178', or 'name,latitude,longitude', e.g. "
+                "'Paris,48.8566,2.3522'"
             ) from None
 
     @classmethod

@@ -1,5 +1,5 @@
 """Air-quality sources by name: OpenWeatherMap and Open-Meteo (modelled), the London Air
-Quality Network (measured), behind one small protocol.
+Quality Network and OpenAQ (measured), behind one small protocol.
 
 A source turns "this location, these hours" into validated hourly :class:`Reading` objects,
 or raises a :class:`~airq_nb.SourceError` subclass that says what went wrong. Each API has
@@ -24,6 +24,7 @@ from ._http import (
 )
 from ._laqn import LaqnSource
 from ._model import HOUR, LAQN_PREFIX, LONDON, Location, Provenance, Reading, Source
+from ._openaq import OPENAQ_KEY_VARIABLE, OpenAQSource
 from ._openmeteo import OpenMeteoSource
 from ._openweathermap import OpenWeatherMapSource
 
@@ -37,6 +38,7 @@ __all__ = [
     "SOURCES",
     "LaqnSource",
     "Location",
+    "OpenAQSource",
     "OpenMeteoSource",
     "OpenWeatherMapSource",
     "Provenance",
@@ -77,12 +79,22 @@ def _laqn(base_url: str | None, api_key: str, timeout: float) -> Source:
     )
 
 
+def _openaq(base_url: str | None, api_key: str, timeout: float) -> Source:
+    # Its own key: the one passed is OpenWeatherMap's.
+    return OpenAQSource(
+        api_key=os.environ.get(OPENAQ_KEY_VARIABLE, "").strip(),
+        base_url=base_url or _env_url("AIRQ_NB_OPENAQ_URL", OpenAQSource.base_url),
+        timeout=timeout,
+    )
+
+
 #: Sources selectable by name (``AIRQ_NB_SOURCE``, ``--source``): name -> factory taking
 #: (base_url or None, OpenWeatherMap key or "", timeout). A new source registers itself here.
 SOURCES: dict[str, Callable[[str | None, str, float], Source]] = {
     "openweathermap": _openweathermap,
     "open-meteo": _openmeteo,
     "laqn": _laqn,
+    "openaq": _openaq,
 }
 
 
@@ -97,7 +109,8 @@ def source_from_env(
     set (``OPENWEATHER_API_KEY``) and Open-Meteo otherwise, so a newcomer gets data with no key.
 
     Base URLs come from ``base_url``, else ``AIRQ_NB_OPENWEATHER_URL`` /
-    ``AIRQ_NB_OPENMETEO_URL`` / ``AIRQ_NB_LAQN_URL``.
+    ``AIRQ_NB_OPENMETEO_URL`` / ``AIRQ_NB_LAQN_URL`` / ``AIRQ_NB_OPENAQ_URL``; OpenAQ's key
+    from ``OPENAQ_API_KEY``.
     """
     key = api_key if api_key is not None else os.environ.get("OPENWEATHER_API_KEY", "").strip()
     chosen = (name or os.environ.get("AIRQ_NB_SOURCE") or "").strip().lower()
