@@ -32,6 +32,7 @@ from .collector._schedule import collect_until_idle, install_collector
 from .collector._sources import (
     LAQN_PREFIX,
     LONDON,
+    OPENAQ_PREFIX,
     SOURCES,
     Location,
     mask_secrets,
@@ -186,7 +187,7 @@ def _locations(args: argparse.Namespace) -> list[Location] | None:
     chosen = []
     for name in names:
         if (
-            name.strip().lower().startswith(LAQN_PREFIX)
+            name.strip().lower().startswith((LAQN_PREFIX, OPENAQ_PREFIX))
             or name.strip().lower() == LONDON.name.lower()
         ):
             chosen.append(Location.parse(name))

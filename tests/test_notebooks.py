@@ -275,6 +275,34 @@ def test_collector_headless_for_another_location(tmp_path, openmeteo_server):
         assert set(airq_nb.read_readings(store)["location"]) == {"Paris"}
 
 
+def test_openaq_from_the_collector_notebook_to_the_charts(tmp_path, openaq_server):
+    """AIRQ_NB_SOURCE=openaq end to end: collected headless, charted with each provider's
+    licence under the charts, and the key in no saved output."""
+    db = tmp_path / "airq.db"
+    env = kernel_env(
+        AIRQ_NB_SOURCE="openaq", AIRQ_NB_OPENAQ_URL=openaq_server.url,
+        OPENAQ_API_KEY=openaq_server.api_key,
+    )  # fmt: skip
+    done, collected = papermill("collector", tmp_path, env, db=db, headless=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with airq_nb.open_store(db) as store:
+        frame = airq_nb.read_readings(store)
+    assert set(frame["source"]) == {"openaq"} and set(frame["location"]) == {"London"}
+    assert set(frame["point"]) == {"2179/2178"} and set(frame["kind"]) == {"measured"}
+    done, notebook = papermill("charts", tmp_path, env, db=db, headless=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "London · openaq:" in stream_text(notebook)
+    (document,) = [
+        out["data"]["text/html"]
+        for out in outputs(notebook)
+        if "Bokeh.embed" in out.get("data", {}).get("text/html", "")
+    ]
+    assert "Measured data: OpenAQ (openaq.org)" in document
+    assert "AURN: Open Government Licence v3.0 (attribution: Defra, UK-AIR)" in document
+    for saved in (collected, notebook):
+        assert openaq_server.api_key not in json.dumps(outputs(saved))
+
+
 def test_collector_run_all_waits_for_the_first_collection(tmp_path, openmeteo_server):
     """Not headless, as "Run All" in JupyterLab: the last cell shows readings, not "none yet"."""
     db = tmp_path / "airq.db"

@@ -302,3 +302,46 @@ def test_the_key_never_lands_in_the_store_or_the_log(clocked_store, openaq_serve
     assert key not in dumped
     frame = airq_nb.read_readings(clocked_store)
     assert key not in frame.to_csv()
+
+
+def test_the_charts_show_openaqs_attribution_and_each_providers_licence(
+    clocked_store, openaq_server
+):
+    import html
+
+    from airq_nb.ui import charts
+
+    collect(clocked_store, openaq(openaq_server))
+    live = charts.LiveChart(clocked_store)
+    text = live._figure("attribution").text
+    assert html.escape(airq_nb.OPENAQ_ATTRIBUTION) in text
+    assert "AURN: Open Government Licence v3.0 (attribution: Defra, UK-AIR)" in text
+    assert "openaq:2178 · OpenAQ (measured)" in live.as_text()
+
+
+@pytest.mark.backends("sqlite")
+def test_the_cli_collects_openaq_and_never_prints_the_key(db_path, openaq_server):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRQ_NB_", "OPENWEATHER"))}
+    env.update(AIRQ_NB_DB=str(db_path), AIRQ_NB_OPENAQ_URL=openaq_server.url)
+
+    def cli(*args: str, key: str | None = openaq_server.api_key):
+        run_env = {**env, "OPENAQ_API_KEY": key} if key is not None else env
+        return subprocess.run(
+            [sys.executable, "-m", "airq_nb", "--source", "openaq", *args],
+            env=run_env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    done = cli("collect", "--once", "--location", "openaq:2178")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("openaq:2178: stored 168 hours from openaq")
+    missing = cli("collect", "--once", key=None)
+    assert missing.returncode != 0 and "set OPENAQ_API_KEY" in missing.stderr
+    wrong = cli("collect", "--once", key="not-my-key-123")
+    assert wrong.returncode != 0 and "rejected the API key (HTTP 401" in wrong.stderr
+    for output in (done, missing, wrong):
+        assert openaq_server.api_key not in output.stdout + output.stderr
+        assert "not-my-key-123" not in output.stdout + output.stderr

@@ -23,7 +23,7 @@ from ._http import (
     parse_retry_after,
 )
 from ._laqn import LaqnSource
-from ._model import HOUR, LAQN_PREFIX, LONDON, Location, Provenance, Reading, Source
+from ._model import HOUR, LAQN_PREFIX, LONDON, OPENAQ_PREFIX, Location, Provenance, Reading, Source
 from ._openaq import OPENAQ_KEY_VARIABLE, OpenAQSource
 from ._openmeteo import OpenMeteoSource
 from ._openweathermap import OpenWeatherMapSource
@@ -35,6 +35,7 @@ __all__ = [
     "LONDON",
     "MAX_PLAUSIBLE_CONCENTRATION",
     "MAX_REPLY_BYTES",
+    "OPENAQ_PREFIX",
     "SOURCES",
     "LaqnSource",
     "Location",

@@ -34,10 +34,16 @@ __all__ = ["LAQN_ATTRIBUTION", "LiveChart", "dashboard"]
 
 
 def attributions(view: ReadingsView) -> list[str]:
-    """The attribution each shown source asks for (``airq_nb.SOURCE_ATTRIBUTIONS``), once per source."""
+    """The attribution each shown source asks for (``airq_nb.SOURCE_ATTRIBUTIONS``), once per
+    source, each followed by the providers and licences its readings name (OpenAQ's)."""
     known = SOURCE_ATTRIBUTIONS
-    sources = sorted({series.source for series in view.series})
-    return [known[source] for source in sources if source in known]
+    lines = []
+    for source in sorted({series.source for series in view.series}):
+        if source in known:
+            lines.append(known[source])
+        credits = (c for s in view.series if s.source == source for c in s.credits)
+        lines.extend(f"  {credit}" for credit in dict.fromkeys(credits))
+    return lines
 
 
 def _attribution_html(view: ReadingsView) -> str:

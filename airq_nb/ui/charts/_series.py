@@ -38,6 +38,7 @@ SOURCE_NAMES: dict[str, str] = {
     "open-meteo": "Open-Meteo",
     "openweathermap": "OpenWeatherMap",
     "laqn": "LAQN",
+    "openaq": "OpenAQ",
 }
 #: A 24-hour mean needs this many of its 24 hours (75 % data capture, as UK practice asks:
 #: the rule of :mod:`airq_nb.means`, which computes every mean here).
@@ -87,6 +88,9 @@ class Series:
     #: calendar day is still running) and running_<p> (the valid 24-hour running mean,
     #: whichever ``mean`` the chart shows). See :func:`airq_nb.means.hourly_capture`.
     hourly: pd.DataFrame
+    #: What the source's provenance asks to be shown with the data: for OpenAQ, each
+    #: provider behind the series and the licences its data come under.
+    credits: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -125,6 +129,18 @@ def _kind(part: pd.DataFrame) -> str | None:
         return None
     kinds = {k for k in part["kind"].dropna().astype(str)}
     return kinds.pop() if len(kinds) == 1 else None
+
+
+def _credits(part: pd.DataFrame) -> tuple[str, ...]:
+    """ "Provider: licence" lines from the readings' provenance (OpenAQ names both)."""
+    if "provenance" not in part:
+        return ()
+    lines: dict[str, None] = {}
+    for details in part["provenance"]:
+        if isinstance(details, dict) and details.get("provider"):
+            licences = "; ".join(str(text) for text in details.get("licenses") or ())
+            lines[f"{details['provider']}: {licences or 'licence not stated by OpenAQ'}"] = None
+    return tuple(lines)
 
 
 def _mean_columns(values: pd.Series, pollutant: str, *, mean: str, tz: str) -> dict[str, Any]:
@@ -188,7 +204,15 @@ def build_series(
         )
         columns["fetched_at"] = fetched.groupby(level=0).max().reindex(calc_hours)
         hourly = pd.DataFrame(columns, index=calc_hours).reindex(hours)
-        out.append(Series(location=str(place), source=str(origin), kind=_kind(part), hourly=hourly))
+        out.append(
+            Series(
+                location=str(place),
+                source=str(origin),
+                kind=_kind(part),
+                hourly=hourly,
+                credits=_credits(part),
+            )
+        )
     return sorted(out, key=lambda s: s.label)
 
 
