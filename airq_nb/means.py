@@ -39,15 +39,37 @@ MIN_CAPTURE = 75.0
 MEAN_KINDS = ("calendar", "rolling")
 _POLLUTANTS = ("pm2_5", "pm10")
 _HOUR_NS = 3_600_000_000_000
-#: Places whose own zone is known; any other place's days are UTC days unless ``tz`` is given.
+#: Places whose own zone is known by name; others take their source's zone, else UTC.
 _LONDON = "Europe/London"
 
 
-def place_zone(location: str) -> str:
-    """The zone a place's calendar days are counted in: Europe/London for London and LAQN
-    sites (``laqn:KF1``), else UTC (pass ``tz=`` to :func:`daily_means` to choose one)."""
+def place_zone(location: str, readings: pandas.DataFrame | None = None) -> str:
+    """The zone a place's calendar days are counted in: the zone its source names for it
+    (an OpenAQ location's ``timezone``, kept in the readings' ``provenance``), else
+    Europe/London for London and LAQN sites (``laqn:KF1``), else UTC (pass ``tz=`` to
+    :func:`daily_means` to choose one)."""
+    named = _provenance_zone(readings) if readings is not None else None
+    if named:
+        return named
     name = location.strip().lower()
     return _LONDON if name == "london" or name.startswith("laqn:") else "UTC"
+
+
+def _provenance_zone(readings: pandas.DataFrame) -> str | None:
+    """The newest ``timezone`` a place's readings' provenance names, if any."""
+    if "provenance" not in readings:
+        return None
+    from zoneinfo import ZoneInfo
+
+    for details in reversed(readings["provenance"].tolist()):
+        zone = details.get("timezone") if isinstance(details, dict) else None
+        if isinstance(zone, str) and zone:
+            try:
+                ZoneInfo(zone)
+            except (ValueError, KeyError):  # not a zone this machine knows: UTC days
+                return None
+            return zone
+    return None
 
 
 def hours_needed(expected: int, min_capture: float = MIN_CAPTURE) -> int:
@@ -248,7 +270,7 @@ def daily_means(
     last = (times.max() if newest is None else newest).floor("h")
     parts = []
     for (place, origin), part in frame.groupby(["location", "source"], sort=True):
-        place_tz = zone or place_zone(str(place))
+        place_tz = zone or place_zone(str(place), part)
         hours = _span(first, last, mean=mean, tz=place_tz)
         for name in pollutants:
             raw = pd.to_numeric(part[name], errors="coerce") if name in part else None

@@ -62,6 +62,8 @@ def openaq_location(
     owner: str = "Department for Environment, Food & Rural Affairs",
     licenses: list[dict[str, Any]] | None = None,
     last: str = "2030-01-01T00:00:00Z",
+    timezone: str = "Europe/London",
+    country: tuple[int, str, str] = (79, "GB", "United Kingdom"),
 ) -> dict[str, Any]:
     """One location as ``/v3/locations`` sends it; ``sensors`` maps "pm25" etc. to ids."""
     entries = []
@@ -84,8 +86,8 @@ def openaq_location(
         "id": location_id,
         "name": name,
         "locality": None,
-        "timezone": "Europe/London",
-        "country": {"id": 79, "code": "GB", "name": "United Kingdom"},
+        "timezone": timezone,
+        "country": dict(zip(("id", "code", "name"), country, strict=True)),
         "owner": {"id": 4, "name": owner},
         "provider": {"id": 71, "name": provider},
         "isMobile": False,

@@ -258,6 +258,7 @@ def test_readings_carry_the_sites_provider_licence_sensors_and_coverage(
         "provider": "AURN",
         "owner": "Department for Environment, Food & Rural Affairs",
         "licenses": ["Open Government Licence v3.0 (attribution: Defra, UK-AIR)"],
+        "timezone": "Europe/London",
         "coverage": {
             "pm2_5": {"observedCount": 1, "expectedCount": 1},
             "pm10": {"observedCount": 1, "expectedCount": 1},
@@ -271,6 +272,29 @@ def test_two_locations_behind_one_place_are_both_named(clocked_store, openaq_ser
     assert set(frame["point"]) == {"2179/2178"}
     assert set(frame["site_name"]) == {"London Bloomsbury / London Marylebone Road"}
     assert frame["provenance"].iloc[0]["sensors"] == {"pm2_5": 3930, "pm10": 3919}
+
+
+def test_daily_means_count_a_locations_days_in_the_zone_openaq_names(clocked_store, openaq_server):
+    openaq_server.locations.append(
+        openaq_location(
+            2000, "Manhattan", 40.7128, -74.006, {"pm25": 77, "pm10": 78},
+            timezone="America/New_York", country=(155, "US", "United States"),
+        )
+    )  # fmt: skip
+    manhattan = airq_nb.Location.parse("openaq:2000")
+    collect(clocked_store, openaq(openaq_server), manhattan)
+    frame = airq_nb.read_readings(clocked_store, location=manhattan)
+    assert frame["provenance"].iloc[-1]["timezone"] == "America/New_York"
+    days = airq_nb.daily_means(clocked_store, location=manhattan, mean="calendar")
+    assert set(days["tz"]) == {"America/New_York"}
+    # New York's midnight is 05:00 UTC in November (EST, UTC-5).
+    assert {t.hour for t in days["start"]} == {5}
+    # Marylebone (Europe/London in OpenAQ) keeps London days; a chosen tz still wins.
+    collect(clocked_store, openaq(openaq_server))
+    london = airq_nb.daily_means(clocked_store, location=DEL_NORTE, mean="calendar")
+    assert set(london["tz"]) == {"Europe/London"}
+    chosen = airq_nb.daily_means(clocked_store, location=manhattan, tz="UTC", mean="calendar")
+    assert set(chosen["tz"]) == {"UTC"}
 
 
 def test_revised_values_in_the_window_are_kept_and_logged(clocked_store, openaq_server):

@@ -373,6 +373,8 @@ class OpenAQSource:
             "owner": " / ".join(dict.fromkeys(loc.owner or "unknown" for loc in chosen)),
             "licenses": list(dict.fromkeys(lic for loc in chosen for lic in loc.licenses)),
         }
+        if first.timezone:
+            details["timezone"] = first.timezone
         return Provenance(
             "/".join(str(loc.id) for loc in chosen),
             " / ".join(loc.name for loc in chosen),

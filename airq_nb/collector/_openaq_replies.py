@@ -63,6 +63,8 @@ class OpenAQLocation:
     distance: float | None
     #: Unix seconds of the newest value OpenAQ holds, when given.
     last: float | None
+    #: The location's IANA time zone ("Europe/London"), when the reply names a known one.
+    timezone: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready, for the store's KV cache."""
@@ -77,6 +79,7 @@ class OpenAQLocation:
             "sensors": dict(self.sensors),
             "distance": self.distance,
             "last": self.last,
+            "timezone": self.timezone,
         }
 
     @classmethod
@@ -92,6 +95,7 @@ class OpenAQLocation:
             sensors={str(k): int(v) for k, v in (data.get("sensors") or {}).items()},
             distance=data.get("distance"),
             last=data.get("last"),
+            timezone=data.get("timezone"),
         )
 
     def label(self) -> str:
@@ -144,6 +148,19 @@ def _utc(value: Any) -> float | None:
     return when.timestamp() if when.tzinfo is not None else None
 
 
+def _zone(value: Any) -> str | None:
+    """An IANA zone name this machine knows ("Europe/London"), else None."""
+    from zoneinfo import ZoneInfo
+
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        ZoneInfo(value.strip())
+    except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError
+        return None
+    return value.strip()
+
+
 def _licence(item: Any) -> str | None:
     # {"id", "name", "attribution": {"name", "url"}, "dateFrom", "dateTo"}; only the name
     # and the attribution asked for are kept.
@@ -192,6 +209,7 @@ def parse_locations(body: Any) -> list[OpenAQLocation]:
                 if isinstance(distance, int | float) and not isinstance(distance, bool)
                 else None,
                 last=_utc(item.get("datetimeLast")),
+                timezone=_zone(item.get("timezone")),
             )
         )
     return found
