@@ -78,7 +78,8 @@ def lab(tmp_path: Path, openmeteo_server, request, monkeypatch) -> Iterator[tupl
     The store holds a week of readings and four queued messages, or nothing at all when the
     test is parametrized with ``lab="empty"``; ``lab="wide"`` adds a message whose topic and
     payload are long unbroken words; ``lab="alerts"`` adds an alert rule that is firing,
-    and a channel ``team`` (a loopback webhook: ``request.node.alert_receiver``).
+    and a channel ``team`` (a loopback webhook: ``request.node.alert_receiver``);
+    ``lab="openaq"`` adds a week measured at OpenAQ location 2178 (a fake v3 API).
     """
     root = tmp_path / "lab"
     root.mkdir()
@@ -90,10 +91,16 @@ def lab(tmp_path: Path, openmeteo_server, request, monkeypatch) -> Iterator[tupl
     if kind == "alerts":
         receiver = request.node.alert_receiver = JsonReceiver()
         monkeypatch.setenv("AIRQ_NB_ALERT_TEAM", receiver.url)
-    if kind in ("seeded", "wide", "alerts"):
+    if kind in ("seeded", "wide", "alerts", "openaq"):
         with airq_nb.open_store(db) as store:
             source = airq_nb.source_from_env("open-meteo", base_url=openmeteo_server.url)
             airq_nb.collect_now(store, source=source)
+            if kind == "openaq":
+                fake = request.getfixturevalue("openaq_server")
+                openaq = airq_nb.OpenAQSource(api_key=fake.api_key, base_url=fake.url)
+                airq_nb.collect_now(
+                    store, source=openaq, location=airq_nb.Location.parse("openaq:2178")
+                )
             for n in range(3):
                 store.enqueue({"n": n}, topic="collect", delay=3600)
             store.enqueue({"note": HOSTILE}, topic="other", delay=3600)
@@ -354,6 +361,23 @@ def test_charts_notebook_shades_the_hours_a_rule_was_firing(lab, page):
     # All locations are shown: the rule is named with its place.
     assert rows[rows.index("alerts firing:") + 1] == "pm25-high (London)", rows
     page.screenshot(path=str(SHOTS / "charts-1000-alert-hover.png"))
+
+
+@pytest.mark.parametrize("lab", ["openaq"], indirect=True)
+def test_charts_notebook_draws_openaq_measurements_with_each_providers_licence(lab, page):
+    base, _ = lab
+    page.set_viewport_size({"width": 1000, "height": 900})
+    open_and_run_all(page, base, "charts")
+    page.get_by_text("Data last fetched").wait_for(timeout=90_000)
+    credit = page.get_by_text("AURN: Open Government Licence v3.0").first
+    credit.wait_for(timeout=30_000)
+    assert "Defra, UK-AIR" in credit.inner_text()
+    legend = page.locator(".bk-Figure").first
+    legend.scroll_into_view_if_needed()
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(SHOTS / "charts-1000-openaq.png"))
+    credit.scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "charts-1000-openaq-credit.png"))
 
 
 @pytest.mark.parametrize("lab", ["empty"], indirect=True)

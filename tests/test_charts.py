@@ -197,6 +197,19 @@ def test_the_window_is_the_hours_the_collector_keeps(clocked_store, openmeteo_se
     assert np.isfinite(data["pm2_5"]).all()
 
 
+def test_a_site_named_apart_from_its_code_is_named_in_legend_and_hover():
+    site = readings_frame(30, location="laqn:KF1", source="laqn", kind="measured")
+    site["site_name"] = "Kensington and Chelsea - North Ken"
+    point = readings_frame(30)
+    point["site_name"] = "London"  # a modelled point named as its location: no repeat
+    fig = charts.readings_chart(pd.concat([site, point]).sort_index(), now=NOW)
+    labels = legend_labels(fig)
+    assert "PM10 · laqn:KF1 – Kensington and Chelsea - North Ken · LAQN (measured)" in labels
+    assert "PM10 · London · Open-Meteo (modelled)" in labels
+    hover, _ = hover_of(fig)
+    assert "laqn:KF1 – Kensington and Chelsea - North Ken · LAQN (measured)" in hover.tooltips
+
+
 def test_two_locations_get_their_own_series():
     frame = pd.concat([readings_frame(5), readings_frame(5, location="Paris")]).sort_index()
     fig = charts.readings_chart(frame, now=NOW)

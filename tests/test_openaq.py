@@ -340,7 +340,7 @@ def test_the_charts_show_openaqs_attribution_and_each_providers_licence(
     text = live._figure("attribution").text
     assert html.escape(airq_nb.OPENAQ_ATTRIBUTION) in text
     assert "AURN: Open Government Licence v3.0 (attribution: Defra, UK-AIR)" in text
-    assert "openaq:2178 · OpenAQ (measured)" in live.as_text()
+    assert "openaq:2178 – London Marylebone Road · OpenAQ (measured)" in live.as_text()
 
 
 @pytest.mark.backends("sqlite")

@@ -68,9 +68,11 @@ def window(now: pd.Timestamp, days: float) -> Window:
     return Window(start=end - pd.Timedelta(days=days) + _HOUR, end=end)
 
 
-def series_label(location: str, source: str, kind: str | None) -> str:
-    """ "London · Open-Meteo (modelled)"; without a known kind, just "London · Open-Meteo"."""
-    name = f"{location} · {SOURCE_NAMES.get(source, source)}"
+def series_label(location: str, source: str, kind: str | None, site: str | None = None) -> str:
+    """ "London · Open-Meteo (modelled)"; without a known kind, just "London · Open-Meteo";
+    a site named apart from its code, "openaq:2178 – London Marylebone Road · OpenAQ (measured)"."""
+    place = f"{location} – {site}" if site and site != location else location
+    name = f"{place} · {SOURCE_NAMES.get(source, source)}"
     return f"{name} ({kind})" if kind in ("measured", "modelled") else name
 
 
@@ -91,6 +93,8 @@ class Series:
     #: What the source's provenance asks to be shown with the data: for OpenAQ, each
     #: provider behind the series and the licences its data come under.
     credits: tuple[str, ...] = ()
+    #: The site's own name when the readings give one (LAQN's, OpenAQ's), for the label.
+    site: str | None = None
 
     @property
     def key(self) -> str:
@@ -99,7 +103,7 @@ class Series:
 
     @property
     def label(self) -> str:
-        return series_label(self.location, self.source, self.kind)
+        return series_label(self.location, self.source, self.kind, self.site)
 
     def has_data(self) -> bool:
         return bool(self.hourly[list(POLLUTANTS)].notna().any(axis=None))
@@ -129,6 +133,15 @@ def _kind(part: pd.DataFrame) -> str | None:
         return None
     kinds = {k for k in part["kind"].dropna().astype(str)}
     return kinds.pop() if len(kinds) == 1 else None
+
+
+def _site(part: pd.DataFrame) -> str | None:
+    """The newest site name the readings give (``site_name``), if any."""
+    if "site_name" not in part:
+        return None
+    names = part["site_name"].dropna().astype(str)
+    names = names[names.str.strip() != ""]
+    return str(names.iloc[-1]).strip() if len(names) else None
 
 
 def _credits(part: pd.DataFrame) -> tuple[str, ...]:
@@ -211,6 +224,7 @@ def build_series(
                 kind=_kind(part),
                 hourly=hourly,
                 credits=_credits(part),
+                site=_site(part),
             )
         )
     return sorted(out, key=lambda s: s.label)
