@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._errors import AlertRuleNotFoundError
-from . import _dialect
+from . import _dialect, _queue
+from .models import PreparedMessage, prepare_like
 
 if TYPE_CHECKING:
     from ._backend import Store
@@ -246,19 +247,31 @@ def evaluate(
         decision = decide(rules, states)
         if decision.states:
             conn.executemany(_UPSERT_STATE, [(*s.as_tuple(), now) for s in decision.states])
-        for note in decision.notifications:
-            store.enqueue(
-                note.message,
-                topic=note.topic,
-                delay=note.delay,
-                dedup_key=note.dedup_key,
-                backoff_schedule=None
-                if note.backoff_schedule is None
-                else list(note.backoff_schedule),
-            )
+        if decision.notifications:
+            messages = _prepared(store, decision.notifications)
+            _queue.add_messages(conn, messages, now, store.dialect)
         if decision.history:
             conn.executemany(_INSERT_HISTORY, [h.as_tuple() for h in decision.history])
+    if decision.notifications:
+        store._queue_changed()
     return decision
+
+
+def _prepared(store: Store, notes: Sequence[Notification]) -> list[PreparedMessage]:
+    """The notifications as queue messages, checked as ``store.enqueue`` checks them: their
+    few sets of options (topic, delay, back-off) once each, every payload on its own."""
+    alike: dict[tuple[Any, ...], PreparedMessage] = {}
+    messages = []
+    for note in notes:
+        options = (note.topic, note.delay, note.backoff_schedule)
+        template = alike.get(options)
+        if template is None:
+            backoff = None if note.backoff_schedule is None else list(note.backoff_schedule)
+            template = alike[options] = store._prepare(
+                None, note.delay, note.topic, (), backoff, note.dedup_key, None
+            )
+        messages.append(prepare_like(template, note.message, dedup_key=note.dedup_key))
+    return messages
 
 
 # -- history ----------------------------------------------------------------------------------
