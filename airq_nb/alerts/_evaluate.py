@@ -191,24 +191,26 @@ class _Evaluation:
         self.notes: list[Notification] = []
         self.history: list[HistoryRow] = []
         self.transitions: list[AlertTransition] = []
+        self.renewed: list[tuple[str, str, float | None, float | None]] = []
         self.obs: Observations
 
     def __call__(
         self,
         rules: list[tuple[str, str, float]],
-        stored: dict[tuple[str, str], StateRow],
+        stored: dict[tuple[str, str], tuple[Any, ...]],
     ) -> Decision:
         # Observed inside the commit: an evaluator that waited for another one's turn
         # judges by the same (or newer) readings, never by older ones.
         self.obs = observe(self.store, now=self.now)
-        by_rule: dict[str, dict[str, StateRow]] = defaultdict(dict)
+        by_rule: dict[str, dict[str, tuple[Any, ...]]] = defaultdict(dict)
         for (name, place), row in stored.items():
             by_rule[name][place] = row
         signals: dict[tuple[Any, ...], tuple[dict[str, float], float | None]] = {}
+        now, renewed = self.now, self.renewed
         for name, definition, created_at in rules:
             rule = _rule(definition)
             quiet = rule.quiet
-            held = quiet is not None and quiet.contains(self.now)
+            held = quiet is not None and quiet.contains(now)
             rows = by_rule.get(name, {})
             fire = rule.fire_above
             key = _signal_key(rule)
@@ -217,20 +219,34 @@ class _Evaluation:
             values, missing = signals[key]
             for place in _places(rule, self.obs) | rows.keys():
                 value = values.get(place, missing)
-                row = rows.get(place)
-                if row is None:
+                found = rows.get(place)
+                if found is None:
                     if value is None or value <= fire:
                         continue
                     row = StateRow(name, place)
-                    before = None
                 else:
-                    before = row.as_tuple()
-                    row = row.copy()
+                    # (rule, place, state, since, transition, value, peak, firing_since,
+                    # notified, notified_at, repeats): most pairs neither move nor owe a
+                    # notification, and only their number (while pending or firing) changes.
+                    state = found[2]
+                    if (value is None or _next(rule, state, found[3], value, now) is None) and (
+                        _owed(rule, state, found[8], found[9], now) is None
+                    ):
+                        if value is not None and state != "ok":
+                            peak = found[6]
+                            number, peak = (
+                                _storable(value),
+                                _storable(value if peak is None or value > peak else peak),
+                            )
+                            if number != found[5] or peak != found[6]:
+                                renewed.append((name, place, number, peak))
+                        continue
+                    row = StateRow(*found)
                 self._step(rule, row, value)
                 self._notify(rule, row, f"{name}@{created_at:.0f}", held, quiet)
-                if row.as_tuple() != before:
+                if row.as_tuple() != found:
                     self.states.append(row)
-        return Decision(self.states, self.notes, self.history)
+        return Decision(self.states, self.notes, self.history, renewed)
 
     def _move(
         self, rule: AlertRule, row: StateRow, after: str, event: str, detail: str | None = None
@@ -258,24 +274,23 @@ class _Evaluation:
     def _step(self, rule: AlertRule, row: StateRow, value: float | None) -> None:
         if value is None:
             return  # nothing to judge by (no recent readings): the state stays
-        active = value > rule.fire_above
-        if row.state == "ok" and not active:
+        event = _next(rule, row.state, row.since, value, self.now)
+        if row.state == "ok" and event is None:
             return  # an ok pair's row keeps the number it last moved with: no write
         row.value = _storable(value)
         if row.state == "ok":
             row.peak, row.firing_since = row.value, None
-            if rule.for_hours:
+            if event == "pending":
                 self._move(rule, row, "pending", "pending")
             else:
                 self._fire(rule, row)
             return
         row.peak = _storable(max(value, row.peak if row.peak is not None else -math.inf))
-        if row.state == "pending":
-            if not active:
-                self._move(rule, row, "ok", "cleared")
-            elif self.now - (row.since or self.now) >= rule.for_hours * HOUR:
-                self._fire(rule, row)
-        elif value <= rule.clear_at:
+        if event == "cleared":
+            self._move(rule, row, "ok", "cleared")
+        elif event == "firing":
+            self._fire(rule, row)
+        elif event == "resolved":
             self._move(rule, row, "ok", "resolved", f"peak {row.peak!r}")
 
     def _fire(self, rule: AlertRule, row: StateRow) -> None:
@@ -283,17 +298,10 @@ class _Evaluation:
         row.firing_since, row.repeats = self.now, 0
 
     def _notify(self, rule: AlertRule, row: StateRow, key: str, held: bool, quiet: Any) -> None:
-        told = "firing" if row.state == "firing" else "ok"
-        owed = told != row.notified
-        repeat = (
-            not owed
-            and row.state == "firing"
-            and rule.repeat_hours is not None
-            and row.notified_at is not None
-            and self.now - row.notified_at >= rule.repeat_hours * HOUR
-        )
-        if not (owed or repeat):
+        owed = _owed(rule, row.state, row.notified, row.notified_at, self.now)
+        if owed is None:
             return
+        told, repeat = owed
         if held:
             self._hold(rule, row, key, quiet)
             return
@@ -353,6 +361,39 @@ class _Evaluation:
                 delay=max(0.0, ends - self.now),
             )
         )
+
+
+def _next(rule: AlertRule, state: str, since: float | None, value: float, now: float) -> str | None:
+    """The event one step of a pair in ``state`` makes with its number ``value`` now:
+    "pending", "firing", "cleared" or "resolved"; None if it stays."""
+    active = value > rule.fire_above
+    if state == "ok":
+        if not active:
+            return None
+        return "pending" if rule.for_hours else "firing"
+    if state == "pending":
+        if not active:
+            return "cleared"
+        return "firing" if now - (since or now) >= rule.for_hours * HOUR else None
+    return "resolved" if value <= rule.clear_at else None
+
+
+def _owed(
+    rule: AlertRule, state: str, notified: str, notified_at: float | None, now: float
+) -> tuple[str, bool] | None:
+    """What a pair in ``state`` owes its channels now: what to tell them ("firing" or
+    "ok") and whether it is a repeat of a firing; None if nothing."""
+    told = "firing" if state == "firing" else "ok"
+    if told != notified:
+        return told, False
+    if (
+        state == "firing"
+        and rule.repeat_hours is not None
+        and notified_at is not None
+        and now - notified_at >= rule.repeat_hours * HOUR
+    ):
+        return told, True
+    return None
 
 
 def _storable(value: float) -> float | None:

@@ -11,7 +11,7 @@ apart. It also reads what the rules look at: recent readings, failed collection 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .._errors import AlertRuleNotFoundError
@@ -133,11 +133,15 @@ class Notification:
 
 @dataclass(slots=True)
 class Decision:
-    """What one evaluation decided: changed states, notifications and history rows."""
+    """What one evaluation decided: changed states, notifications and history rows.
+
+    ``renewed`` are the pairs whose only change is their number: (rule, place, value, peak).
+    """
 
     states: list[StateRow]
     notifications: list[Notification]
     history: list[HistoryRow]
+    renewed: list[tuple[str, str, float | None, float | None]] = field(default_factory=list)
 
 
 # -- rules ------------------------------------------------------------------------------------
@@ -194,9 +198,13 @@ def read_states(store: Store) -> list[StateRow]:
     return [StateRow(*row) for row in rows]
 
 
+_STATE_TYPES = (
+    ("text",) * 3 + ("real", "integer") + ("real",) * 3 + ("text", "real", "integer", "real")
+)
+# The SELECT's WHERE tells SQLite's parser the ON CONFLICT is the INSERT's.
 _UPSERT_STATE = (
-    f"INSERT INTO alert_state ({STATE_COLUMNS}, updated_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(rule, place) DO UPDATE SET "
+    f"INSERT INTO alert_state ({STATE_COLUMNS}, updated_at) SELECT * FROM {{rows}} AS u "
+    "WHERE true ON CONFLICT(rule, place) DO UPDATE SET "
     + ", ".join(
         f"{column} = excluded.{column}"
         for column in (
@@ -213,8 +221,14 @@ _UPSERT_STATE = (
         )
     )
 )
+_HISTORY_TYPES = ("real", "text", "text", "text", "integer", "text", "real", "text")
 _INSERT_HISTORY = (
-    f"INSERT INTO alert_history ({', '.join(HISTORY_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO alert_history ({', '.join(HISTORY_COLUMNS)}) SELECT * FROM {{rows}} AS u"
+)
+_RENEW_TYPES = ("text", "text", "real", "real", "real")
+_RENEW_STATE = (
+    "UPDATE alert_state SET value = u.column3, peak = u.column4, updated_at = u.column5 "
+    "FROM {rows} AS u WHERE alert_state.rule = u.column1 AND alert_state.place = u.column2"
 )
 
 
@@ -222,10 +236,13 @@ def evaluate(
     store: Store,
     *,
     now: float,
-    decide: Callable[[list[tuple[str, str, float]], dict[tuple[str, str], StateRow]], Decision],
+    decide: Callable[
+        [list[tuple[str, str, float]], dict[tuple[str, str], tuple[Any, ...]]], Decision
+    ],
 ) -> Decision:
     """Run ``decide(rules, states)`` on the stored rules (name, definition JSON, created at)
-    and states, and commit what it returns.
+    and states (each a row in ``STATE_COLUMNS`` order, by (rule, place)), and commit what it
+    returns.
 
     One write transaction, taken in turns by every evaluator (any process, either backend):
     the second one sees the first one's states and so decides nothing twice. The changed
@@ -234,24 +251,37 @@ def evaluate(
     """
     with _dialect.transaction(store) as conn:
         _dialect.serialize(store, conn, "airq_nb alerts")
-        rules = [
-            (name, definition, created_at)
-            for name, definition, created_at in conn.execute(
-                "SELECT name, definition, created_at FROM alert_rules ORDER BY name"
-            ).fetchall()
-        ]
+        rules = conn.execute(
+            "SELECT name, definition, created_at FROM alert_rules ORDER BY name"
+        ).fetchall()
         states = {
-            (row[0], row[1]): StateRow(*row)
+            (row[0], row[1]): row
             for row in conn.execute(f"SELECT {STATE_COLUMNS} FROM alert_state").fetchall()
         }
         decision = decide(rules, states)
         if decision.states:
-            conn.executemany(_UPSERT_STATE, [(*s.as_tuple(), now) for s in decision.states])
+            _dialect.write_rows(
+                store,
+                conn,
+                _UPSERT_STATE,
+                _STATE_TYPES,
+                [(*s.as_tuple(), now) for s in decision.states],
+            )
+        if decision.renewed:
+            _dialect.write_rows(
+                store, conn, _RENEW_STATE, _RENEW_TYPES, [(*r, now) for r in decision.renewed]
+            )
         if decision.notifications:
             messages = _prepared(store, decision.notifications)
             _queue.add_messages(conn, messages, now, store.dialect)
         if decision.history:
-            conn.executemany(_INSERT_HISTORY, [h.as_tuple() for h in decision.history])
+            _dialect.write_rows(
+                store,
+                conn,
+                _INSERT_HISTORY,
+                _HISTORY_TYPES,
+                [h.as_tuple() for h in decision.history],
+            )
     if decision.notifications:
         store._queue_changed()
     return decision
@@ -282,7 +312,7 @@ def record_history(store: Store, rows: Iterable[HistoryRow]) -> None:
     rows = [row.as_tuple() for row in rows]
     if rows:
         with _dialect.transaction(store) as conn:
-            conn.executemany(_INSERT_HISTORY, rows)
+            _dialect.write_rows(store, conn, _INSERT_HISTORY, _HISTORY_TYPES, rows)
 
 
 def sent_before(store: Store, *, rule: str, place: str, detail: str, channel: str) -> bool:
