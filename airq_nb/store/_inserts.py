@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._dialect import SQLITE, Dialect
+from ._dialect import POSTGRES, SQLITE, Dialect
 from .models import PreparedMessage
 
 __all__ = [
@@ -151,16 +151,17 @@ def _deduplicated(
 
 # PostgreSQL: ids come from the identity column.
 _PG_INSERT = f"INSERT INTO queue ({_COLUMNS}) VALUES (?, ?, 'queued', ?, ?, 0, ?, ?, ?, ?, ?)"
-# Many messages in one statement. Ids come from the identity column in the order of
+# Many messages in one statement (the rows as PostgreSQL's ``Dialect.rows`` spells them,
+# each with its place in the batch). Ids come from the identity column in the order of
 # ORDER BY, so the sorted returned ids match the messages in order. A twin enqueued
 # concurrently by another connection wins the unique index: that message returns no row.
 _PG_INSERT_MANY = (
-    f"INSERT INTO queue ({_COLUMNS}) "
-    "SELECT topic, value, 'queued', at, at, 0, backoff, keys, ?, dedup_key, schedule "
-    "FROM unnest(?::text[], ?::text[], ?::float8[], ?::text[], ?::text[], ?::text[], ?::text[]) "
-    "WITH ORDINALITY AS m(topic, value, at, backoff, keys, dedup_key, schedule, n) ORDER BY n "
+    f"INSERT INTO queue ({_COLUMNS}) SELECT u.column2, u.column3, 'queued', u.column4, "
+    "u.column4, 0, u.column5, u.column6, ?, u.column7, u.column8 FROM {rows} AS u "
+    "ORDER BY u.column1 "
     "ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING RETURNING id, dedup_key"
 )
+_PG_MANY_TYPES = ("integer", "text", "text", "real", "text", "text", "text", "text")
 
 
 def insert_one(
@@ -190,17 +191,25 @@ def add_messages(
 def _pg_insert_many(conn: Any, messages: Sequence[PreparedMessage], now: float) -> list[int]:
     """Insert ``messages`` (no two with one ``dedup_key``) in one statement; their ids."""
     rows = conn.execute(
-        _PG_INSERT_MANY,
-        (
+        _PG_INSERT_MANY.format(rows=POSTGRES.rows(_PG_MANY_TYPES, len(messages))),
+        [
             now,
-            [m.topic for m in messages],
-            [m.value_json for m in messages],
-            [now + m.delay for m in messages],
-            [m.backoff_json for m in messages],
-            [m.keys_json for m in messages],
-            [m.dedup_key for m in messages],
-            [m.schedule for m in messages],
-        ),
+            *POSTGRES.row_params(
+                [
+                    (
+                        n,
+                        m.topic,
+                        m.value_json,
+                        now + m.delay,
+                        m.backoff_json,
+                        m.keys_json,
+                        m.dedup_key,
+                        m.schedule,
+                    )
+                    for n, m in enumerate(messages)
+                ]
+            ),
+        ],
     ).fetchall()
     by_key = {key: msg_id for msg_id, key in rows if key is not None}
     plain = iter(sorted(msg_id for msg_id, key in rows if key is None))
