@@ -122,11 +122,7 @@ def observe(store: Store, *, now: float) -> Observations:
         name.removeprefix(COLLECT_PREFIX)
         for name in table.schedule_names(store, prefix=COLLECT_PREFIX)
     }
-    dead = {
-        topic: counts.get("dead", 0)
-        for topic, counts in store.queue.counts().by_topic.items()
-        if counts.get("dead", 0)
-    }
+    dead = table.dead_letter_counts(store)
     return Observations(now, hourly, means, newest, collected, failures, dead)
 
 
@@ -187,6 +183,7 @@ class _Evaluation:
     def __init__(self, store: Store, now: float) -> None:
         self.store = store
         self.now = now
+        self.at = utc_datetime(now)
         self.states: list[StateRow] = []
         self.notes: list[Notification] = []
         self.history: list[HistoryRow] = []
@@ -265,7 +262,7 @@ class _Evaluation:
                 row.place,
                 before,
                 after,
-                utc_datetime(self.now),
+                self.at,
                 row.value,
                 row.transition,
             )  # type: ignore[arg-type]

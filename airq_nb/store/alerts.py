@@ -28,6 +28,7 @@ __all__ = [
     "Notification",
     "StateRow",
     "collection_failures",
+    "dead_letter_counts",
     "delete_rule",
     "evaluate",
     "get_rule",
@@ -421,6 +422,15 @@ def collection_failures(store: Store, *, prefix: str) -> dict[str, tuple[int, in
         before = out.get(name, (0, 0, at))
         out[name] = (before[0], int(count), max(before[2], float(at)))
     return out
+
+
+def dead_letter_counts(store: Store) -> dict[str, int]:
+    """Dead letters per topic (topics without any left out)."""
+    return dict(
+        _dialect.read(
+            store, "SELECT topic, COUNT(*) FROM queue WHERE state = 'dead' GROUP BY topic"
+        )
+    )
 
 
 def schedule_names(store: Store, *, prefix: str) -> list[str]:
