@@ -84,9 +84,10 @@ class Observations:
         return set(self.newest) | self.collected
 
 
-def observe(store: Store, *, now: float) -> Observations:
+def observe(store: Store, *, now: float, dead_letters: bool = True) -> Observations:
     """Read the current numbers: newest values and 24-hour means per place (the worse of
-    its sources), newest reading times, failed collection runs, dead letters per topic."""
+    its sources), newest reading times, failed collection runs, dead letters per topic
+    (with ``dead_letters`` False none are counted: no rule watches them)."""
     series: dict[tuple[str, str], list[tuple[int, Any, Any]]] = defaultdict(list)
     for location, source, when, pm2_5, pm10 in table.recent_readings(store):
         series[location, source].append((when, pm2_5, pm10))
@@ -122,7 +123,7 @@ def observe(store: Store, *, now: float) -> Observations:
         name.removeprefix(COLLECT_PREFIX)
         for name in table.schedule_names(store, prefix=COLLECT_PREFIX)
     }
-    dead = table.dead_letter_counts(store)
+    dead = table.dead_letter_counts(store) if dead_letters else {}
     return Observations(now, hourly, means, newest, collected, failures, dead)
 
 
@@ -196,16 +197,18 @@ class _Evaluation:
         rules: list[tuple[str, str, float]],
         stored: dict[tuple[str, str], tuple[Any, ...]],
     ) -> Decision:
+        parsed = [(name, _rule(definition), created_at) for name, definition, created_at in rules]
         # Observed inside the commit: an evaluator that waited for another one's turn
-        # judges by the same (or newer) readings, never by older ones.
-        self.obs = observe(self.store, now=self.now)
+        # judges by the same (or newer) readings, never by older ones. Counting dead
+        # letters reads the whole queue: only when a rule watches them.
+        watched = any(rule.kind == "dead_letters" for _, rule, _ in parsed)
+        self.obs = observe(self.store, now=self.now, dead_letters=watched)
         by_rule: dict[str, dict[str, tuple[Any, ...]]] = defaultdict(dict)
         for (name, place), row in stored.items():
             by_rule[name][place] = row
         signals: dict[tuple[Any, ...], tuple[dict[str, float], float | None]] = {}
         now, renewed = self.now, self.renewed
-        for name, definition, created_at in rules:
-            rule = _rule(definition)
+        for name, rule, created_at in parsed:
             quiet = rule.quiet
             held = quiet is not None and quiet.contains(now)
             rows = by_rule.get(name, {})
