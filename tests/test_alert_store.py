@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 import airq_nb
@@ -32,6 +34,16 @@ def test_history_rows_written_in_bulk_read_back_exactly(store: airq_nb.Store) ->
     ]
     table.record_history(store, rows)
     assert table.read_history(store) == [row.as_tuple() for row in rows]
+
+
+def test_history_rows_keep_infinite_numbers_and_take_nan(store: airq_nb.Store) -> None:
+    numbers = [math.inf, -math.inf, math.nan, 1.5]
+    table.record_history(
+        store, [HistoryRow(START, "r", "London", "firing", value=v, detail="x") for v in numbers]
+    )
+    values = [row[6] for row in table.read_history(store)]
+    assert values[0] == math.inf and values[1] == -math.inf and values[3] == 1.5
+    assert values[2] is None or math.isnan(values[2])  # SQLite stores a NaN as NULL
 
 
 def _hour(store: airq_nb.Store, hour: int, pm2_5: float) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -133,13 +134,23 @@ class Dialect:
         """The parameters of :meth:`rows` for ``rows``."""
         if self.name == "sqlite":
             return [value for row in rows for value in row]
-        return [json.dumps(rows, allow_nan=False)]
+        try:
+            return [json.dumps(rows, allow_nan=False)]
+        except ValueError:  # JSON has no NaN or infinity: float8 reads them from text
+            return [json.dumps([[_pg_number(value) for value in row] for row in rows])]
 
     def wrap(self, conn: Any) -> Any:
         """``conn`` (from a store's ``transaction()``) as a connection taking ``?`` statements."""
         if self.name == "sqlite" or isinstance(conn, PgConnection):
             return conn
         return PgConnection(conn)
+
+
+def _pg_number(value: Any) -> Any:
+    """``value``, a NaN or an infinity spelled as PostgreSQL's float8 reads it."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value
 
 
 _PG_TYPES = {"text": "text", "real": "float8", "integer": "int8"}
