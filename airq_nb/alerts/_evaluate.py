@@ -17,7 +17,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..daqi import daqi_band
 from ..store import alerts as table
@@ -212,7 +212,8 @@ class _Evaluation:
             quiet = rule.quiet
             held = quiet is not None and quiet.contains(now)
             rows = by_rule.get(name, {})
-            fire = rule.fire_above
+            levels = _levels(rule)
+            fire = levels.fire
             key = _signal_key(rule)
             if key not in signals:
                 signals[key] = _signal(rule, self.obs)
@@ -229,21 +230,19 @@ class _Evaluation:
                     # notified, notified_at, repeats): most pairs neither move nor owe a
                     # notification, and only their number (while pending or firing) changes.
                     state = found[2]
-                    if (value is None or _next(rule, state, found[3], value, now) is None) and (
-                        _owed(rule, state, found[8], found[9], now) is None
+                    if (value is None or _next(levels, state, found[3], value, now) is None) and (
+                        _owed(levels, state, found[8], found[9], now) is None
                     ):
                         if value is not None and state != "ok":
-                            peak = found[6]
-                            number, peak = (
-                                _storable(value),
-                                _storable(value if peak is None or value > peak else peak),
-                            )
+                            number = peak = _storable(value)
+                            if found[6] is not None and value <= found[6]:
+                                peak = found[6]
                             if number != found[5] or peak != found[6]:
                                 renewed.append((name, place, number, peak))
                         continue
                     row = StateRow(*found)
-                self._step(rule, row, value)
-                self._notify(rule, row, f"{name}@{created_at:.0f}", held, quiet)
+                self._step(rule, levels, row, value)
+                self._notify(rule, levels, row, f"{name}@{created_at:.0f}", held, quiet)
                 if row.as_tuple() != found:
                     self.states.append(row)
         return Decision(self.states, self.notes, self.history, renewed)
@@ -271,10 +270,10 @@ class _Evaluation:
             )  # type: ignore[arg-type]
         )
 
-    def _step(self, rule: AlertRule, row: StateRow, value: float | None) -> None:
+    def _step(self, rule: AlertRule, levels: _Levels, row: StateRow, value: float | None) -> None:
         if value is None:
             return  # nothing to judge by (no recent readings): the state stays
-        event = _next(rule, row.state, row.since, value, self.now)
+        event = _next(levels, row.state, row.since, value, self.now)
         if row.state == "ok" and event is None:
             return  # an ok pair's row keeps the number it last moved with: no write
         row.value = _storable(value)
@@ -297,8 +296,10 @@ class _Evaluation:
         self._move(rule, row, "firing", "firing")
         row.firing_since, row.repeats = self.now, 0
 
-    def _notify(self, rule: AlertRule, row: StateRow, key: str, held: bool, quiet: Any) -> None:
-        owed = _owed(rule, row.state, row.notified, row.notified_at, self.now)
+    def _notify(
+        self, rule: AlertRule, levels: _Levels, row: StateRow, key: str, held: bool, quiet: Any
+    ) -> None:
+        owed = _owed(levels, row.state, row.notified, row.notified_at, self.now)
         if owed is None:
             return
         told, repeat = owed
@@ -363,34 +364,51 @@ class _Evaluation:
         )
 
 
-def _next(rule: AlertRule, state: str, since: float | None, value: float, now: float) -> str | None:
+class _Levels(NamedTuple):
+    """A rule's numbers for one step, read once per evaluation."""
+
+    fire: float
+    clear: float
+    #: Seconds a pending pair waits before firing (0: it fires at once).
+    pending: float
+    #: Seconds between repeats of a firing notification, or None.
+    repeat: float | None
+
+
+def _levels(rule: AlertRule) -> _Levels:
+    repeat = None if rule.repeat_hours is None else rule.repeat_hours * HOUR
+    return _Levels(rule.fire_above, rule.clear_at, rule.for_hours * HOUR, repeat)
+
+
+def _next(levels: _Levels, state: str, since: float | None, value: float, now: float) -> str | None:
     """The event one step of a pair in ``state`` makes with its number ``value`` now:
     "pending", "firing", "cleared" or "resolved"; None if it stays."""
-    active = value > rule.fire_above
+    active = value > levels.fire
     if state == "ok":
         if not active:
             return None
-        return "pending" if rule.for_hours else "firing"
+        return "pending" if levels.pending else "firing"
     if state == "pending":
         if not active:
             return "cleared"
-        return "firing" if now - (since or now) >= rule.for_hours * HOUR else None
-    return "resolved" if value <= rule.clear_at else None
+        return "firing" if now - (since or now) >= levels.pending else None
+    return "resolved" if value <= levels.clear else None
 
 
 def _owed(
-    rule: AlertRule, state: str, notified: str, notified_at: float | None, now: float
+    levels: _Levels, state: str, notified: str, notified_at: float | None, now: float
 ) -> tuple[str, bool] | None:
     """What a pair in ``state`` owes its channels now: what to tell them ("firing" or
     "ok") and whether it is a repeat of a firing; None if nothing."""
     told = "firing" if state == "firing" else "ok"
     if told != notified:
         return told, False
+    repeat = levels.repeat
     if (
         state == "firing"
-        and rule.repeat_hours is not None
+        and repeat is not None
         and notified_at is not None
-        and now - notified_at >= rule.repeat_hours * HOUR
+        and now - notified_at >= repeat
     ):
         return told, True
     return None
