@@ -89,10 +89,6 @@ class StateRow:
             self.repeats,
         )
 
-    def copy(self) -> StateRow:
-        """A copy to change while the stored row stays as it was."""
-        return StateRow(*self.as_tuple())
-
 
 class HistoryRow(NamedTuple):
     """One line of the alert history: a transition, a queued, held or finished send.
@@ -268,13 +264,7 @@ def evaluate(
             messages = _prepared(store, decision.notifications)
             _queue.add_messages(conn, messages, now, store.dialect)
         if decision.history:
-            _dialect.write_rows(
-                store,
-                conn,
-                _INSERT_HISTORY,
-                _HISTORY_TYPES,
-                decision.history,
-            )
+            _dialect.write_rows(store, conn, _INSERT_HISTORY, _HISTORY_TYPES, decision.history)
     if decision.notifications:
         store._queue_changed()
     return decision
