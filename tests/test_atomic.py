@@ -145,6 +145,42 @@ def test_batch_enqueue_ids_match_rows(store: airq_nb.Store) -> None:
     assert [store.queue.get(i).value for i in ids] == list(range(50))
 
 
+def test_batch_enqueue_with_dedup_keys_reuses_live_twins(store: airq_nb.Store) -> None:
+    queued = store.enqueue("queued twin", dedup_key="k-queued")
+    leased = store.enqueue("leased twin", topic="lease", dedup_key="k-leased")
+    dead = store.enqueue("dead twin", topic="dead", dedup_key="k-dead")
+    assert store.claim(topics=["lease"]) is not None
+    assert store.fail(store.claim(topics=["dead"]), "boom", retry=False) == "dead"
+    atomic = store.atomic()
+    # More keys than one look-up statement takes, plain messages between them.
+    for n in range(1200):
+        if n % 3:
+            atomic.enqueue(n, dedup_key=f"k-{n}", backoff_schedule=[10, 60])
+        else:
+            atomic.enqueue(n)
+    atomic.enqueue("again", dedup_key="k-1")  # the batch's own first k-1 wins
+    atomic.enqueue("not added", dedup_key="k-queued")
+    atomic.enqueue("not added", dedup_key="k-leased")
+    atomic.enqueue("new", dedup_key="k-dead")  # a dead twin gave up its key
+    ids = atomic.commit().message_ids
+    assert len(ids) == 1204
+    assert [store.queue.get(i).value for i in ids[:1200]] == list(range(1200))
+    assert ids[1200] == ids[1]
+    assert ids[1201:1203] == (queued, leased)
+    assert ids[1203] not in (dead, *ids[:1200])
+    assert store.queue.get(ids[1203]).value == "new"
+    assert store.queue.get(dead).state == "dead" and store.queue.get(dead).dedup_key is None
+    assert store.queue.get(ids[2]).dedup_key == "k-2"
+    assert store.queue.get(ids[2]).max_attempts == 3
+    assert store.queue.counts().total == 3 + 1200 + 1
+    # Committed: the same batch again adds nothing.
+    again = store.atomic()
+    for n in range(1, 1200, 3):
+        again.enqueue("twice", dedup_key=f"k-{n}")
+    assert again.commit().message_ids == ids[1:1200:3]
+    assert store.queue.counts().total == 3 + 1200 + 1
+
+
 def test_a_bad_enqueue_fails_before_anything_is_written(store: airq_nb.Store) -> None:
     atomic = store.atomic().set(("k",), 1)
     with pytest.raises(airq_nb.InvalidValueError):

@@ -229,6 +229,31 @@ def test_a_dedup_key_raced_by_two_connections_makes_one_message(url: str) -> Non
             store.close()
 
 
+def test_a_batch_racing_an_uncommitted_twin_takes_its_id(url: str) -> None:
+    ours, theirs = airq_nb.open_store(url), airq_nb.open_store(url)
+    got: list[tuple[int, ...]] = []
+    try:
+        with theirs.transaction():
+            twin = theirs.enqueue("theirs", dedup_key="alert:5")
+            # Our batch cannot see their message yet: its insert waits on the unique index.
+            batch = ours.atomic()
+            for n in range(10):
+                batch.enqueue(n, dedup_key=f"alert:{n}")
+            batch.enqueue("plain")
+            racer = threading.Thread(target=lambda: got.append(batch.commit().message_ids))
+            racer.start()
+            time.sleep(0.3)
+            assert racer.is_alive()
+        racer.join(10)
+        (ids,) = got
+        assert ids[5] == twin and len(set(ids)) == 11
+        values = {m.id: m.value for m in ours.queue.list()}
+        assert [values[i] for i in ids] == [0, 1, 2, 3, 4, "theirs", 6, 7, 8, 9, "plain"]
+    finally:
+        ours.close()
+        theirs.close()
+
+
 def test_concurrent_claims_never_share_a_message(url: str) -> None:
     stores = [airq_nb.open_store(url) for _ in range(4)]
     batch = stores[0].atomic()

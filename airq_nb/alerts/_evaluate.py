@@ -17,7 +17,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..daqi import daqi_band
 from ..store import alerts as table
@@ -84,9 +84,10 @@ class Observations:
         return set(self.newest) | self.collected
 
 
-def observe(store: Store, *, now: float) -> Observations:
+def observe(store: Store, *, now: float, dead_letters: bool = True) -> Observations:
     """Read the current numbers: newest values and 24-hour means per place (the worse of
-    its sources), newest reading times, failed collection runs, dead letters per topic."""
+    its sources), newest reading times, failed collection runs, dead letters per topic
+    (with ``dead_letters`` False none are counted: no rule watches them)."""
     series: dict[tuple[str, str], list[tuple[int, Any, Any]]] = defaultdict(list)
     for location, source, when, pm2_5, pm10 in table.recent_readings(store):
         series[location, source].append((when, pm2_5, pm10))
@@ -122,11 +123,7 @@ def observe(store: Store, *, now: float) -> Observations:
         name.removeprefix(COLLECT_PREFIX)
         for name in table.schedule_names(store, prefix=COLLECT_PREFIX)
     }
-    dead = {
-        topic: counts.get("dead", 0)
-        for topic, counts in store.queue.counts().by_topic.items()
-        if counts.get("dead", 0)
-    }
+    dead = table.dead_letter_counts(store) if dead_letters else {}
     return Observations(now, hourly, means, newest, collected, failures, dead)
 
 
@@ -187,50 +184,68 @@ class _Evaluation:
     def __init__(self, store: Store, now: float) -> None:
         self.store = store
         self.now = now
+        self.at = utc_datetime(now)
         self.states: list[StateRow] = []
         self.notes: list[Notification] = []
         self.history: list[HistoryRow] = []
         self.transitions: list[AlertTransition] = []
+        self.renewed: list[tuple[str, str, float | None, float | None]] = []
         self.obs: Observations
 
     def __call__(
         self,
         rules: list[tuple[str, str, float]],
-        stored: dict[tuple[str, str], StateRow],
+        stored: dict[tuple[str, str], tuple[Any, ...]],
     ) -> Decision:
+        parsed = [(name, _rule(definition), created_at) for name, definition, created_at in rules]
         # Observed inside the commit: an evaluator that waited for another one's turn
-        # judges by the same (or newer) readings, never by older ones.
-        self.obs = observe(self.store, now=self.now)
-        by_rule: dict[str, dict[str, StateRow]] = defaultdict(dict)
+        # judges by the same (or newer) readings, never by older ones. Counting dead
+        # letters reads the whole queue: only when a rule watches them.
+        watched = any(rule.kind == "dead_letters" for _, rule, _ in parsed)
+        self.obs = observe(self.store, now=self.now, dead_letters=watched)
+        by_rule: dict[str, dict[str, tuple[Any, ...]]] = defaultdict(dict)
         for (name, place), row in stored.items():
             by_rule[name][place] = row
         signals: dict[tuple[Any, ...], tuple[dict[str, float], float | None]] = {}
-        for name, definition, created_at in rules:
-            rule = _rule(definition)
+        now, renewed = self.now, self.renewed
+        for name, rule, created_at in parsed:
             quiet = rule.quiet
-            held = quiet is not None and quiet.contains(self.now)
+            held = quiet is not None and quiet.contains(now)
             rows = by_rule.get(name, {})
-            fire = rule.fire_above
+            levels = _levels(rule)
+            fire = levels.fire
             key = _signal_key(rule)
             if key not in signals:
                 signals[key] = _signal(rule, self.obs)
             values, missing = signals[key]
             for place in _places(rule, self.obs) | rows.keys():
                 value = values.get(place, missing)
-                row = rows.get(place)
-                if row is None:
+                found = rows.get(place)
+                if found is None:
                     if value is None or value <= fire:
                         continue
                     row = StateRow(name, place)
-                    before = None
                 else:
-                    before = row.as_tuple()
-                    row = row.copy()
-                self._step(rule, row, value)
-                self._notify(rule, row, f"{name}@{created_at:.0f}", held, quiet)
-                if row.as_tuple() != before:
+                    # (rule, place, state, since, transition, value, peak, firing_since,
+                    # notified, notified_at, repeats): most pairs neither move nor owe a
+                    # notification, and only their number (while pending or firing) changes.
+                    state = found[2]
+                    if (value is None or _next(levels, state, found[3], value, now) is None) and (
+                        _owed(levels, state, found[8], found[9], now) is None
+                    ):
+                        if value is not None and state != "ok":
+                            number = peak = _storable(value)
+                            if found[6] is not None and value <= found[6]:
+                                peak = found[6]
+                            if number != found[5] or peak != found[6]:
+                                renewed.append((name, place, number, peak))
+                        continue
+                    row = StateRow(*found)
+                self._step(rule, levels, row, value)
+                self._notify(rule, levels, row, f"{name}@{created_at:.0f}", held, quiet)
+                if row.as_tuple() != found:
                     self.states.append(row)
-        return Decision(self.states, self.notes, self.history)
+        return Decision(self.states, self.notes, self.history, renewed)
 
     def _move(
         self, rule: AlertRule, row: StateRow, after: str, event: str, detail: str | None = None
@@ -249,51 +264,45 @@ class _Evaluation:
                 row.place,
                 before,
                 after,
-                utc_datetime(self.now),
+                self.at,
                 row.value,
                 row.transition,
             )  # type: ignore[arg-type]
         )
 
-    def _step(self, rule: AlertRule, row: StateRow, value: float | None) -> None:
+    def _step(self, rule: AlertRule, levels: _Levels, row: StateRow, value: float | None) -> None:
         if value is None:
             return  # nothing to judge by (no recent readings): the state stays
-        active = value > rule.fire_above
-        if row.state == "ok" and not active:
+        event = _next(levels, row.state, row.since, value, self.now)
+        if row.state == "ok" and event is None:
             return  # an ok pair's row keeps the number it last moved with: no write
         row.value = _storable(value)
         if row.state == "ok":
             row.peak, row.firing_since = row.value, None
-            if rule.for_hours:
+            if event == "pending":
                 self._move(rule, row, "pending", "pending")
             else:
                 self._fire(rule, row)
             return
         row.peak = _storable(max(value, row.peak if row.peak is not None else -math.inf))
-        if row.state == "pending":
-            if not active:
-                self._move(rule, row, "ok", "cleared")
-            elif self.now - (row.since or self.now) >= rule.for_hours * HOUR:
-                self._fire(rule, row)
-        elif value <= rule.clear_at:
+        if event == "cleared":
+            self._move(rule, row, "ok", "cleared")
+        elif event == "firing":
+            self._fire(rule, row)
+        elif event == "resolved":
             self._move(rule, row, "ok", "resolved", f"peak {row.peak!r}")
 
     def _fire(self, rule: AlertRule, row: StateRow) -> None:
         self._move(rule, row, "firing", "firing")
         row.firing_since, row.repeats = self.now, 0
 
-    def _notify(self, rule: AlertRule, row: StateRow, key: str, held: bool, quiet: Any) -> None:
-        told = "firing" if row.state == "firing" else "ok"
-        owed = told != row.notified
-        repeat = (
-            not owed
-            and row.state == "firing"
-            and rule.repeat_hours is not None
-            and row.notified_at is not None
-            and self.now - row.notified_at >= rule.repeat_hours * HOUR
-        )
-        if not (owed or repeat):
+    def _notify(
+        self, rule: AlertRule, levels: _Levels, row: StateRow, key: str, held: bool, quiet: Any
+    ) -> None:
+        owed = _owed(levels, row.state, row.notified, row.notified_at, self.now)
+        if owed is None:
             return
+        told, repeat = owed
         if held:
             self._hold(rule, row, key, quiet)
             return
@@ -353,6 +362,56 @@ class _Evaluation:
                 delay=max(0.0, ends - self.now),
             )
         )
+
+
+class _Levels(NamedTuple):
+    """A rule's numbers for one step, read once per evaluation."""
+
+    fire: float
+    clear: float
+    #: Seconds a pending pair waits before firing (0: it fires at once).
+    pending: float
+    #: Seconds between repeats of a firing notification, or None.
+    repeat: float | None
+
+
+def _levels(rule: AlertRule) -> _Levels:
+    repeat = None if rule.repeat_hours is None else rule.repeat_hours * HOUR
+    return _Levels(rule.fire_above, rule.clear_at, rule.for_hours * HOUR, repeat)
+
+
+def _next(levels: _Levels, state: str, since: float | None, value: float, now: float) -> str | None:
+    """The event one step of a pair in ``state`` makes with its number ``value`` now:
+    "pending", "firing", "cleared" or "resolved"; None if it stays."""
+    active = value > levels.fire
+    if state == "ok":
+        if not active:
+            return None
+        return "pending" if levels.pending else "firing"
+    if state == "pending":
+        if not active:
+            return "cleared"
+        return "firing" if now - (since or now) >= levels.pending else None
+    return "resolved" if value <= levels.clear else None
+
+
+def _owed(
+    levels: _Levels, state: str, notified: str, notified_at: float | None, now: float
+) -> tuple[str, bool] | None:
+    """What a pair in ``state`` owes its channels now: what to tell them ("firing" or
+    "ok") and whether it is a repeat of a firing; None if nothing."""
+    told = "firing" if state == "firing" else "ok"
+    if told != notified:
+        return told, False
+    repeat = levels.repeat
+    if (
+        state == "firing"
+        and repeat is not None
+        and notified_at is not None
+        and now - notified_at >= repeat
+    ):
+        return told, True
+    return None
 
 
 def _storable(value: float) -> float | None:

@@ -10,6 +10,7 @@ per place, which fires above :attr:`AlertRule.fire_above` and clears at or below
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -332,8 +333,12 @@ def _label(pollutant: str | None) -> str:
     return {"pm2_5": "PM2.5", "pm10": "PM10"}.get(pollutant or "", str(pollutant))
 
 
+@functools.lru_cache(maxsize=4096)
 def london_text(when: float | None) -> str:
-    """A Unix time as London wall-clock text with its zone (GMT/BST), for messages."""
+    """A Unix time as London wall-clock text with its zone (GMT/BST), for messages.
+
+    Cached: an evaluation's thousands of messages share a few times (its own, and when
+    each alert began firing)."""
     if when is None:
         return "unknown"
     return datetime.fromtimestamp(when, UTC).astimezone(LONDON_TZ).strftime("%Y-%m-%d %H:%M %Z")

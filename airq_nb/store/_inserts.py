@@ -8,7 +8,7 @@ leaves out; PostgreSQL takes ids from an identity column and inserts a batch in 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._dialect import POSTGRES, SQLITE, Dialect
@@ -17,7 +17,7 @@ from .models import PreparedMessage
 __all__ = [
     "INSERT",
     "add_messages",
-    "insert_many_plain",
+    "insert_many",
     "insert_messages",
     "insert_one",
     "insert_params",
@@ -87,38 +87,81 @@ def insert_params(message: PreparedMessage, now: float) -> tuple[Any, ...]:
 
 def insert_messages(conn: Any, messages: Sequence[PreparedMessage], now: float) -> list[int]:
     """Insert prepared messages in the open transaction; a live ``dedup_key`` twin is reused."""
+    return _deduplicated(conn, messages, lambda fresh: insert_many(conn, fresh, now))
+
+
+#: Keys looked up per statement: well under SQLite's variable limit.
+_KEYS_PER_STATEMENT = 500
+
+
+def _live_twins(conn: Any, keys: Sequence[str]) -> dict[str, int]:
+    """The id of the live (queued or leased) message holding each of ``keys``, if any.
+
+    A dead message keeps its row for inspection but gives up its key here, so a new
+    message can take it (the unique index allows one row per key: a dead row's key has no
+    live twin). Either backend: ``conn`` takes ``?`` statements.
+    """
+    live: dict[str, int] = {}
+    for start in range(0, len(keys), _KEYS_PER_STATEMENT):
+        chunk = keys[start : start + _KEYS_PER_STATEMENT]
+        marks = ",".join("?" * len(chunk))
+        live.update(
+            conn.execute(
+                f"SELECT dedup_key, id FROM queue WHERE dedup_key IN ({marks}) AND state <> 'dead'",
+                chunk,
+            ).fetchall()
+        )
+        conn.execute(
+            f"UPDATE queue SET dedup_key = NULL WHERE dedup_key IN ({marks}) AND state = 'dead'",
+            chunk,
+        )
+    return live
+
+
+def _deduplicated(
+    conn: Any,
+    messages: Sequence[PreparedMessage],
+    insert: Callable[[list[PreparedMessage]], list[int]],
+) -> list[int]:
+    """The ids of ``messages``: a live twin's for a ``dedup_key`` already queued, the
+    first one's for a key repeated in the batch, else a new one from ``insert(fresh)``
+    (called once, with the messages to insert, in order)."""
+    keys = list(dict.fromkeys(m.dedup_key for m in messages if m.dedup_key is not None))
+    taken = _live_twins(conn, keys) if keys else {}
+    fresh: list[PreparedMessage] = []
+    seen: set[str] = set(taken)
+    for message in messages:
+        key = message.dedup_key
+        if key is None or key not in seen:
+            fresh.append(message)
+            if key is not None:
+                seen.add(key)
+    new_ids = iter(insert(fresh) if fresh else ())
     ids: list[int] = []
     for message in messages:
-        if message.dedup_key is not None:
-            row = conn.execute(
-                "SELECT id FROM queue WHERE dedup_key = ? AND state != 'dead'", (message.dedup_key,)
-            ).fetchone()
-            if row is not None:
-                ids.append(row[0])
-                continue
-            # A dead twin keeps its row for inspection but gives up the key.
-            conn.execute(
-                "UPDATE queue SET dedup_key = NULL WHERE dedup_key = ? AND state = 'dead'",
-                (message.dedup_key,),
-            )
-        ids.append(conn.execute(*insert_statement(message, now)).lastrowid)
+        key = message.dedup_key
+        if key is None:
+            ids.append(next(new_ids))
+        else:
+            if key not in taken:
+                taken[key] = next(new_ids)
+            ids.append(taken[key])
     return ids
 
 
 # PostgreSQL: ids come from the identity column.
 _PG_INSERT = f"INSERT INTO queue ({_COLUMNS}) VALUES (?, ?, 'queued', ?, ?, 0, ?, ?, ?, ?, ?)"
-# A twin enqueued concurrently by another connection wins the unique index; we return its id.
-_PG_INSERT_DEDUP = (
-    _PG_INSERT + " ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING RETURNING id"
-)
-# Many messages in one statement. Ids come from the identity column in the order of
-# ORDER BY, so the sorted returned ids match the messages in order.
+# Many messages in one statement (the rows as PostgreSQL's ``Dialect.rows`` spells them,
+# each with its place in the batch). Ids come from the identity column in the order of
+# ORDER BY, so the sorted returned ids match the messages in order. A twin enqueued
+# concurrently by another connection wins the unique index: that message returns no row.
 _PG_INSERT_MANY = (
-    f"INSERT INTO queue ({_COLUMNS}) "
-    "SELECT topic, value, 'queued', at, at, 0, backoff, keys, ?, NULL, schedule "
-    "FROM unnest(?::text[], ?::text[], ?::float8[], ?::text[], ?::text[], ?::text[]) "
-    "WITH ORDINALITY AS m(topic, value, at, backoff, keys, schedule, n) ORDER BY n RETURNING id"
+    f"INSERT INTO queue ({_COLUMNS}) SELECT u.column2, u.column3, 'queued', u.column4, "
+    "u.column4, 0, u.column5, u.column6, ?, u.column7, u.column8 FROM {rows} AS u "
+    "ORDER BY u.column1 "
+    "ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING RETURNING id, dedup_key"
 )
+_PG_MANY_TYPES = ("integer", "text", "text", "real", "text", "text", "text", "text")
 
 
 def insert_one(
@@ -139,53 +182,50 @@ def add_messages(
     if not messages:
         return []
     if dialect.identity_ids:
-        return _pg_insert_messages(conn, messages, now)
+        return _deduplicated(conn, messages, lambda fresh: _pg_insert_many(conn, fresh, now))
     if any(m.dedup_key is not None for m in messages):
         return insert_messages(conn, messages, now)
-    return insert_many_plain(conn, messages, now)
+    return insert_many(conn, messages, now)
 
 
-def _pg_insert_messages(conn: Any, messages: Sequence[PreparedMessage], now: float) -> list[int]:
-    if all(m.dedup_key is None for m in messages):
-        rows = conn.execute(
-            _PG_INSERT_MANY,
-            (
-                now,
-                [m.topic for m in messages],
-                [m.value_json for m in messages],
-                [now + m.delay for m in messages],
-                [m.backoff_json for m in messages],
-                [m.keys_json for m in messages],
-                [m.schedule for m in messages],
+def _pg_insert_many(conn: Any, messages: Sequence[PreparedMessage], now: float) -> list[int]:
+    """Insert ``messages`` (no two with one ``dedup_key``) in one statement; their ids."""
+    rows = conn.execute(
+        _PG_INSERT_MANY.format(rows=POSTGRES.rows(_PG_MANY_TYPES, len(messages))),
+        [
+            now,
+            *POSTGRES.row_params(
+                [
+                    (
+                        n,
+                        m.topic,
+                        m.value_json,
+                        now + m.delay,
+                        m.backoff_json,
+                        m.keys_json,
+                        m.dedup_key,
+                        m.schedule,
+                    )
+                    for n, m in enumerate(messages)
+                ]
             ),
-        ).fetchall()
-        return sorted(row[0] for row in rows)
-    ids: list[int] = []
-    for message in messages:
-        if message.dedup_key is None:
-            ids.append(conn.execute(*insert_one(message, now, POSTGRES)).fetchone()[0])
-        else:
-            ids.append(_pg_insert_deduplicated(conn, message, now))
-    return ids
+        ],
+    ).fetchall()
+    by_key = {key: msg_id for msg_id, key in rows if key is not None}
+    plain = iter(sorted(msg_id for msg_id, key in rows if key is None))
+    raced = [m.dedup_key for m in messages if m.dedup_key is not None and m.dedup_key not in by_key]
+    if raced:  # lost the race to another connection's enqueue of the same key
+        by_key.update(
+            conn.execute(
+                "SELECT dedup_key, id FROM queue WHERE dedup_key = ANY(?::text[])", (raced,)
+            ).fetchall()
+        )
+    return [next(plain) if m.dedup_key is None else by_key[m.dedup_key] for m in messages]
 
 
-def _pg_insert_deduplicated(conn: Any, message: PreparedMessage, now: float) -> int:
-    key = message.dedup_key
-    row = conn.execute(
-        "SELECT id FROM queue WHERE dedup_key = ? AND state <> 'dead'", (key,)
-    ).fetchone()
-    if row is not None:
-        return row[0]
-    # A dead twin keeps its row for inspection but gives up the key.
-    conn.execute("UPDATE queue SET dedup_key = NULL WHERE dedup_key = ? AND state = 'dead'", (key,))
-    row = conn.execute(_PG_INSERT_DEDUP, insert_params(message, now)).fetchone()
-    if row is None:  # lost the race to another connection's enqueue of the same key
-        row = conn.execute("SELECT id FROM queue WHERE dedup_key = ?", (key,)).fetchone()
-    return row[0]
-
-
-def insert_many_plain(conn: Any, messages: Sequence[PreparedMessage], now: float) -> list[int]:
-    """Fast path for messages without dedup keys: one ``executemany`` with ids given."""
+def insert_many(conn: Any, messages: Sequence[PreparedMessage], now: float) -> list[int]:
+    """SQLite: insert ``messages`` (no live twins, no two with one ``dedup_key``) in one
+    ``executemany`` with ids given; their ids."""
     (first,) = conn.execute(f"SELECT {_NEXT_ID}").fetchone()
     if all(_is_plain(m) for m in messages):
         conn.executemany(
@@ -208,7 +248,7 @@ def insert_many_plain(conn: Any, messages: Sequence[PreparedMessage], now: float
                     m.backoff_json,
                     m.keys_json,
                     now,
-                    None,
+                    m.dedup_key,
                     m.schedule,
                 )
                 for i, m in enumerate(messages)

@@ -17,7 +17,7 @@ from ._dialect import SQLITE, Dialect
 from ._inserts import (
     INSERT,
     add_messages,
-    insert_many_plain,
+    insert_many,
     insert_messages,
     insert_one,
     insert_params,
@@ -73,7 +73,7 @@ __all__ = [
     "delivery_from_claimed",
     "extend_rows",
     "fail_delivery",
-    "insert_many_plain",
+    "insert_many",
     "insert_messages",
     "insert_one",
     "insert_params",

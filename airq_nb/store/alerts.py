@@ -11,11 +11,12 @@ apart. It also reads what the rules look at: recent readings, failed collection 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._errors import AlertRuleNotFoundError
-from . import _dialect
+from . import _dialect, _queue
+from .models import PreparedMessage, prepare_like
 
 if TYPE_CHECKING:
     from ._backend import Store
@@ -27,6 +28,7 @@ __all__ = [
     "Notification",
     "StateRow",
     "collection_failures",
+    "dead_letter_counts",
     "delete_rule",
     "evaluate",
     "get_rule",
@@ -87,14 +89,12 @@ class StateRow:
             self.repeats,
         )
 
-    def copy(self) -> StateRow:
-        """A copy to change while the stored row stays as it was."""
-        return StateRow(*self.as_tuple())
 
+class HistoryRow(NamedTuple):
+    """One line of the alert history: a transition, a queued, held or finished send.
 
-@dataclass(frozen=True, slots=True)
-class HistoryRow:
-    """One line of the alert history: a transition, a queued, held or finished send."""
+    A named tuple (an evaluation makes thousands: a frozen dataclass costs four times as
+    much to make); its fields are the columns in ``HISTORY_COLUMNS`` order."""
 
     at: float
     rule: str
@@ -107,20 +107,10 @@ class HistoryRow:
 
     def as_tuple(self) -> tuple[Any, ...]:
         """The columns in ``HISTORY_COLUMNS`` order."""
-        return (
-            self.at,
-            self.rule,
-            self.place,
-            self.event,
-            self.transition,
-            self.channel,
-            self.value,
-            self.detail,
-        )
+        return tuple(self)
 
 
-@dataclass(frozen=True, slots=True)
-class Notification:
+class Notification(NamedTuple):
     """A queue message to enqueue with the transition: one per channel."""
 
     message: dict[str, Any]
@@ -132,11 +122,15 @@ class Notification:
 
 @dataclass(slots=True)
 class Decision:
-    """What one evaluation decided: changed states, notifications and history rows."""
+    """What one evaluation decided: changed states, notifications and history rows.
+
+    ``renewed`` are the pairs whose only change is their number: (rule, place, value, peak).
+    """
 
     states: list[StateRow]
     notifications: list[Notification]
     history: list[HistoryRow]
+    renewed: list[tuple[str, str, float | None, float | None]] = field(default_factory=list)
 
 
 # -- rules ------------------------------------------------------------------------------------
@@ -193,9 +187,13 @@ def read_states(store: Store) -> list[StateRow]:
     return [StateRow(*row) for row in rows]
 
 
+_STATE_TYPES = (
+    ("text",) * 3 + ("real", "integer") + ("real",) * 3 + ("text", "real", "integer", "real")
+)
+# The SELECT's WHERE tells SQLite's parser the ON CONFLICT is the INSERT's.
 _UPSERT_STATE = (
-    f"INSERT INTO alert_state ({STATE_COLUMNS}, updated_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(rule, place) DO UPDATE SET "
+    f"INSERT INTO alert_state ({STATE_COLUMNS}, updated_at) SELECT * FROM {{rows}} AS u "
+    "WHERE true ON CONFLICT(rule, place) DO UPDATE SET "
     + ", ".join(
         f"{column} = excluded.{column}"
         for column in (
@@ -212,8 +210,14 @@ _UPSERT_STATE = (
         )
     )
 )
+_HISTORY_TYPES = ("real", "text", "text", "text", "integer", "text", "real", "text")
 _INSERT_HISTORY = (
-    f"INSERT INTO alert_history ({', '.join(HISTORY_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO alert_history ({', '.join(HISTORY_COLUMNS)}) SELECT * FROM {{rows}} AS u"
+)
+_RENEW_TYPES = ("text", "text", "real", "real", "real")
+_RENEW_STATE = (
+    "UPDATE alert_state SET value = u.column3, peak = u.column4, updated_at = u.column5 "
+    "FROM {rows} AS u WHERE alert_state.rule = u.column1 AND alert_state.place = u.column2"
 )
 
 
@@ -221,10 +225,13 @@ def evaluate(
     store: Store,
     *,
     now: float,
-    decide: Callable[[list[tuple[str, str, float]], dict[tuple[str, str], StateRow]], Decision],
+    decide: Callable[
+        [list[tuple[str, str, float]], dict[tuple[str, str], tuple[Any, ...]]], Decision
+    ],
 ) -> Decision:
     """Run ``decide(rules, states)`` on the stored rules (name, definition JSON, created at)
-    and states, and commit what it returns.
+    and states (each a row in ``STATE_COLUMNS`` order, by (rule, place)), and commit what it
+    returns.
 
     One write transaction, taken in turns by every evaluator (any process, either backend):
     the second one sees the first one's states and so decides nothing twice. The changed
@@ -233,32 +240,51 @@ def evaluate(
     """
     with _dialect.transaction(store) as conn:
         _dialect.serialize(store, conn, "airq_nb alerts")
-        rules = [
-            (name, definition, created_at)
-            for name, definition, created_at in conn.execute(
-                "SELECT name, definition, created_at FROM alert_rules ORDER BY name"
-            ).fetchall()
-        ]
+        rules = conn.execute(
+            "SELECT name, definition, created_at FROM alert_rules ORDER BY name"
+        ).fetchall()
         states = {
-            (row[0], row[1]): StateRow(*row)
+            (row[0], row[1]): row
             for row in conn.execute(f"SELECT {STATE_COLUMNS} FROM alert_state").fetchall()
         }
         decision = decide(rules, states)
         if decision.states:
-            conn.executemany(_UPSERT_STATE, [(*s.as_tuple(), now) for s in decision.states])
-        for note in decision.notifications:
-            store.enqueue(
-                note.message,
-                topic=note.topic,
-                delay=note.delay,
-                dedup_key=note.dedup_key,
-                backoff_schedule=None
-                if note.backoff_schedule is None
-                else list(note.backoff_schedule),
+            _dialect.write_rows(
+                store,
+                conn,
+                _UPSERT_STATE,
+                _STATE_TYPES,
+                [(*s.as_tuple(), now) for s in decision.states],
             )
+        if decision.renewed:
+            _dialect.write_rows(
+                store, conn, _RENEW_STATE, _RENEW_TYPES, [(*r, now) for r in decision.renewed]
+            )
+        if decision.notifications:
+            messages = _prepared(store, decision.notifications)
+            _queue.add_messages(conn, messages, now, store.dialect)
         if decision.history:
-            conn.executemany(_INSERT_HISTORY, [h.as_tuple() for h in decision.history])
+            _dialect.write_rows(store, conn, _INSERT_HISTORY, _HISTORY_TYPES, decision.history)
+    if decision.notifications:
+        store._queue_changed()
     return decision
+
+
+def _prepared(store: Store, notes: Sequence[Notification]) -> list[PreparedMessage]:
+    """The notifications as queue messages, checked as ``store.enqueue`` checks them: their
+    few sets of options (topic, delay, back-off) once each, every payload on its own."""
+    alike: dict[tuple[Any, ...], PreparedMessage] = {}
+    messages = []
+    for note in notes:
+        options = (note.topic, note.delay, note.backoff_schedule)
+        template = alike.get(options)
+        if template is None:
+            backoff = None if note.backoff_schedule is None else list(note.backoff_schedule)
+            template = alike[options] = store._prepare(
+                None, note.delay, note.topic, (), backoff, note.dedup_key, None
+            )
+        messages.append(prepare_like(template, note.message, dedup_key=note.dedup_key))
+    return messages
 
 
 # -- history ----------------------------------------------------------------------------------
@@ -269,7 +295,7 @@ def record_history(store: Store, rows: Iterable[HistoryRow]) -> None:
     rows = [row.as_tuple() for row in rows]
     if rows:
         with _dialect.transaction(store) as conn:
-            conn.executemany(_INSERT_HISTORY, rows)
+            _dialect.write_rows(store, conn, _INSERT_HISTORY, _HISTORY_TYPES, rows)
 
 
 def sent_before(store: Store, *, rule: str, place: str, detail: str, channel: str) -> bool:
@@ -378,6 +404,15 @@ def collection_failures(store: Store, *, prefix: str) -> dict[str, tuple[int, in
         before = out.get(name, (0, 0, at))
         out[name] = (before[0], int(count), max(before[2], float(at)))
     return out
+
+
+def dead_letter_counts(store: Store) -> dict[str, int]:
+    """Dead letters per topic (topics without any left out)."""
+    return dict(
+        _dialect.read(
+            store, "SELECT topic, COUNT(*) FROM queue WHERE state = 'dead' GROUP BY topic"
+        )
+    )
 
 
 def schedule_names(store: Store, *, prefix: str) -> list[str]:

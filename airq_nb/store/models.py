@@ -40,6 +40,7 @@ __all__ = [
     "check_topic",
     "check_topics",
     "dump_value",
+    "prepare_like",
     "prepare_message",
 ]
 
@@ -227,6 +228,17 @@ def prepare_message(
         keys_json=keys_json,
         dedup_key=dedup_key,
         schedule=schedule,
+    )
+
+
+def prepare_like(template: PreparedMessage, value: Any, *, dedup_key: str) -> PreparedMessage:
+    """A message with ``template``'s checked options (topic, delay, back-off) and its own
+    value and dedup key: a batch of alike messages is checked once, each value still on its
+    own (JSON, size)."""
+    if not isinstance(dedup_key, str):
+        raise InvalidValueError(f"dedup_key must be a string, got {type(dedup_key).__name__}")
+    return template._replace(
+        value_json=dump_value(value, what="queue payload"), dedup_key=dedup_key
     )
 
 
