@@ -102,6 +102,21 @@ def test_one_location_with_both_serves_both_when_it_is_nearest(clocked_store, op
     assert {f: loc.id for f, loc in prepared.picked} == {"pm2_5": 2178, "pm10": 2178}
 
 
+def test_a_location_openaq_no_longer_has_is_refused_naming_those_near_it(
+    clocked_store, openaq_server
+):
+    source = openaq(openaq_server)
+    collect(clocked_store, source)  # openaq:2178 known, and kept in the store's KV
+    openaq_server.locations[:] = [loc for loc in openaq_server.locations if loc["id"] != 2178]
+    clocked_store.clock.advance(24 * HOUR + 1)  # the stored answer is looked up again
+    with pytest.raises(airq_nb.SourceConfigurationError) as caught:
+        collect(clocked_store, source)
+    message = str(caught.value)
+    assert "HTTP 404" in message and "no longer has openaq:2178 (London Marylebone Road" in message
+    assert "nearby locations that measure PM: openaq:2179 (London Bloomsbury" in message
+    assert "openaq:159" not in message  # Westminster measures gases only
+
+
 def test_an_unknown_location_is_refused_saying_what_to_do(clocked_store, openaq_server):
     with pytest.raises(airq_nb.SourceConfigurationError) as caught:
         collect(clocked_store, openaq(openaq_server), airq_nb.Location.parse("openaq:99999"))

@@ -261,13 +261,23 @@ class OpenAQSource:
         ]
         return sorted(found, key=lambda loc: (loc.distance is None, loc.distance or 0.0))
 
-    async def _pick(self, location: Location) -> dict[str, OpenAQLocation]:
-        """The location measuring each pollutant; raises SourceConfigurationError if none."""
+    async def _pick(
+        self, location: Location, known: OpenAQLocation | None = None
+    ) -> dict[str, OpenAQLocation]:
+        """The location measuring each pollutant; raises SourceConfigurationError if none.
+        ``known``: what the store last knew of an ``openaq:<id>`` location, so that one
+        OpenAQ no longer has (HTTP 404) is refused naming the locations near where it was."""
         location_id = location.openaq_id
         if location_id is not None:
             try:
                 found = await self.location(location_id)
             except _NotFound as exc:
+                if known is not None and known.latitude is not None:
+                    nearby = await self._nearby_text(known)
+                    raise SourceConfigurationError(
+                        f"{exc}: OpenAQ no longer has {known.label()}, which this store "
+                        f"collected; {nearby}"
+                    ) from None
                 raise SourceConfigurationError(
                     f"{exc}: check the id on explore.openaq.org, or collect a place by its "
                     "coordinates ('name,latitude,longitude'), which finds its nearest monitors"
@@ -333,8 +343,9 @@ class OpenAQSource:
             usable = isinstance(cached, dict) and cached.get("point") == location.point
             if usable and now - cached.get("fetched_at", -math.inf) < LOCATIONS_MAX_AGE:
                 return _from_cache(cached)
+            known = _from_cache(cached) if usable else {}
             try:
-                picked = await self._pick(location)
+                picked = await self._pick(location, next(iter(known.values()), None))
             except (SourceConfigurationError, InvalidApiKeyError):
                 raise
             except SourceError as exc:
