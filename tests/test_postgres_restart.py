@@ -293,3 +293,20 @@ def test_a_run_on_a_closed_store_raises_at_once_rather_than_waiting(db_path: Pat
         asyncio.run(sched.run_until_idle(timeout=30))
     assert time.monotonic() - started < 10  # not ridden out as an outage
     sched.close()
+
+
+def test_a_cut_transaction_the_server_never_recorded_counts_as_aborted(
+    postgres_store_url: str,
+) -> None:
+    # A crash (pg_ctl -m immediate) can lose the WAL of a transaction that had its id but
+    # had not committed: after recovery its id is "in the future" to pg_xact_status, which
+    # raises. It never committed, so the retry redoes it, as for an aborted one.
+    from airq_nb.store._batch import Work
+    from airq_nb.store.postgres._in_doubt import InDoubt, _Cut
+
+    with airq_nb.open_store(postgres_store_url) as store:
+        ((current,),) = store.execute("SELECT pg_current_xact_id()::text", ())
+        doubt = InDoubt()
+        doubt._cuts.append(_Cut(str(int(current) + 1_000_000), {(1, "lease"): "ok"}, Work(), []))
+        doubt._resolve(store)
+    assert doubt._cuts == [] and doubt._settled == {} and doubt._give_back == []

@@ -8,7 +8,8 @@ leave the messages it claimed leased with nobody handling them until the leases 
 
 So each batched verb learns its transaction's id at the start, and one cut at ``COMMIT``
 is kept *in doubt*, with what it did. Before the store's next batched verb, PostgreSQL is
-asked (``pg_xact_status``). Committed: when the caller settles those deliveries again
+asked (``pg_xact_status``; an id beyond the server's next one, whose WAL a crash lost, never
+committed). Committed: when the caller settles those deliveries again
 (its retry), their outcomes are handed back and nothing is written twice, and the
 messages it claimed are given back (released, attempt not counted: no handler started
 them). Aborted: the caller's retry does it all again, as after any failed transaction.
@@ -120,8 +121,13 @@ class InDoubt:
         """Ask the server how each cut transaction ended (under the lock)."""
         if not self._cuts:
             return
+        # A crash can lose the WAL of a transaction that had its id but never committed:
+        # after recovery the id lies beyond the next one to be given ("in the future", which
+        # pg_xact_status refuses). It never committed, so it counts as aborted.
         rows = store.execute(
-            "SELECT x, pg_xact_status(x::xid8) FROM unnest(%s::text[]) AS x",
+            "SELECT x, CASE WHEN x::xid8 >= pg_snapshot_xmax(pg_current_snapshot()) "
+            "THEN 'aborted' ELSE pg_xact_status(x::xid8) END "
+            "FROM unnest(%s::text[]) AS x",
             ([cut.xid for cut in self._cuts],),
         )
         status: dict[str, Any] = {xid: answer for xid, answer in rows}
