@@ -91,7 +91,7 @@ class Scheduler(SchedulerApi, Waiting):
         store: Store,
         *,
         clock: Clock | None = None,
-        concurrency: int = 4,
+        concurrency: int = 8,
         prefetch: int = 256,
         max_deliveries_per_second: float | None = None,
         lease_seconds: float = 30.0,

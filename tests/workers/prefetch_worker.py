@@ -17,7 +17,7 @@ import airq_nb
 
 
 async def drain(store: airq_nb.Store, go: Path, seconds: float) -> list[int]:
-    sched = airq_nb.Scheduler(store)  # the defaults: concurrency 4, prefetch on
+    sched = airq_nb.Scheduler(store)  # the defaults: concurrency 8, prefetch on
     handled: list[int] = []
 
     async def handler(value: int) -> None:
