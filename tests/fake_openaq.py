@@ -34,7 +34,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
-from fake_sources import _HTML, HOUR, FakeServer, _Failure, _Malformation, _running, _send
+from fake_sources import _HTML, HOUR, FakeServer, _Malformation, _running
 
 #: Ways an OpenAQ reply can be broken, for ``server.malform(kind)``.
 OPENAQ_MALFORMED_KINDS = (
@@ -256,29 +256,10 @@ class FakeOpenAQ(FakeServer):
         shown = rows[(page - 1) * limit : page * limit]
         return 200, {"meta": self._meta(page, limit, len(rows)), "results": shown}
 
-    def _act(
-        self, handler: BaseHTTPRequestHandler, path: str, params: dict[str, str], action: Any
-    ) -> None:
-        limits = self._limit_headers()
-        if isinstance(action, _Failure):
-            return _send(
-                handler, action.status, action.body, action.content_type,
-                {**limits, **action.headers},
-            )  # fmt: skip
-        if handler.headers.get("X-API-Key") != self.api_key:
-            return _send(handler, 401, json.dumps(self.error_body(401)), "application/json", limits)
-        routed = self.route(path, params)
-        if routed is None:
-            return _send(handler, 404, json.dumps(self.error_body(404)), "application/json")
-        status, body = routed
-        if isinstance(action, _Malformation) and status == 200:
-            broken = self.break_reply(action.kind, body)
-            if isinstance(broken, tuple):
-                return _send(handler, 200, broken[0], broken[1], limits)
-            body = broken
-        return _send(handler, status, json.dumps(body), "application/json", limits)
+    def refuse(self, handler: BaseHTTPRequestHandler) -> int | None:
+        return 401 if handler.headers.get("X-API-Key") != self.api_key else None
 
-    def _limit_headers(self) -> dict[str, str]:
+    def reply_headers(self) -> dict[str, str]:
         used = len(self.requests)
         remaining = self.remaining if self.remaining is not None else max(0, 60 - used)
         return {

@@ -291,8 +291,14 @@ class FakeServer:
         if isinstance(action, _Drop):
             handler.close_connection = True
             return None
+        extra = self.reply_headers()
         if isinstance(action, _Failure):
-            return _send(handler, action.status, action.body, action.content_type, action.headers)
+            headers = {**extra, **action.headers}
+            return _send(handler, action.status, action.body, action.content_type, headers)
+        refused = self.refuse(handler)
+        if refused is not None:
+            return _send(handler, refused, json.dumps(self.error_body(refused)),
+                         "application/json", extra)  # fmt: skip
         routed = self.route(path, params)
         if routed is None:
             return _send(handler, 404, json.dumps(self.error_body(404)), "application/json")
@@ -300,9 +306,17 @@ class FakeServer:
         if isinstance(action, _Malformation) and status == 200:
             broken = self.break_reply(action.kind, body)
             if isinstance(broken, tuple):
-                return _send(handler, 200, broken[0], broken[1])
+                return _send(handler, 200, broken[0], broken[1], extra)
             body = broken
-        _send(handler, status, self.encode(body), "application/json; charset=utf-8")
+        _send(handler, status, self.encode(body), "application/json; charset=utf-8", extra)
+
+    def reply_headers(self) -> dict[str, str]:
+        """Headers every reply carries (an API's rate-limit headers); none by default."""
+        return {}
+
+    def refuse(self, handler: BaseHTTPRequestHandler) -> int | None:
+        """The status a request is refused with before routing (a missing key), or None."""
+        return None
 
     def encode(self, body: Any) -> str:
         """The text sent for a JSON ``body`` (a str is sent as it is)."""
