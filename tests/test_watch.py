@@ -410,6 +410,7 @@ async def test_the_status_panel_refreshes_when_the_collector_stores_readings(
     panel = StatusPanel(store, interval=3600)
     try:
         assert "none yet" in panel.value
+        assert await _until(lambda: panel.watching)
         stored = await asyncio.to_thread(_collect, store, openmeteo_server)
         assert await _until(lambda: f"{stored:,} hourly readings" in panel.value)
         assert panel.changes == 1
@@ -427,6 +428,32 @@ async def test_the_status_panel_refreshes_when_the_collector_stores_readings(
 
 
 @in_loop
+async def test_readings_stored_before_the_panel_first_looks_still_show(
+    store: airq_nb.Store, openmeteo_server
+) -> None:
+    """A run that commits between the panel's first drawing and its task's first look (what
+    CI once hit: the task then watched the new records and took them as already shown)."""
+    from airq_nb.collector._job import RECORDS
+    from airq_nb.ui.widgets import StatusPanel
+
+    panel = StatusPanel(store, interval=3600, autostart=False)
+    try:
+        assert "none yet" in panel.value
+        stored = await asyncio.to_thread(_collect, store, openmeteo_server)
+        panel.start()
+        assert await _until(lambda: f"{stored:,} hourly readings" in panel.value)
+        assert await _until(lambda: panel.watching)
+        assert panel.changes == 0
+        record = (*RECORDS, "London", "open-meteo")
+        value = (await asyncio.to_thread(store.get, record)).value
+        await asyncio.to_thread(store.set, record, {**value, "outcome": "error"})
+        assert await _until(lambda: panel.changes == 1)  # and it watches the run's record
+    finally:
+        panel.close()
+    assert await asyncio.to_thread(_wait_until, lambda: not _hub_threads())
+
+
+@in_loop
 async def test_the_live_chart_redraws_when_readings_land(
     store: airq_nb.Store, openmeteo_server
 ) -> None:
@@ -436,6 +463,7 @@ async def test_the_live_chart_redraws_when_readings_land(
     live = charts.LiveChart(store, interval=3600)
     live.start()
     try:
+        assert await _until(lambda: live.watching)
         before = live.refreshes
         stored = await asyncio.to_thread(_collect, store, openmeteo_server)
         assert await _until(lambda: live.refreshes > before)
@@ -469,6 +497,10 @@ def test_the_status_panel_refreshes_itself_in_a_real_kernel(
             "print(panel.refreshing)",
         )
         assert started.strip() == "True"
+        deadline = time.monotonic() + MUST_COME
+        while execute(client, "print(panel.watching)").strip() != "True":
+            assert time.monotonic() < deadline, "the panel's task never started watching"
+            time.sleep(0.1)
         with airq_nb.open_store(db_path) as store:
             stored = _collect(store, openmeteo_server)
         shown = f"'{stored:,} hourly readings' in panel.value"

@@ -61,6 +61,9 @@ class PeriodicRefresh:
     _task: asyncio.Task[None] | None = None
     #: How many refreshes a change (rather than the poll) brought.
     changes = 0
+    #: True once the task has refreshed after taking what it compares with: from then on
+    #: every commit that changes the view's data is seen.
+    watching = False
 
     def refresh(self) -> None:
         raise NotImplementedError
@@ -105,31 +108,41 @@ class PeriodicRefresh:
     async def _run(self) -> None:
         watch: Any = None
         watched: tuple[Any, ...] | None = None
+        changed = False
         try:
             while True:
+                # What the wait below compares against is taken before the refresh reads, so
+                # a commit landing in between (a run storing its first readings while the
+                # view starts, another run right after one) is never missed.
                 keys = await self._read_watch_keys(watched)
+                version: Any = None
                 if keys != watched:
                     if watch is not None:
                         watch.close()
                     watch, watched = None, keys
                     if keys:
                         watch = self.store.watch(list(keys))
-                        await anext(watch, None)  # their entries now: shown already
+                        await anext(watch, None)  # their entries now: the refresh shows them
+                if watch is None and keys is not None:
+                    version = await self._data_version()
+                try:
+                    self.refresh()
+                except Exception as exc:  # a locked or vanished file must not end the refreshes
+                    self._report(exc)
+                if changed:
+                    self.changes += 1
+                self.watching = True
                 if watch is not None:
                     changed = await self._next_change(watch)
                 elif keys is None:
                     await asyncio.sleep(self.interval)
                     changed = False
                 else:
-                    changed = await self._any_commit()
+                    changed = await self._any_commit(version)
                 if changed:
                     await asyncio.sleep(SETTLE)
-                    self.changes += 1
-                try:
-                    self.refresh()
-                except Exception as exc:  # a locked or vanished file must not end the refreshes
-                    self._report(exc)
         finally:
+            self.watching = False
             if watch is not None:
                 watch.close()
 
@@ -152,16 +165,23 @@ class PeriodicRefresh:
             await asyncio.sleep(self.interval)
             return False
 
-    async def _any_commit(self) -> bool:
-        """True when the store's ``data_version`` moved within ``interval`` (any commit)."""
+    async def _data_version(self) -> Any:
+        """The store's ``data_version`` now; None when the store cannot say (closed)."""
+        try:
+            return await asyncio.to_thread(self.store.data_version)
+        except Exception:  # a closed or unreachable store: the refresh will say so
+            return None
+
+    async def _any_commit(self, first: Any) -> bool:
+        """True when the store's ``data_version`` moved from ``first`` within ``interval``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.interval
         try:
-            first = await asyncio.to_thread(self.store.data_version)
-            while (remaining := deadline - loop.time()) > 0:
+            while first is not None and (remaining := deadline - loop.time()) > 0:
                 await asyncio.sleep(min(LOOK_EVERY, remaining))
                 if await asyncio.to_thread(self.store.data_version) != first:
                     return True
         except Exception:  # a closed or unreachable store: the refresh will say so
-            await asyncio.sleep(max(0.0, deadline - loop.time()))
+            pass
+        await asyncio.sleep(max(0.0, deadline - loop.time()))
         return False
