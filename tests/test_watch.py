@@ -454,6 +454,35 @@ async def test_readings_stored_before_the_panel_first_looks_still_show(
 
 
 @in_loop
+async def test_a_view_on_the_poll_alone_is_not_redrawn_as_its_task_starts(
+    store: airq_nb.Store,
+) -> None:
+    """Nothing to compare with, so nothing can be missed: the constructor's drawing stands
+    until the poll comes round."""
+    from airq_nb.ui._refresh import PeriodicRefresh
+
+    class Counted(PeriodicRefresh):
+        def __init__(self) -> None:
+            self.store, self.interval, self.drawn = store, 3600.0, 0
+
+        def refresh(self) -> None:
+            self.drawn += 1
+
+        def _report(self, error: BaseException) -> None:
+            raise error
+
+    view = Counted()
+    view.refresh()
+    view.start()
+    try:
+        await asyncio.sleep(0.3)
+        assert view.refreshing and not view.watching
+        assert view.drawn == 1
+    finally:
+        view.stop()
+
+
+@in_loop
 async def test_the_live_chart_redraws_when_readings_land(
     store: airq_nb.Store, openmeteo_server
 ) -> None:

@@ -62,7 +62,7 @@ class PeriodicRefresh:
     #: How many refreshes a change (rather than the poll) brought.
     changes = 0
     #: True once the task has refreshed after taking what it compares with: from then on
-    #: every commit that changes the view's data is seen.
+    #: every commit that changes the view's data is seen (never, for a view on the poll alone).
     watching = False
 
     def refresh(self) -> None:
@@ -108,12 +108,13 @@ class PeriodicRefresh:
     async def _run(self) -> None:
         watch: Any = None
         watched: tuple[Any, ...] | None = None
-        changed = False
+        changed = waited = False
         try:
             while True:
                 # What the wait below compares against is taken before the refresh reads, so
                 # a commit landing in between (a run storing its first readings while the
-                # view starts, another run right after one) is never missed.
+                # view starts, another run right after one) is never missed. A view on the
+                # poll alone compares with nothing: its first refresh is its constructor's.
                 keys = await self._read_watch_keys(watched)
                 version: Any = None
                 if keys != watched:
@@ -125,13 +126,14 @@ class PeriodicRefresh:
                         await anext(watch, None)  # their entries now: the refresh shows them
                 if watch is None and keys is not None:
                     version = await self._data_version()
-                try:
-                    self.refresh()
-                except Exception as exc:  # a locked or vanished file must not end the refreshes
-                    self._report(exc)
+                if keys is not None or waited:
+                    try:
+                        self.refresh()
+                    except Exception as exc:  # a locked or vanished file must not end them
+                        self._report(exc)
                 if changed:
                     self.changes += 1
-                self.watching = True
+                self.watching = keys is not None
                 if watch is not None:
                     changed = await self._next_change(watch)
                 elif keys is None:
@@ -139,6 +141,7 @@ class PeriodicRefresh:
                     changed = False
                 else:
                     changed = await self._any_commit(version)
+                waited = True
                 if changed:
                     await asyncio.sleep(SETTLE)
         finally:
